@@ -1,0 +1,281 @@
+"""Audit the whole ledger, layer by layer, trusting none of them.
+
+For every record: (1) re-derive its CID from the stored bytes and re-check the block store copies, (2) verify the
+publisher's signature, (3) verify inclusion in the latest signed checkpoint. Across checkpoints: (4) verify each
+signature and each consecutive consistency proof. Against the chain: (5) read each checkpoint's anchor back and
+compare roots, reporting the block timestamp. Every failure is a :class:`Finding` naming the layer and the subject.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from provenance.anchor.base import Anchor
+from provenance.cid import cid_for_bytes
+from provenance.errors import (
+    AnchorError,
+    BlockStoreError,
+    CheckpointError,
+    InvalidRecordError,
+    ProofError,
+    SignatureError,
+    UnknownPublisherError,
+)
+from provenance.ledger import Ledger
+from provenance.records import SignedRecord
+from provenance.records_store import StoredCheckpoint
+from provenance.translog import leaf_hash, verify_checkpoint_note, verify_consistency, verify_inclusion
+
+Severity = Literal["failure", "warning"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: Severity
+    check: str
+    subject: str
+    message: str
+
+    def line(self) -> str:
+        return f"{self.severity.upper()} [{self.check}] {self.subject}: {self.message}"
+
+
+@dataclass(frozen=True)
+class AnchorStatus:
+    tree_size: int
+    status: Literal["verified", "mismatch", "missing", "ephemeral", "not-anchored", "wrong-chain", "unreachable"]
+    chain_id: int | None = None
+    contract_address: str | None = None
+    block_number: int | None = None
+    block_timestamp: int | None = None
+    tx_hash: str | None = None
+
+    @property
+    def timestamp_iso(self) -> str | None:
+        if self.block_timestamp is None:
+            return None
+        return datetime.fromtimestamp(self.block_timestamp, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class AuditReport:
+    chain: str
+    chain_ephemeral: bool
+    log_size: int = 0
+    records: int = 0
+    records_verified: int = 0
+    pending: int = 0
+    checkpoints: int = 0
+    latest_checkpoint_size: int | None = None
+    anchors: list[AnchorStatus] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "failure"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def fail(self, check: str, subject: str, message: str) -> None:
+        self.findings.append(Finding("failure", check, subject, message))
+
+    def warn(self, check: str, subject: str, message: str) -> None:
+        self.findings.append(Finding("warning", check, subject, message))
+
+    def to_obj(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "chain": {"describe": self.chain, "ephemeral": self.chain_ephemeral},
+            "log_size": self.log_size,
+            "records": self.records,
+            "records_verified": self.records_verified,
+            "pending": self.pending,
+            "checkpoints": self.checkpoints,
+            "latest_checkpoint_size": self.latest_checkpoint_size,
+            "anchors": [asdict(a) | {"timestamp": a.timestamp_iso} for a in self.anchors],
+            "failures": [asdict(f) for f in self.failures],
+            "warnings": [asdict(f) for f in self.warnings],
+        }
+
+    def summary(self) -> str:
+        lines = [
+            f"audit: {'OK' if self.ok else 'FAILED'}",
+            f"  log size {self.log_size}; {self.records} records, {self.records_verified} fully verified, "
+            f"{self.pending} pending (after the latest checkpoint)",
+            f"  {self.checkpoints} checkpoints; latest covers {self.latest_checkpoint_size or 0} leaves",
+            f"  chain: {self.chain}",
+        ]
+        if self.chain_ephemeral:
+            lines.append(
+                "  NOTE: this chain is an in-process EVM whose state ends with this process: its anchors are NOT a"
+                " durable timestamp. Set PROVENANCE_CHAIN_RPC_URL to anchor on a real chain."
+            )
+        for a in self.anchors:
+            when = f" at block {a.block_number}, {a.timestamp_iso}" if a.block_timestamp is not None else ""
+            lines.append(f"  anchor for tree size {a.tree_size}: {a.status}{when}")
+        lines.extend("  " + f.line() for f in self.findings)
+        return "\n".join(lines)
+
+
+def audit_ledger(ledger: Ledger, *, log_public_key: Ed25519PublicKey, anchor: Anchor | None) -> AuditReport:
+    cfg = ledger.config
+    report = AuditReport(
+        chain=anchor.describe() if anchor else "none configured", chain_ephemeral=bool(anchor and anchor.ephemeral)
+    )
+    with ledger.engine.connect() as conn:
+        stored_cps = ledger.store.checkpoints(conn, cfg.log_id)
+        report.checkpoints = len(stored_cps)
+        good_cps = _verify_checkpoints(report, stored_cps, cfg.origin, cfg.log_key_name, log_public_key)
+        report.log_size = ledger.log.size(conn)
+        for older, newer in zip(good_cps, good_cps[1:]):
+            try:
+                proof = ledger.log.consistency_proof(conn, older.tree_size, newer.tree_size)
+                verify_consistency(older.tree_size, newer.tree_size, proof, older.root, newer.root)
+            except (ProofError, ValueError) as exc:
+                report.fail("log.consistency", f"checkpoints {older.tree_size}->{newer.tree_size}", str(exc))
+        latest = good_cps[-1] if good_cps else None
+        if latest is not None:
+            report.latest_checkpoint_size = latest.tree_size
+            if report.log_size < latest.tree_size:
+                report.fail("log.size", "log", f"log has {report.log_size} leaves, fewer than checkpoint "
+                                                f"{latest.tree_size}: it was truncated")
+        for rec in ledger.store.iter_records(conn):
+            report.records += 1
+            if _audit_record(report, ledger, conn, rec, latest):
+                report.records_verified += 1
+        if report.records != report.log_size:
+            report.fail("log.size", "log", f"log has {report.log_size} leaves but the store has {report.records} "
+                                           "records: leaves and records must correspond one to one")
+    if report.pending:
+        report.warn("log.pending", "log", f"{report.pending} records are not yet in a checkpoint (run provenance anchor)")
+    _audit_anchors(report, good_cps, anchor, cfg.log_id)
+    return report
+
+
+def _verify_checkpoints(report, stored_cps, origin, key_name, public_key) -> list[StoredCheckpoint]:  # type: ignore[no-untyped-def]
+    good: list[StoredCheckpoint] = []
+    for cp in stored_cps:
+        subject = f"checkpoint {cp.tree_size}"
+        try:
+            signed = verify_checkpoint_note(cp.note, key_name, public_key)
+        except CheckpointError as exc:
+            report.fail("checkpoint.signature", subject, str(exc))
+            continue
+        if signed.origin != origin:
+            report.fail("checkpoint.origin", subject, f"note is for log {signed.origin!r}, not {origin!r}")
+            continue
+        if signed.size != cp.tree_size or signed.root != cp.root:
+            report.fail("checkpoint.row", subject, f"stored size/root ({cp.tree_size}, {cp.root.hex()}) differ from the "
+                                                   f"signed note ({signed.size}, {signed.root.hex()})")
+            continue
+        good.append(cp)
+    return good
+
+
+def _audit_record(report: AuditReport, ledger: Ledger, conn, rec, latest) -> bool:  # type: ignore[no-untyped-def]
+    failures_before = len(report.failures)
+    subject = f"record {rec.cid} (leaf {rec.leaf_index})"
+    derived = cid_for_bytes(rec.record_bytes)
+    if derived != rec.cid:
+        report.fail("record.cid", subject, f"stored record bytes hash to {derived}: the record row was altered")
+    try:
+        signed = SignedRecord.from_bytes(rec.record_bytes)
+    except InvalidRecordError as exc:
+        report.fail("record.schema", subject, str(exc))
+        return False
+    r = signed.record
+    if (r.publisher_id, r.image_sha256, r.image_cid) != (rec.publisher_id, rec.image_sha256, rec.image_cid):
+        report.fail("record.row", subject, "indexed columns (publisher, image sha256/CID) differ from the record")
+    try:
+        if ledger.blockstore.get(rec.cid) != rec.record_bytes:
+            report.fail("blob.record", subject, "block store copy differs from the database copy")
+    except BlockStoreError as exc:
+        report.fail("blob.record", subject, f"block store: {exc}")
+    try:
+        image = ledger.blockstore.get(r.image_cid)
+        if hashlib.sha256(image).hexdigest() != r.image_sha256:
+            report.fail("blob.image", subject, "image bytes do not match the record's sha256")
+    except BlockStoreError as exc:
+        report.fail("blob.image", subject, f"image {r.image_cid}: {exc}")
+    try:
+        signed.verify(ledger.store.public_key(conn, r.publisher_id, r.key_id))
+    except (SignatureError, UnknownPublisherError) as exc:
+        report.fail("record.signature", subject, str(exc))
+    expected_leaf = leaf_hash(rec.cid.encode("utf-8"))
+    try:
+        stored_leaf = ledger.log.leaf(conn, rec.leaf_index)
+    except Exception as exc:  # noqa: BLE001 - any failure to read the leaf is an audit finding
+        report.fail("log.leaf", subject, f"cannot read log leaf: {exc}")
+        stored_leaf = None
+    if stored_leaf is not None and stored_leaf != expected_leaf:
+        report.fail("log.leaf", subject, f"log leaf {rec.leaf_index} is {stored_leaf.hex()}, but the record's "
+                                         f"leaf hash is {expected_leaf.hex()}")
+    if latest is None or rec.leaf_index >= latest.tree_size:
+        report.pending += 1
+        return False
+    try:
+        proof = ledger.log.inclusion_proof(conn, rec.leaf_index, latest.tree_size)
+        verify_inclusion(rec.leaf_index, latest.tree_size, expected_leaf, proof, latest.root)
+    except (ProofError, ValueError) as exc:
+        report.fail("log.inclusion", subject, f"not included in checkpoint {latest.tree_size}: {exc}")
+    return len(report.failures) == failures_before
+
+
+def _audit_anchors(report: AuditReport, cps: list[StoredCheckpoint], anchor: Anchor | None, log_id: bytes) -> None:
+    for i, cp in enumerate(cps):
+        subject = f"checkpoint {cp.tree_size}"
+        receipt = cp.anchor
+        is_latest = i == len(cps) - 1
+        if receipt is None:
+            report.anchors.append(AnchorStatus(cp.tree_size, "not-anchored"))
+            if is_latest:
+                report.warn("anchor.none", subject, "latest checkpoint is not anchored on chain (run provenance anchor)")
+            continue
+        base = dict(chain_id=receipt.chain_id, contract_address=receipt.contract_address, tx_hash=receipt.tx_hash)
+        same_chain = anchor is not None and (receipt.chain_id, receipt.contract_address.lower()) == (
+            anchor.chain_id, anchor.contract_address.lower())
+        if receipt.ephemeral and not same_chain:
+            report.anchors.append(AnchorStatus(cp.tree_size, "ephemeral", **base))
+            report.warn("anchor.ephemeral", subject,
+                        f"was anchored at block {receipt.block_number} of an in-process EVM that ended with its "
+                        "process: there is no durable timestamp to verify")
+            continue
+        if anchor is None:
+            report.anchors.append(AnchorStatus(cp.tree_size, "unreachable", **base))
+            report.fail("anchor.chain", subject, "anchored on chain but no chain is configured to verify it")
+            continue
+        if not same_chain:
+            report.anchors.append(AnchorStatus(cp.tree_size, "wrong-chain", **base))
+            report.fail("anchor.chain", subject,
+                        f"was anchored on chain {receipt.chain_id} at {receipt.contract_address}, but the configured "
+                        f"chain is {anchor.chain_id} at {anchor.contract_address}")
+            continue
+        try:
+            onchain = anchor.read(log_id, cp.tree_size)
+        except AnchorError as exc:
+            report.anchors.append(AnchorStatus(cp.tree_size, "unreachable", **base))
+            report.fail("anchor.unreachable", subject, str(exc))
+            continue
+        if onchain is None:
+            report.anchors.append(AnchorStatus(cp.tree_size, "missing", **base))
+            report.fail("anchor.missing", subject, f"no anchor for tree size {cp.tree_size} on {anchor.describe()} "
+                                                   f"(receipt claims tx {receipt.tx_hash})")
+            continue
+        if onchain.root != cp.root:
+            report.anchors.append(AnchorStatus(cp.tree_size, "mismatch", **base))
+            report.fail("anchor.root", subject, f"on-chain root {onchain.root.hex()} differs from the checkpoint "
+                                                f"root {cp.root.hex()}")
+            continue
+        report.anchors.append(AnchorStatus(cp.tree_size, "verified", block_number=onchain.block_number,
+                                           block_timestamp=onchain.timestamp, **base))

@@ -1,0 +1,292 @@
+"""``provenance`` command line: publishers, ingest, anchor, audit, and the embedded end-to-end demo.
+
+Exit codes: 0 success; 1 an audit failed or some inputs were refused; 2 usage; 3 any other ProvenanceError
+(the message names the failing part and, for services, where it was reached).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from provenance.config import Settings, get_settings
+from provenance.errors import ProvenanceError
+from provenance.ledger import IngestFailure, IngestResult, Ledger
+from provenance.logging import configure_logging
+from provenance.records import PublisherMetadata
+
+
+class _State:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._ledger: Ledger | None = None
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            from provenance.services import open_ledger
+
+            self._ledger = open_ledger(self.settings)
+        return self._ledger
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+
+
+def _echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=True))
+
+
+@click.group()
+@click.option("--data-dir", type=click.Path(path_type=Path), envvar="PROVENANCE_DATA_DIR", default=None,
+              help="Data directory (keyring, local block store, SQLite). Env: PROVENANCE_DATA_DIR.")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path | None) -> None:
+    """Image provenance ledger."""
+    settings = get_settings()
+    if data_dir is not None:
+        settings = settings.model_copy(update={"data_dir": data_dir})
+    configure_logging(settings.log_level, settings.log_format)
+    state = _State(settings)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+# --- publishers ---------------------------------------------------------------------------------------------------
+@cli.group()
+def publishers() -> None:
+    """Manage publishers and their signing keys."""
+
+
+@publishers.command("add")
+@click.argument("name")
+@click.pass_obj
+def publishers_add(state: _State, name: str) -> None:
+    """Create an Ed25519 key for NAME in the local keyring and register the publisher."""
+    key_id = state.ledger.add_publisher(name)
+    click.echo(f"publisher {name} registered with key {key_id}")
+
+
+@publishers.command("list")
+@click.pass_obj
+def publishers_list(state: _State) -> None:
+    with state.ledger.engine.connect() as conn:
+        for pub, key_id in state.ledger.store.list_publishers(conn):
+            click.echo(f"{pub}\t{key_id}")
+
+
+# --- ingest ---------------------------------------------------------------------------------------------------------
+def _parse_meta(pairs: tuple[str, ...]) -> PublisherMetadata:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--meta")
+        out[key] = value
+    return PublisherMetadata.from_pairs(out)
+
+
+def run_ingest(ledger: Ledger, paths: list[Path], publisher: str, metadata: PublisherMetadata,
+               as_json: bool = False) -> tuple[list[IngestResult], list[IngestFailure]]:
+    done: list[IngestResult] = []
+    failed: list[IngestFailure] = []
+    for outcome in ledger.ingest_paths(paths, publisher=publisher, metadata=metadata):
+        if isinstance(outcome, IngestFailure):
+            failed.append(outcome)
+            click.echo(f"REFUSED {outcome.source}: {outcome.error}", err=True)
+        else:
+            done.append(outcome)
+            if not as_json:
+                tag = "duplicate" if outcome.duplicate else "appended"
+                click.echo(f"{tag} leaf {outcome.leaf_index} record {outcome.cid}")
+    return done, failed
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--publisher", required=True, help="Registered publisher name.")
+@click.option("--meta", multiple=True, metavar="KEY=VALUE",
+              help="Metadata: title, author, source_url, licence, capture_time, or any free-form key.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def ingest(state: _State, paths: tuple[Path, ...], publisher: str, meta: tuple[str, ...], as_json: bool) -> None:
+    """Sign and append images (a directory means every image in it) to the ledger."""
+    done, failed = run_ingest(state.ledger, list(paths), publisher, _parse_meta(meta), as_json)
+    if as_json:
+        _echo_json({"ingested": [r.__dict__ for r in done],
+                    "refused": [{"source": f.source, "error": str(f.error)} for f in failed]})
+    else:
+        new = sum(not r.duplicate for r in done)
+        click.echo(f"{new} appended, {len(done) - new} already present, {len(failed)} refused")
+    if failed:
+        sys.exit(1)
+
+
+# --- anchor / audit -----------------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def anchor(state: _State, as_json: bool) -> None:
+    """Sign a checkpoint of the log and timestamp it on chain (one transaction)."""
+    cp = state.ledger.anchor()
+    backend = state.ledger.anchor_backend
+    r = cp.anchor
+    assert r is not None
+    if as_json:
+        _echo_json({"tree_size": cp.tree_size, "root": cp.root.hex(), "chain": backend.describe(),
+                    "chain_id": r.chain_id, "contract": r.contract_address, "tx": r.tx_hash,
+                    "block": r.block_number, "block_timestamp": r.block_timestamp, "gas_used": r.gas_used,
+                    "ephemeral": r.ephemeral, "checkpoint": cp.note})
+        return
+    click.echo(f"checkpoint: tree size {cp.tree_size}, root {cp.root.hex()}")
+    click.echo(f"anchored on {backend.describe()}: tx {r.tx_hash}, block {r.block_number}, gas {r.gas_used}")
+    if r.ephemeral:
+        click.echo("NOTE: in-process EVM: this anchor lasts only as long as this process; it is not a durable "
+                   "timestamp. Set PROVENANCE_CHAIN_RPC_URL for a real chain.")
+
+
+def run_audit(state: _State, as_json: bool) -> bool:
+    from provenance.audit import audit_ledger
+
+    ledger = state.ledger
+    try:
+        backend = ledger.anchor_backend
+    except ProvenanceError as exc:
+        click.echo(f"WARNING: chain not available for the audit: {exc}", err=True)
+        backend = None
+    report = audit_ledger(ledger, log_public_key=ledger.log_public_key(), anchor=backend)
+    if as_json:
+        _echo_json(report.to_obj())
+    else:
+        click.echo(report.summary())
+    return report.ok
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def audit(state: _State, as_json: bool) -> None:
+    """Verify every record, checkpoint and anchor; non-zero exit on any failure."""
+    if not run_audit(state, as_json):
+        sys.exit(1)
+
+
+# --- chain ----------------------------------------------------------------------------------------------------------
+@cli.group()
+def chain() -> None:
+    """The anchoring contract on a real chain."""
+
+
+@chain.command("deploy")
+@click.pass_obj
+def chain_deploy(state: _State) -> None:
+    """Deploy ProvenanceAnchor to PROVENANCE_CHAIN_RPC_URL and remember its address in the data directory."""
+    from provenance.services import deploy_contract
+
+    deployed = deploy_contract(state.settings, state.ledger)
+    click.echo(f"ProvenanceAnchor deployed at {deployed.contract_address} on chain {deployed.chain_id}")
+
+
+# --- log / records ----------------------------------------------------------------------------------------------
+@cli.group()
+def records() -> None:
+    """Read records and their proofs."""
+
+
+@records.command("show")
+@click.argument("cid")
+@click.pass_obj
+def records_show(state: _State, cid: str) -> None:
+    with state.ledger.engine.connect() as conn:
+        rec = state.ledger.store.get(conn, cid)
+    if rec is None:
+        raise ProvenanceError(f"no record {cid}")
+    click.echo(rec.record_bytes.decode("utf-8"))
+
+
+@records.command("proof")
+@click.argument("cid")
+@click.pass_obj
+def records_proof(state: _State, cid: str) -> None:
+    """Inclusion proof of a record in the latest checkpoint, with the signed checkpoint note."""
+    ledger = state.ledger
+    with ledger.engine.connect() as conn:
+        rec = ledger.store.get(conn, cid)
+        cp = ledger.store.latest_checkpoint(conn, ledger.config.log_id)
+        if rec is None:
+            raise ProvenanceError(f"no record {cid}")
+        if cp is None or rec.leaf_index >= cp.tree_size:
+            raise ProvenanceError(f"record {cid} is not in a checkpoint yet: run provenance anchor")
+        proof = ledger.log.inclusion_proof(conn, rec.leaf_index, cp.tree_size)
+    _echo_json({"cid": cid, "leaf_index": rec.leaf_index, "tree_size": cp.tree_size,
+                "inclusion_proof": [h.hex() for h in proof], "checkpoint": cp.note,
+                "anchor": None if cp.anchor is None else {"chain_id": cp.anchor.chain_id,
+                                                          "contract": cp.anchor.contract_address,
+                                                          "tx": cp.anchor.tx_hash, "block": cp.anchor.block_number,
+                                                          "ephemeral": cp.anchor.ephemeral}})
+
+
+@cli.command("export-car")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.pass_obj
+def export_car(state: _State, out: Path) -> None:
+    """Export every record and image from the local block store as a CAR file any IPFS node can import."""
+    from provenance.blockstore.local import LocalBlockStore
+
+    store = state.ledger.blockstore
+    if not isinstance(store, LocalBlockStore):
+        raise ProvenanceError("export-car reads the local block store (PROVENANCE_BLOCKSTORE=local)")
+    cids: list[str] = []
+    with state.ledger.engine.connect() as conn:
+        for rec in state.ledger.store.iter_records(conn):
+            cids.extend([rec.cid, rec.image_cid])
+    store.export_car(cids, out)
+    click.echo(f"wrote {len(cids)} roots to {out}")
+
+
+# --- the main job ---------------------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--publisher", default="demo-publisher", show_default=True)
+@click.pass_obj
+def demo(state: _State, folder: Path, publisher: str) -> None:
+    """Main job on the embedded default: register a publisher, ingest FOLDER, anchor, audit — in one process."""
+    ledger = state.ledger
+    with ledger.engine.connect() as conn:
+        known = ledger.store.has_publisher(conn, publisher)
+    if not known:
+        click.echo(f"publisher {publisher} registered with key {ledger.add_publisher(publisher)}")
+    done, failed = run_ingest(ledger, [folder], publisher, PublisherMetadata(extra={"source": str(folder)}))
+    click.echo(f"ingested {len(done)} images ({len(failed)} refused)")
+    cp = ledger.anchor()
+    receipt = cp.anchor
+    assert receipt is not None
+    click.echo(f"anchored checkpoint of {cp.tree_size} leaves on {ledger.anchor_backend.describe()} "
+               f"(tx {receipt.tx_hash}, gas {receipt.gas_used})")
+    ok = run_audit(state, as_json=False)
+    sys.exit(0 if ok else 1)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except ProvenanceError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(3)
+    except SystemExit:
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""SQLAlchemy plumbing shared by the SQL-backed stores: one ``MetaData``, engine creation, schema creation.
+
+Table definitions live beside the code that owns them (``provenance/records_store.py``,
+``provenance/translog/sql.py`` ...) but all register on :data:`metadata`, so ``create_schema`` makes everything.
+SQLite is the embedded default; PostgreSQL is the served one. The same tests run on both.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy.engine import Engine
+
+metadata = MetaData()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            dbapi_conn.isolation_level = None  # pysqlite must not emit its own BEGIN; ours follows
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin_immediate(conn):  # type: ignore[no-untyped-def]
+            # Serialise writers up front so two appenders never race for the same log index.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def create_schema(engine: Engine) -> None:
+    # Import the modules that define tables so they register on ``metadata``.
+    import provenance.records_store  # noqa: F401
+    import provenance.translog.sql  # noqa: F401
+
+    metadata.create_all(engine)

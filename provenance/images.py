@@ -1,0 +1,57 @@
+"""Gatekeeping for image bytes at ingest: decode fully, within limits, before anything is written."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from provenance.errors import InvalidImageError
+
+_MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp",
+                "TIFF": "image/tiff", "BMP": "image/bmp"}
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".tif", ".tiff", ".bmp"})
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    media_type: str
+    width: int
+    height: int
+
+
+def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int, name: str = "image") -> ImageInfo:
+    """Return the image's type and size, or raise :class:`InvalidImageError` saying why it is refused.
+
+    The whole image is decoded (not just the header) so truncated files are caught; the pixel limit is checked from
+    the header first, so a decompression bomb is refused before it is decoded.
+    """
+    if not data:
+        raise InvalidImageError(f"{name}: empty file")
+    if len(data) > max_bytes:
+        raise InvalidImageError(f"{name}: {len(data)} bytes exceeds the limit of {max_bytes} bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                fmt = img.format or ""
+                width, height = img.size
+                if width * height > max_pixels:
+                    raise InvalidImageError(
+                        f"{name}: {width}x{height} = {width * height} pixels exceeds the limit of {max_pixels}"
+                    )
+                media_type = _MEDIA_TYPES.get(fmt)
+                if media_type is None:
+                    raise InvalidImageError(f"{name}: unsupported image format {fmt or 'unknown'!r}")
+                img.load()
+    except InvalidImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidImageError(f"{name}: refused as a decompression bomb ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise InvalidImageError(f"{name}: not an image (no decoder recognises these bytes)") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InvalidImageError(f"{name}: corrupt or truncated image ({exc})") from exc
+    return ImageInfo(media_type=media_type, width=width, height=height)

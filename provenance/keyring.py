@@ -1,0 +1,79 @@
+"""Local Ed25519 keyring: one PKCS#8 PEM file per key, readable by the owner only.
+
+Publishers' signing keys live under ``keys/publishers/``; the log's checkpoint-signing key under ``keys/service/``.
+In a deployment the publisher keeps its own key and the service only stores the public half (see ``RecordStore``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from provenance.errors import ConfigError, InvalidInputError, UnknownPublisherError
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+def validate_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise InvalidInputError(
+            f"invalid name {name!r}: use 1-64 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+class Keyring:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, kind: str, name: str) -> Path:
+        return self.root / kind / f"{validate_name(name)}.ed25519.pem"
+
+    def create_publisher_key(self, name: str) -> Ed25519PrivateKey:
+        path = self._path("publishers", name)
+        if path.exists():
+            raise InvalidInputError(f"publisher {name!r} already has a key at {path}")
+        key = Ed25519PrivateKey.generate()
+        _write_private(path, key)
+        return key
+
+    def publisher_key(self, name: str) -> Ed25519PrivateKey:
+        path = self._path("publishers", name)
+        if not path.exists():
+            raise UnknownPublisherError(f"no signing key for publisher {name!r} in {path.parent}")
+        return _read_private(path)
+
+    def service_key(self, name: str) -> Ed25519PrivateKey:
+        """The log's checkpoint-signing key, created on first use."""
+        path = self._path("service", name)
+        if not path.exists():
+            _write_private(path, Ed25519PrivateKey.generate())
+        return _read_private(path)
+
+
+def _write_private(path: Path, key: Ed25519PrivateKey) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _read_private(path: Path) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read key {path}: {exc}") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"{path} is not an Ed25519 key")
+    return key

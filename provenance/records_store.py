@@ -1,0 +1,246 @@
+"""SQL record store: publishers and their public keys, signed records, checkpoints and their chain anchors.
+
+SQLAlchemy Core over :data:`provenance.db.metadata`; the same code runs on SQLite (embedded) and PostgreSQL.
+Methods take a ``Connection`` so callers can put a record row and its log leaf in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    select,
+)
+from sqlalchemy.engine import Connection
+
+from provenance.anchor.base import AnchorReceipt
+from provenance.db import metadata
+from provenance.errors import UnknownPublisherError
+
+publishers = Table(
+    "publishers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+publisher_keys = Table(
+    "publisher_keys",
+    metadata,
+    Column("key_id", String(80), primary_key=True),
+    Column("publisher_id", String(64), ForeignKey("publishers.id"), nullable=False, index=True),
+    Column("public_key", LargeBinary(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+records = Table(
+    "records",
+    metadata,
+    Column("cid", String(128), primary_key=True),
+    Column("publisher_id", String(64), ForeignKey("publishers.id"), nullable=False),
+    Column("image_sha256", String(64), nullable=False),
+    Column("image_cid", String(128), nullable=False, index=True),
+    Column("record_bytes", LargeBinary, nullable=False),
+    Column("leaf_index", BigInteger, nullable=False, unique=True),
+    Column("ingested_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("publisher_id", "image_sha256", name="uq_records_publisher_image"),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("anchor_chain_id", BigInteger),
+    Column("anchor_contract", String(42)),
+    Column("anchor_tx", String(66)),
+    Column("anchor_block", BigInteger),
+    Column("anchor_block_time", BigInteger),
+    Column("anchor_gas", Integer),
+    Column("anchor_ephemeral", Boolean),
+)
+
+chain_deployments = Table(
+    "chain_deployments",
+    metadata,
+    Column("chain_id", BigInteger, primary_key=True),
+    Column("contract_address", String(42), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    cid: str
+    publisher_id: str
+    image_sha256: str
+    image_cid: str
+    record_bytes: bytes
+    leaf_index: int
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    tree_size: int
+    root: bytes
+    note: str
+    anchor: AnchorReceipt | None
+
+
+class RecordStore:
+    # --- publishers --------------------------------------------------------------------------------------------
+    def add_publisher(self, conn: Connection, publisher_id: str, key_id: str, public_key: Ed25519PublicKey) -> None:
+        now = _now()
+        conn.execute(publishers.insert().values(id=publisher_id, created_at=now))
+        conn.execute(
+            publisher_keys.insert().values(
+                key_id=key_id, publisher_id=publisher_id, public_key=public_key.public_bytes_raw(), created_at=now
+            )
+        )
+
+    def has_publisher(self, conn: Connection, publisher_id: str) -> bool:
+        return conn.execute(select(publishers.c.id).where(publishers.c.id == publisher_id)).first() is not None
+
+    def list_publishers(self, conn: Connection) -> list[tuple[str, str]]:
+        rows = conn.execute(
+            select(publisher_keys.c.publisher_id, publisher_keys.c.key_id).order_by(publisher_keys.c.publisher_id)
+        )
+        return [(r.publisher_id, r.key_id) for r in rows]
+
+    def public_key(self, conn: Connection, publisher_id: str, key_id: str) -> Ed25519PublicKey:
+        row = conn.execute(
+            select(publisher_keys.c.public_key).where(
+                publisher_keys.c.key_id == key_id, publisher_keys.c.publisher_id == publisher_id
+            )
+        ).first()
+        if row is None:
+            raise UnknownPublisherError(f"key {key_id} is not registered to publisher {publisher_id!r}")
+        return Ed25519PublicKey.from_public_bytes(bytes(row.public_key))
+
+    # --- records -------------------------------------------------------------------------------------------------
+    def insert_record(self, conn: Connection, rec: StoredRecord, ingested_at: datetime) -> None:
+        conn.execute(
+            records.insert().values(
+                cid=rec.cid,
+                publisher_id=rec.publisher_id,
+                image_sha256=rec.image_sha256,
+                image_cid=rec.image_cid,
+                record_bytes=rec.record_bytes,
+                leaf_index=rec.leaf_index,
+                ingested_at=ingested_at,
+            )
+        )
+
+    def find_by_image(self, conn: Connection, publisher_id: str, image_sha256: str) -> StoredRecord | None:
+        row = conn.execute(
+            select(records).where(records.c.publisher_id == publisher_id, records.c.image_sha256 == image_sha256)
+        ).first()
+        return _stored(row) if row else None
+
+    def get(self, conn: Connection, cid: str) -> StoredRecord | None:
+        row = conn.execute(select(records).where(records.c.cid == cid)).first()
+        return _stored(row) if row else None
+
+    def iter_records(self, conn: Connection, batch: int = 1000):
+        """All records in log order, streamed in batches."""
+        last = -1
+        while True:
+            rows = conn.execute(
+                select(records).where(records.c.leaf_index > last).order_by(records.c.leaf_index).limit(batch)
+            ).all()
+            if not rows:
+                return
+            for row in rows:
+                yield _stored(row)
+            last = rows[-1].leaf_index
+
+    def count(self, conn: Connection) -> int:
+        from sqlalchemy import func
+
+        return int(conn.execute(select(func.count()).select_from(records)).scalar_one())
+
+    # --- checkpoints ---------------------------------------------------------------------------------------------
+    def add_checkpoint(self, conn: Connection, tree_size: int, root: bytes, note: str) -> None:
+        conn.execute(checkpoints.insert().values(tree_size=tree_size, root=root, note=note, created_at=_now()))
+
+    def set_anchor(self, conn: Connection, tree_size: int, receipt: AnchorReceipt) -> None:
+        conn.execute(
+            checkpoints.update()
+            .where(checkpoints.c.tree_size == tree_size)
+            .values(
+                anchor_chain_id=receipt.chain_id,
+                anchor_contract=receipt.contract_address,
+                anchor_tx=receipt.tx_hash,
+                anchor_block=receipt.block_number,
+                anchor_block_time=receipt.block_timestamp,
+                anchor_gas=receipt.gas_used,
+                anchor_ephemeral=receipt.ephemeral,
+            )
+        )
+
+    def checkpoints(self, conn: Connection, log_id: bytes) -> list[StoredCheckpoint]:
+        rows = conn.execute(select(checkpoints).order_by(checkpoints.c.tree_size)).all()
+        return [_checkpoint(r, log_id) for r in rows]
+
+    def latest_checkpoint(self, conn: Connection, log_id: bytes) -> StoredCheckpoint | None:
+        row = conn.execute(select(checkpoints).order_by(checkpoints.c.tree_size.desc()).limit(1)).first()
+        return _checkpoint(row, log_id) if row else None
+
+    # --- chain deployments ---------------------------------------------------------------------------------------
+    def deployed_contract(self, conn: Connection, chain_id: int) -> str | None:
+        row = conn.execute(
+            select(chain_deployments.c.contract_address).where(chain_deployments.c.chain_id == chain_id)
+        ).first()
+        return row.contract_address if row else None
+
+    def record_deployment(self, conn: Connection, chain_id: int, address: str) -> None:
+        conn.execute(chain_deployments.delete().where(chain_deployments.c.chain_id == chain_id))
+        conn.execute(chain_deployments.insert().values(chain_id=chain_id, contract_address=address, created_at=_now()))
+
+
+def _stored(row) -> StoredRecord:  # type: ignore[no-untyped-def]
+    return StoredRecord(
+        cid=row.cid,
+        publisher_id=row.publisher_id,
+        image_sha256=row.image_sha256,
+        image_cid=row.image_cid,
+        record_bytes=bytes(row.record_bytes),
+        leaf_index=int(row.leaf_index),
+    )
+
+
+def _checkpoint(row, log_id: bytes) -> StoredCheckpoint:  # type: ignore[no-untyped-def]
+    anchor = None
+    if row.anchor_tx is not None:
+        anchor = AnchorReceipt(
+            chain_id=int(row.anchor_chain_id),
+            contract_address=row.anchor_contract,
+            tx_hash=row.anchor_tx,
+            block_number=int(row.anchor_block),
+            block_timestamp=int(row.anchor_block_time),
+            gas_used=int(row.anchor_gas),
+            log_id=log_id,
+            tree_size=int(row.tree_size),
+            root=bytes(row.root),
+            ephemeral=bool(row.anchor_ephemeral),
+        )
+    return StoredCheckpoint(tree_size=int(row.tree_size), root=bytes(row.root), note=row.note, anchor=anchor)

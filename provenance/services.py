@@ -1,0 +1,82 @@
+"""Composition root: build the ledger and its adapters from :class:`Settings`. The only place that wires things."""
+
+from __future__ import annotations
+
+from provenance.anchor.base import Anchor
+from provenance.blockstore import make_blockstore
+from provenance.config import Settings
+from provenance.db import create_schema, make_engine
+from provenance.errors import AnchorError, ChainUnavailableError
+from provenance.hashing import default_hashers
+from provenance.keyring import Keyring
+from provenance.ledger import Ledger, LedgerConfig
+
+
+def open_ledger(settings: Settings) -> Ledger:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    create_schema(engine)
+    return Ledger(
+        engine=engine,
+        blockstore=make_blockstore(settings),
+        keyring=Keyring(settings.keyring_dir),
+        hashers=default_hashers(),
+        config=LedgerConfig(
+            origin=settings.log_origin,
+            log_key_name=settings.log_key_name,
+            max_image_bytes=settings.max_image_bytes,
+            max_image_pixels=settings.max_image_pixels,
+        ),
+        anchor_factory=lambda ledger: make_anchor(settings, ledger),
+    )
+
+
+def _private_key(settings: Settings) -> str | None:
+    return settings.chain_private_key.get_secret_value() if settings.chain_private_key else None
+
+
+def rpc_chain_id(rpc_url: str, timeout_s: float) -> int:
+    from web3 import HTTPProvider, Web3
+
+    try:
+        return int(Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s})).eth.chain_id)
+    except Exception as exc:  # noqa: BLE001 - web3 raises many transport types; all mean "node not answering"
+        raise ChainUnavailableError(f"EVM node unreachable: {exc.__class__.__name__}", where=rpc_url) from exc
+
+
+def make_anchor(settings: Settings, ledger: Ledger) -> Anchor:
+    """In-process EVM by default; a real chain when ``PROVENANCE_CHAIN_RPC_URL`` is set."""
+    from provenance.anchor.evm import EvmAnchor
+
+    if not settings.chain_rpc_url:
+        return EvmAnchor.in_process()
+    address = settings.chain_contract_address
+    if address is None:
+        chain_id = rpc_chain_id(settings.chain_rpc_url, settings.chain_timeout_s)
+        with ledger.engine.connect() as conn:
+            address = ledger.store.deployed_contract(conn, chain_id)
+        if address is None:
+            raise AnchorError(
+                f"no ProvenanceAnchor contract known for chain {chain_id} at {settings.chain_rpc_url}: run "
+                "'provenance chain deploy' or set PROVENANCE_CHAIN_CONTRACT_ADDRESS"
+            )
+    return EvmAnchor.connect(
+        settings.chain_rpc_url,
+        address,
+        private_key=_private_key(settings),
+        timeout_s=settings.chain_timeout_s,
+        confirmations=settings.chain_confirmations,
+    )
+
+
+def deploy_contract(settings: Settings, ledger: Ledger) -> Anchor:
+    from provenance.anchor.evm import EvmAnchor
+
+    if not settings.chain_rpc_url:
+        raise AnchorError("set PROVENANCE_CHAIN_RPC_URL to deploy to a real chain (the in-process EVM deploys itself)")
+    anchor = EvmAnchor.deploy_to(
+        settings.chain_rpc_url, private_key=_private_key(settings), timeout_s=settings.chain_timeout_s
+    )
+    with ledger.engine.begin() as conn:
+        ledger.store.record_deployment(conn, anchor.chain_id, anchor.contract_address)
+    return anchor

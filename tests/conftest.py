@@ -1,0 +1,23 @@
+"""Shared test configuration.
+
+Real services: each fixture module in ``tests/fixtures`` uses the service named by its ``PROVENANCE_TEST_*``
+environment variable when set (``.ci/run`` starts them and sets these), and otherwise starts its own from the
+pinned tools in ``tools/node``. When a service cannot be had, its tests skip with the reason, except when
+``PROVENANCE_TEST_REQUIRE_SERVICES=1`` (set by CI), where they fail instead.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["tests.fixtures.services", "tests.fixtures.ipfs", "tests.fixtures.evm", "tests.fixtures.db"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings(monkeypatch: pytest.MonkeyPatch):
+    """No test sees another's cached settings."""
+    from provenance.config import get_settings
+
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

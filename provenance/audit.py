@@ -245,12 +245,16 @@ def _audit_anchors(report: AuditReport, cps: list[StoredCheckpoint], anchor: Anc
         base = dict(chain_id=receipt.chain_id, contract_address=receipt.contract_address, tx_hash=receipt.tx_hash)
         same_chain = anchor is not None and (receipt.chain_id, receipt.contract_address.lower()) == (
             anchor.chain_id, anchor.contract_address.lower())
-        if receipt.ephemeral and not same_chain:
-            report.anchors.append(AnchorStatus(cp.tree_size, "ephemeral", **base))
-            report.warn("anchor.ephemeral", subject,
-                        f"was anchored at block {receipt.block_number} of an in-process EVM that ended with its "
-                        "process: there is no durable timestamp to verify")
-            continue
+        if receipt.ephemeral:
+            # In-process chains all share one chain id and contract address, so only the anchor itself tells
+            # whether the chain it was made on is still this one.
+            onchain = _read_quietly(anchor, log_id, cp.tree_size) if same_chain and anchor else None
+            if onchain is None:
+                report.anchors.append(AnchorStatus(cp.tree_size, "ephemeral", **base))
+                report.warn("anchor.ephemeral", subject,
+                            f"was anchored at block {receipt.block_number} of an in-process EVM that ended with its "
+                            "process: there is no durable timestamp to verify")
+                continue
         if anchor is None:
             report.anchors.append(AnchorStatus(cp.tree_size, "unreachable", **base))
             report.fail("anchor.chain", subject, "anchored on chain but no chain is configured to verify it")
@@ -279,3 +283,10 @@ def _audit_anchors(report: AuditReport, cps: list[StoredCheckpoint], anchor: Anc
             continue
         report.anchors.append(AnchorStatus(cp.tree_size, "verified", block_number=onchain.block_number,
                                            block_timestamp=onchain.timestamp, **base))
+
+
+def _read_quietly(anchor: Anchor, log_id: bytes, tree_size: int):  # type: ignore[no-untyped-def]
+    try:
+        return anchor.read(log_id, tree_size)
+    except AnchorError:
+        return None

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from provenance.config import Settings, get_settings
-from provenance.errors import ProvenanceError
+from provenance.errors import ChainUnavailableError, ProvenanceError
 from provenance.ledger import IngestFailure, IngestResult, Ledger
 from provenance.logging import configure_logging
 from provenance.records import PublisherMetadata
@@ -183,11 +183,22 @@ def chain() -> None:
 
 
 @chain.command("deploy")
+@click.option("--if-missing", is_flag=True, help="Do nothing if a working contract is already known for this chain.")
 @click.pass_obj
-def chain_deploy(state: _State) -> None:
+def chain_deploy(state: _State, if_missing: bool) -> None:
     """Deploy ProvenanceAnchor to PROVENANCE_CHAIN_RPC_URL and remember its address in the data directory."""
-    from provenance.services import deploy_contract
+    from provenance.services import deploy_contract, make_anchor
 
+    if if_missing:
+        try:
+            existing = make_anchor(state.settings, state.ledger)
+        except ChainUnavailableError:
+            raise
+        except ProvenanceError:
+            existing = None
+        if existing is not None:
+            click.echo(f"ProvenanceAnchor already at {existing.contract_address} on chain {existing.chain_id}")
+            return
     deployed = deploy_contract(state.settings, state.ledger)
     click.echo(f"ProvenanceAnchor deployed at {deployed.contract_address} on chain {deployed.chain_id}")
 

@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PROVENANCE_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PROVENANCE_", env_file=".env", env_ignore_empty=True, extra="ignore")
 
     # --- where state lives --------------------------------------------------------------------------------------
     data_dir: Path = Field(Path(".provenance"), description="Data directory: keyring, local block store, SQLite DB.")

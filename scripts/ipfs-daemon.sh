@@ -18,8 +18,14 @@ die() { echo "ipfs-daemon.sh: $*" >&2; exit 1; }
 
 usage() { die "usage: $0 start REPO_DIR API_PORT GATEWAY_PORT | stop REPO_DIR"; }
 
-api_answers() {  # $1 = port
-  curl -fsS -m 2 -X POST "http://127.0.0.1:$1/api/v0/id" >/dev/null 2>&1
+api_answers() {  # $1 = port, $2 = repo. True only if *this repo's* daemon answers (peer ID matches its config).
+  # Node's fetch, so the script needs no curl.
+  "$NODE" -e '
+    const [url, cfg] = process.argv.slice(1);
+    const want = JSON.parse(require("fs").readFileSync(cfg, "utf8")).Identity.PeerID;
+    fetch(url, {method: "POST", signal: AbortSignal.timeout(2000)}).then((r) => r.json())
+      .then((id) => process.exit(id.ID === want ? 0 : 2), () => process.exit(1));
+  ' "http://127.0.0.1:$1/api/v0/id" "$2/config" >/dev/null 2>&1
 }
 
 cmd_start() {
@@ -32,7 +38,7 @@ cmd_start() {
   local pidfile="$repo/daemon.pid" log="$repo/daemon.log"
 
   if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-    api_answers "$api_port" && { echo "http://127.0.0.1:$api_port"; return 0; }
+    api_answers "$api_port" "$repo" && { echo "http://127.0.0.1:$api_port"; return 0; }
     die "a daemon (pid $(cat "$pidfile")) already runs on $repo but does not answer on port $api_port"
   fi
 
@@ -53,12 +59,15 @@ cmd_start() {
   ' "$repo/config" "$api_port" "$gw_port" "0"
 
   : >"$log"
-  IPFS_PATH="$repo" nohup "$NODE" "$JSIPFS" daemon --enable-preload=false --offline >>"$log" 2>&1 </dev/null &
+  IPFS_PATH="$repo" nohup "$NODE" "$JSIPFS" daemon --enable-preload=false >>"$log" 2>&1 </dev/null &
   local pid=$!
   echo "$pid" >"$pidfile"
 
   local deadline=$((SECONDS + READY_TIMEOUT_S))
-  until api_answers "$api_port"; do
+  until api_answers "$api_port" "$repo"; do
+    if grep -Eq "EADDRINUSE|Lock already being held" "$log"; then  # js-ipfs may stay up without its API then
+      tail -n 40 "$log" >&2; cmd_stop "$repo"; die "port (api $api_port / gateway $gw_port) or repo already in use"
+    fi
     if ! kill -0 "$pid" 2>/dev/null; then
       tail -n 40 "$log" >&2; rm -f "$pidfile"; die "daemon exited before its API answered"
     fi
@@ -75,12 +84,14 @@ cmd_stop() {
   local repo="$1" pidfile="$1/daemon.pid"
   [ -f "$pidfile" ] || return 0
   local pid; pid="$(cat "$pidfile")"
-  if kill -0 "$pid" 2>/dev/null; then
+  # Only signal the process if it still is our daemon (a stale pidfile may name a reused pid);
+  # js-ipfs renames itself to "ipfs" (process.title) once started.
+  if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -Eq "^ipfs|cli\.js daemon"; then
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
   fi
-  rm -f "$pidfile" "$repo/repo.lock"
+  rm -rf "$pidfile" "$repo/repo.lock"
 }
 
 [ $# -ge 1 ] || usage

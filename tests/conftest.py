@@ -21,3 +21,14 @@ def _fresh_settings(monkeypatch: pytest.MonkeyPatch):
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def shared_photos():
+    """The real third-party photos in ../shared/data/photos (see its README for sources and licences)."""
+    from tests.fixtures.services import ROOT
+
+    path = ROOT.parent / "shared" / "data" / "photos"
+    if not path.is_dir():
+        pytest.skip(f"shared photos not found at {path}")
+    return path

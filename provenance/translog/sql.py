@@ -29,11 +29,13 @@ from sqlalchemy import (
     SmallInteger,
     Table,
     Text,
-    and_,
+    bindparam,
     event,
     insert,
-    or_,
+    literal,
     select,
+    tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -120,17 +122,37 @@ class _SqlNodes:
         return _fetch_nodes(self._conn, nodes)
 
 
+# Statements are built once: SQLAlchemy then only binds values (expanding IN lists), which keeps per-append overhead
+# low. One round trip fetches any mix of leaves and upper nodes.
+_FETCH_NODES = union_all(
+    select(literal(0, SmallInteger).label("level"), log_leaves.c.idx, log_leaves.c.leaf_hash.label("hash")).where(
+        log_leaves.c.idx.in_(bindparam("leaf_idx", expanding=True))
+    ),
+    select(log_nodes.c.level, log_nodes.c.idx, log_nodes.c.hash).where(
+        tuple_(log_nodes.c.level, log_nodes.c.idx).in_(bindparam("node_keys", expanding=True))
+    ),
+)
+_LOCK_SIZE = select(log_state.c.size).where(log_state.c.id == 1).with_for_update()
+_READ_SIZE = select(log_state.c.size).where(log_state.c.id == 1)
+_SET_SIZE = update(log_state).where(log_state.c.id == 1).values(size=bindparam("new_size"))
+_FIND_CIDS = (
+    select(log_leaves.c.record_cid, log_leaves.c.idx)
+    .where(log_leaves.c.record_cid.in_(bindparam("cids", expanding=True)))
+    .order_by(log_leaves.c.idx)
+    .limit(1)
+)
+_INDEX_OF = select(log_leaves.c.idx).where(log_leaves.c.record_cid == bindparam("cid"))
+_LEAF = select(log_leaves.c.leaf_hash, log_leaves.c.record_cid).where(log_leaves.c.idx == bindparam("idx"))
+
+
 def _fetch_nodes(conn: Connection, nodes: Sequence[tree.Node]) -> dict[tree.Node, bytes]:
     """Hashes of the given perfect nodes: leaves from ``log_leaves``, the rest from ``log_nodes``."""
     out: dict[tree.Node, bytes] = {}
-    leaf_idx = sorted({i for level, i in nodes if level == 0})
-    upper = sorted({(level, i) for level, i in nodes if level > 0})
-    for chunk in _chunks(leaf_idx):
-        rows = conn.execute(select(log_leaves.c.idx, log_leaves.c.leaf_hash).where(log_leaves.c.idx.in_(chunk)))
-        out.update(((0, int(i)), bytes(h)) for i, h in rows)
-    for chunk in _chunks(upper):
-        cond = or_(*(and_(log_nodes.c.level == lv, log_nodes.c.idx == i) for lv, i in chunk))
-        rows = conn.execute(select(log_nodes.c.level, log_nodes.c.idx, log_nodes.c.hash).where(cond))
+    wanted = sorted(set(nodes))
+    for chunk in _chunks(wanted):
+        leaf_idx = [i for level, i in chunk if level == 0]  # type: ignore[misc]
+        node_keys = [(level, i) for level, i in chunk if level > 0]  # type: ignore[misc]
+        rows = conn.execute(_FETCH_NODES, {"leaf_idx": leaf_idx, "node_keys": node_keys})
         out.update(((int(lv), int(i)), bytes(h)) for lv, i, h in rows)
     return out
 
@@ -167,9 +189,7 @@ class SqlTransparencyLog:
 
         start = self._lock_size(conn)
         for chunk in _chunks(cids):
-            row = conn.execute(
-                select(log_leaves.c.record_cid, log_leaves.c.idx).where(log_leaves.c.record_cid.in_(chunk)).limit(1)
-            ).first()
+            row = conn.execute(_FIND_CIDS, {"cids": list(chunk)}).first()
             if row is not None:
                 raise LogError(f"record CID {row[0]} is already in the log at index {row[1]}")
 
@@ -200,15 +220,14 @@ class SqlTransparencyLog:
             conn.execute(insert(log_leaves), list(chunk))
         for chunk in _chunks(node_rows, 1000):
             conn.execute(insert(log_nodes), list(chunk))
-        conn.execute(update(log_state).where(log_state.c.id == 1).values(size=start + len(cids)))
+        conn.execute(_SET_SIZE, {"new_size": start + len(cids)})
         return appended
 
     def _lock_size(self, conn: Connection) -> int:
-        stmt = select(log_state.c.size).where(log_state.c.id == 1).with_for_update()
-        size = conn.execute(stmt).scalar_one_or_none()
+        size = conn.execute(_LOCK_SIZE).scalar_one_or_none()
         if size is None:
             self._insert_state_row(conn)
-            size = conn.execute(stmt).scalar_one()
+            size = conn.execute(_LOCK_SIZE).scalar_one()
         return int(size)
 
     @staticmethod
@@ -225,22 +244,24 @@ class SqlTransparencyLog:
     # --- reading -----------------------------------------------------------------------------------------------------
     def size(self, conn: Connection) -> int:
         """Number of leaves committed (as seen by ``conn``'s transaction)."""
-        size = conn.execute(select(log_state.c.size).where(log_state.c.id == 1)).scalar_one_or_none()
+        size = conn.execute(_READ_SIZE).scalar_one_or_none()
         return 0 if size is None else int(size)
 
-    def leaf(self, conn: Connection, index: int) -> LogLeaf:
+    def leaf(self, conn: Connection, index: int) -> bytes:
+        """Leaf hash of leaf ``index``."""
+        return self.leaf_entry(conn, index).leaf_hash
+
+    def leaf_entry(self, conn: Connection, index: int) -> LogLeaf:
         """Leaf ``index``: its hash and the record CID it commits to."""
         size = self.size(conn)
         if not 0 <= index < size:
             raise IndexOutOfRangeError(f"leaf index {index} is out of range for a log of size {size}")
-        row = conn.execute(
-            select(log_leaves.c.leaf_hash, log_leaves.c.record_cid).where(log_leaves.c.idx == index)
-        ).one()
+        row = conn.execute(_LEAF, {"idx": index}).one()
         return LogLeaf(index, bytes(row[0]), row[1])
 
     def index_of(self, conn: Connection, record_cid: str) -> int | None:
         """Leaf index of ``record_cid``, or ``None`` if it is not in the log."""
-        idx = conn.execute(select(log_leaves.c.idx).where(log_leaves.c.record_cid == record_cid)).scalar_one_or_none()
+        idx = conn.execute(_INDEX_OF, {"cid": record_cid}).scalar_one_or_none()
         return None if idx is None else int(idx)
 
     def _source(self, conn: Connection) -> _SqlNodes:

@@ -23,7 +23,9 @@ __all__ = [
     "MemoryMerkleLog",
     "Node",
     "NodeSource",
+    "consistency_nodes",
     "consistency_proof",
+    "inclusion_nodes",
     "inclusion_proof",
     "perfect_nodes_of_range",
     "root_hash",
@@ -83,8 +85,12 @@ def _split(width: int) -> int:
     return 1 << ((width - 1).bit_length() - 1)
 
 
-def _inclusion_plan(index: int, size: int) -> list[list[Node]]:
-    """Ranges (as perfect-node tilings) whose hashes form the audit path, leaf-side first."""
+def inclusion_nodes(index: int, size: int) -> list[list[Node]]:
+    """The audit path of leaf ``index`` in a tree of ``size`` as perfect-node tilings, one per hash, leaf-side first.
+
+    Each tiling is one range of :func:`perfect_nodes_of_range`; a hash of a tiling of more than one node is composed.
+    Arguments are assumed valid (``0 <= index < size``).
+    """
     plan: list[list[Node]] = []
     lo, hi = 0, size
     while hi - lo > 1:
@@ -99,8 +105,11 @@ def _inclusion_plan(index: int, size: int) -> list[list[Node]]:
     return plan
 
 
-def _consistency_plan(size1: int, size2: int) -> list[list[Node]]:
-    """SUBPROOF(size1, D[0:size2], true), iteratively; ranges in proof order."""
+def consistency_nodes(size1: int, size2: int) -> list[list[Node]]:
+    """SUBPROOF(size1, D[0:size2], true) as perfect-node tilings, one per hash, in proof order.
+
+    Arguments are assumed valid (``0 < size1 < size2``).
+    """
     plan: list[list[Node]] = []
     lo, hi, m, complete = 0, size2, size1, True
     while m != hi - lo:
@@ -164,7 +173,7 @@ def inclusion_proof(src: NodeSource, index: int, size: int) -> list[bytes]:
     _check_size(src, size)
     if not 0 <= index < size:
         raise IndexOutOfRangeError(f"leaf index {index} is out of range for a tree of size {size}")
-    return _evaluate(src, _inclusion_plan(index, size))
+    return _evaluate(src, inclusion_nodes(index, size))
 
 
 def consistency_proof(src: NodeSource, size1: int, size2: int) -> list[bytes]:
@@ -179,7 +188,7 @@ def consistency_proof(src: NodeSource, size1: int, size2: int) -> list[bytes]:
         raise IndexOutOfRangeError(f"size1 {size1} is larger than size2 {size2}")
     if size1 == 0 or size1 == size2:
         return []
-    return _evaluate(src, _consistency_plan(size1, size2))
+    return _evaluate(src, consistency_nodes(size1, size2))
 
 
 # --- in-memory log -----------------------------------------------------------------------------------------------------

@@ -1,0 +1,9 @@
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY provenance ./provenance
+COPY hasher ./hasher
+COPY workers ./workers
+COPY contracts/build ./contracts/build
+RUN pip install --no-cache-dir .
+ENV PROVENANCE_CONTRACT_ARTIFACT=/app/contracts/build/ProvenanceAnchor.json

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything the project needs, from scratch, offline-capable registries only (PyPI, npm):
+#   .venv/                     Python 3.11 virtualenv with the project (editable) and its test extras
+#   tools/node/node_modules/   pinned solc, ganache (EVM JSON-RPC node), js-ipfs daemon and Node 22 for it
+# Re-running is cheap: each step is skipped when its inputs have not changed since the last successful run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3.11}
+stamp_dir=.venv/.stamps
+
+hash_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv with $PY"
+  "$PY" -m venv .venv
+fi
+mkdir -p "$stamp_dir"
+
+py_hash=$(hash_of pyproject.toml)
+if [ "$(cat "$stamp_dir/python" 2>/dev/null)" != "$py_hash" ]; then
+  echo "==> installing Python packages"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[test]'
+  echo "$py_hash" > "$stamp_dir/python"
+fi
+
+node_hash=$(hash_of tools/node/package.json tools/node/package-lock.json)
+if [ "$(cat "$stamp_dir/node" 2>/dev/null)" != "$node_hash" ] || [ ! -d tools/node/node_modules ]; then
+  echo "==> installing Node tools (solc, ganache, js-ipfs); the first time takes a few minutes"
+  (cd tools/node && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$node_hash" > "$stamp_dir/node"
+fi
+echo "==> install complete"

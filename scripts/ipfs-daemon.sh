@@ -42,24 +42,29 @@ cmd_start() {
     die "a daemon (pid $(cat "$pidfile")) already runs on $repo but does not answer on port $api_port"
   fi
 
-  if [ ! -f "$repo/config" ]; then
-    IPFS_PATH="$repo" "$NODE" "$JSIPFS" init --profile test >"$repo/init.log" 2>&1 \
-      || { tail -n 30 "$repo/init.log" >&2; die "jsipfs init failed"; }
-  fi
-  # Edit the JSON config directly: loopback-only API/Gateway/RPC, and no swarm listeners.
+  # Loopback-only API/Gateway/RPC, no swarm listeners, no bootstrap/discovery: a local, self-contained node.
   "$NODE" -e '
-    const fs = require("fs"); const [file, api, gw, rpc] = process.argv.slice(1);
-    const c = JSON.parse(fs.readFileSync(file, "utf8"));
-    c.Addresses = Object.assign(c.Addresses || {}, {
-      API: `/ip4/127.0.0.1/tcp/${api}`, Gateway: `/ip4/127.0.0.1/tcp/${gw}`, RPC: `/ip4/127.0.0.1/tcp/${rpc}`,
-      Swarm: [], Delegates: [] });
-    c.Bootstrap = [];
-    c.Discovery = { MDNS: { Enabled: false }, webRTCStar: { Enabled: false } };
-    fs.writeFileSync(file, JSON.stringify(c, null, 2));
-  ' "$repo/config" "$api_port" "$gw_port" "0"
+    const [api, gw] = process.argv.slice(1);
+    process.stdout.write(JSON.stringify({
+      Addresses: { API: `/ip4/127.0.0.1/tcp/${api}`, Gateway: `/ip4/127.0.0.1/tcp/${gw}`,
+                   RPC: "/ip4/127.0.0.1/tcp/0", Swarm: [], Delegates: [] },
+      Bootstrap: [], Discovery: { MDNS: { Enabled: false }, webRTCStar: { Enabled: false } } }, null, 2));
+  ' "$api_port" "$gw_port" >"$repo/overrides.json"
+
+  local init_args=()
+  if [ -f "$repo/config" ]; then  # existing repo: merge the overrides into its config
+    "$NODE" -e '
+      const fs = require("fs"); const [file, extra] = process.argv.slice(1);
+      const c = JSON.parse(fs.readFileSync(file, "utf8")); const o = JSON.parse(fs.readFileSync(extra, "utf8"));
+      c.Addresses = Object.assign(c.Addresses || {}, o.Addresses); c.Bootstrap = o.Bootstrap; c.Discovery = o.Discovery;
+      fs.writeFileSync(file, JSON.stringify(c, null, 2));
+    ' "$repo/config" "$repo/overrides.json"
+  else  # new repo: `init --profile test` plus the overrides, in the daemon process (one slow module load, not two)
+    init_args=(--init-profile test --init-config "$repo/overrides.json")
+  fi
 
   : >"$log"
-  IPFS_PATH="$repo" nohup "$NODE" "$JSIPFS" daemon --enable-preload=false >>"$log" 2>&1 </dev/null &
+  IPFS_PATH="$repo" nohup "$NODE" "$JSIPFS" daemon --enable-preload=false "${init_args[@]}" >>"$log" 2>&1 </dev/null &
   local pid=$!
   echo "$pid" >"$pidfile"
 

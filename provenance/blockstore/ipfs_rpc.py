@@ -44,10 +44,19 @@ _ABSENT_MARKERS = ("not found", "could not find", "timed out", "not pinned", "no
 class IpfsRpcBlockStore:
     """Stores content in (and pins it on) the IPFS daemon whose RPC API is at ``api_url``."""
 
-    def __init__(self, api_url: str, timeout_s: float = 30.0, *, local_probe_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        timeout_s: float = 30.0,
+        *,
+        local_probe_s: float = 1.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        """``local_probe_s``: how long a daemon that cannot answer "absent" at once (js-ipfs) may look for a CID
+        before we call it missing. ``transport``: for tests (e.g. ``httpx.MockTransport``)."""
         self.api_url = api_url.rstrip("/")
         self.local_probe_s = local_probe_s
-        self._client = httpx.Client(base_url=f"{self.api_url}/api/v0", timeout=timeout_s)
+        self._client = httpx.Client(base_url=f"{self.api_url}/api/v0", timeout=timeout_s, transport=transport)
 
     # --- transport ---------------------------------------------------------------------------------------------------
     def _post(self, endpoint: str, params: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:

@@ -17,6 +17,7 @@ with every node that size needs. Under PostgreSQL use the default READ COMMITTED
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -24,17 +25,20 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    CompoundSelect,
     Connection,
     LargeBinary,
+    Select,
     SmallInteger,
     Table,
     Text,
+    and_,
     bindparam,
     event,
     insert,
     literal,
+    or_,
     select,
-    tuple_,
     union_all,
     update,
 )
@@ -122,16 +126,26 @@ class _SqlNodes:
         return _fetch_nodes(self._conn, nodes)
 
 
-# Statements are built once: SQLAlchemy then only binds values (expanding IN lists), which keeps per-append overhead
-# low. One round trip fetches any mix of leaves and upper nodes.
-_FETCH_NODES = union_all(
-    select(literal(0, SmallInteger).label("level"), log_leaves.c.idx, log_leaves.c.leaf_hash.label("hash")).where(
-        log_leaves.c.idx.in_(bindparam("leaf_idx", expanding=True))
-    ),
-    select(log_nodes.c.level, log_nodes.c.idx, log_nodes.c.hash).where(
-        tuple_(log_nodes.c.level, log_nodes.c.idx).in_(bindparam("node_keys", expanding=True))
-    ),
-)
+# Statements are built once (per shape): SQLAlchemy then only binds values, which keeps per-append overhead low.
+# Upper nodes are matched by an OR of (level = ? AND idx = ?) pairs rather than a row-value IN list, because SQLite
+# answers the latter with a full table scan while both engines use the primary key for the former.
+_NODE_CHUNK = 100
+
+
+@functools.lru_cache(maxsize=None)
+def _fetch_stmt(n_nodes: int) -> Select[tuple[int, int, bytes]] | CompoundSelect[tuple[int, int, bytes]]:
+    leaves = select(
+        literal(0, SmallInteger).label("level"), log_leaves.c.idx, log_leaves.c.leaf_hash.label("hash")
+    ).where(log_leaves.c.idx.in_(bindparam("leaf_idx", expanding=True)))
+    if n_nodes == 0:
+        return leaves
+    pairs = [
+        and_(log_nodes.c.level == bindparam(f"l{k}"), log_nodes.c.idx == bindparam(f"i{k}")) for k in range(n_nodes)
+    ]
+    nodes = select(log_nodes.c.level, log_nodes.c.idx, log_nodes.c.hash).where(or_(*pairs))
+    return union_all(leaves, nodes)
+
+
 _LOCK_SIZE = select(log_state.c.size).where(log_state.c.id == 1).with_for_update()
 _READ_SIZE = select(log_state.c.size).where(log_state.c.id == 1)
 _SET_SIZE = update(log_state).where(log_state.c.id == 1).values(size=bindparam("new_size"))
@@ -146,15 +160,31 @@ _LEAF = select(log_leaves.c.leaf_hash, log_leaves.c.record_cid).where(log_leaves
 
 
 def _fetch_nodes(conn: Connection, nodes: Sequence[tree.Node]) -> dict[tree.Node, bytes]:
-    """Hashes of the given perfect nodes: leaves from ``log_leaves``, the rest from ``log_nodes``."""
+    """Hashes of the given perfect nodes, in one round trip per hundred: leaves from ``log_leaves``, the rest from
+    ``log_nodes``. Nodes not stored are simply absent from the result."""
     out: dict[tree.Node, bytes] = {}
-    wanted = sorted(set(nodes))
-    for chunk in _chunks(wanted):
-        leaf_idx = [i for level, i in chunk if level == 0]  # type: ignore[misc]
-        node_keys = [(level, i) for level, i in chunk if level > 0]  # type: ignore[misc]
-        rows = conn.execute(_FETCH_NODES, {"leaf_idx": leaf_idx, "node_keys": node_keys})
+    leaf_idx = sorted({i for level, i in nodes if level == 0})
+    upper = sorted({(level, i) for level, i in nodes if level > 0})
+    while leaf_idx or upper:
+        leaf_chunk, leaf_idx = leaf_idx[:_CHUNK], leaf_idx[_CHUNK:]
+        node_chunk, upper = upper[:_NODE_CHUNK], upper[_NODE_CHUNK:]
+        params: dict[str, object] = {"leaf_idx": leaf_chunk}
+        for k, (level, i) in enumerate(node_chunk):
+            params[f"l{k}"] = level
+            params[f"i{k}"] = i
+        rows = conn.execute(_fetch_stmt(len(node_chunk)), params)
         out.update(((int(lv), int(i)), bytes(h)) for lv, i, h in rows)
     return out
+
+
+def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, object]]) -> None:
+    """Insert rows in few statements. A single row uses one cached statement; several go as multi-row VALUES (psycopg
+    would otherwise pipeline one INSERT per row), at most 500 rows (1,500 parameters) per statement."""
+    if len(rows) == 1:
+        conn.execute(insert(table), rows[0])
+        return
+    for chunk in _chunks(rows, 500):
+        conn.execute(insert(table).values(list(chunk)))
 
 
 def _peaks(size: int) -> list[tree.Node]:
@@ -216,10 +246,8 @@ class SqlTransparencyLog:
                 node_rows.append({"level": level, "idx": i, "hash": cur})
             stack.append(cur)
 
-        for chunk in _chunks(leaf_rows, 1000):
-            conn.execute(insert(log_leaves), list(chunk))
-        for chunk in _chunks(node_rows, 1000):
-            conn.execute(insert(log_nodes), list(chunk))
+        _insert_rows(conn, log_leaves, leaf_rows)
+        _insert_rows(conn, log_nodes, node_rows)
         conn.execute(_SET_SIZE, {"new_size": start + len(cids)})
         return appended
 

@@ -6,4 +6,4 @@ COPY hasher ./hasher
 COPY workers ./workers
 COPY contracts/build ./contracts/build
 RUN pip install --no-cache-dir .
-ENV PROVENANCE_CONTRACT_ARTIFACT=/app/contracts/build/ProvenanceAnchor.json
+ENV PROVENANCE_ANCHOR_ARTIFACT=/app/contracts/build/ProvenanceAnchor.json

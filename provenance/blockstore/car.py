@@ -91,10 +91,10 @@ def _cbor_item(buf: bytes, pos: int) -> tuple[object, int]:
             out[key], pos = _cbor_item(buf, pos)
         return out, pos
     if major == 6 and arg == _CID_TAG:
-        raw, pos = _cbor_item(buf, pos)
-        if not isinstance(raw, bytes) or not raw.startswith(b"\x00"):
+        tagged, pos = _cbor_item(buf, pos)
+        if not isinstance(tagged, bytes) or not tagged.startswith(b"\x00"):
             raise ValueError("bad CID in tag 42")
-        return CborCid(raw[1:]), pos
+        return CborCid(tagged[1:]), pos
     raise ValueError(f"unsupported CBOR major type {major}")
 
 

@@ -102,7 +102,9 @@ class IpfsRpcBlockStore:
         except InvalidCIDError as exc:
             raise BlockStoreError(f"IPFS add at {self.api_url} returned a non-CID {got!r}") from exc
         if got_canonical != expected:
-            raise IntegrityError(f"IPFS daemon at {self.api_url} stored {len(data)} bytes as {got}, expected {expected}")
+            raise IntegrityError(
+                f"IPFS daemon at {self.api_url} stored {len(data)} bytes as {got}, expected {expected}"
+            )
         return expected
 
     def get(self, cid: str) -> bytes:

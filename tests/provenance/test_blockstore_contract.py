@@ -123,7 +123,7 @@ def test_local_export_car_structure(tmp_path: Path) -> None:
     assert got_roots == roots
     assert dict(blocks) == dict(iter_unixfs_blocks(big)) | dict(iter_unixfs_blocks(small))
     assert len(blocks) == 3 + 1 + 1  # three leaves + the dag-pb root, and the small raw block
-    for cid, block in blocks:
+    for cid, _block in blocks:
         assert cid_from_bytes(cid) in roots or cid[1] == 0x55
 
 

@@ -19,8 +19,8 @@ from provenance.cid import (
     MAX_LINKS,
     MH_SHA2_256,
     UNIXFS_FILE,
-    PBLink,
     ParsedCid,
+    PBLink,
     b32decode,
     b32encode,
     b58decode,
@@ -201,7 +201,7 @@ def test_unixfs_round_trip(sizes: list[int]) -> None:
 def test_dag_pb_layout_is_canonical() -> None:
     """Links (field 2) before Data (field 1); an empty Name is written, as both daemons do."""
     block = encode_dag_pb([PBLink(b"\x01", "", 5)], b"\x08\x02")
-    assert block == bytes.fromhex("1207" "0a0101" "1200" "1805" "0a020802")
+    assert block == bytes.fromhex("1207 0a0101 1200 1805 0a020802")
 
 
 # --- the DAG itself -------------------------------------------------------------------------------------------------

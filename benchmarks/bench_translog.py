@@ -133,15 +133,19 @@ def bench_memory(leaves: int, samples: int) -> None:
     build = time.perf_counter() - t0
     t0 = time.perf_counter()
     root = log.root()
-    print(f"  built {leaves:,} leaves in {build:.2f} s ({leaves / build:,.0f} leaves/s); root in "
-          f"{(time.perf_counter() - t0) * 1e6:.0f} us: {root.hex()}")
+    print(
+        f"  built {leaves:,} leaves in {build:.2f} s ({leaves / build:,.0f} leaves/s); root in "
+        f"{(time.perf_counter() - t0) * 1e6:.0f} us: {root.hex()}"
+    )
 
     rng = random.Random(2)
     idx = [rng.randrange(leaves) for _ in range(samples)]
     lengths = [len(log.inclusion_proof(i)) for i in idx[:200]] + [len(log.inclusion_proof(leaves - 1))]
-    print(f"  inclusion proof at size {leaves:,}: {min(lengths)}..{max(lengths)} hashes "
-          f"({min(lengths) * HASH_SIZE}..{max(lengths) * HASH_SIZE} bytes); leaf 0: "
-          f"{len(log.inclusion_proof(0))} hashes, last leaf: {len(log.inclusion_proof(leaves - 1))} hashes")
+    print(
+        f"  inclusion proof at size {leaves:,}: {min(lengths)}..{max(lengths)} hashes "
+        f"({min(lengths) * HASH_SIZE}..{max(lengths) * HASH_SIZE} bytes); leaf 0: "
+        f"{len(log.inclusion_proof(0))} hashes, last leaf: {len(log.inclusion_proof(leaves - 1))} hashes"
+    )
 
     it = iter(idx)
     gen = median_us(lambda: log.inclusion_proof(next(it)), samples)
@@ -159,10 +163,13 @@ def bench_memory(leaves: int, samples: int) -> None:
         proof = log.consistency_proof(size1, leaves)
         r1 = log.root(size1)
         cgen = median_us(lambda s=size1: log.consistency_proof(s, leaves), max(samples // 10, 50))
-        cver = median_us(lambda s=size1, p=proof, r=r1: verify_consistency(s, leaves, p, r, root),
-                         max(samples // 10, 50))
-        print(f"  consistency ({size1:,} -> {leaves:,}): {len(proof)} hashes ({len(proof) * HASH_SIZE} bytes); "
-              f"generation median {cgen:.1f} us, verification median {cver:.1f} us")
+        cver = median_us(
+            lambda s=size1, p=proof, r=r1: verify_consistency(s, leaves, p, r, root), max(samples // 10, 50)
+        )
+        print(
+            f"  consistency ({size1:,} -> {leaves:,}): {len(proof)} hashes ({len(proof) * HASH_SIZE} bytes); "
+            f"generation median {cgen:.1f} us, verification median {cver:.1f} us"
+        )
 
 
 def main() -> None:

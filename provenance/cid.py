@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -70,13 +71,17 @@ def b32encode(data: bytes) -> str:
 
 
 def b32decode(text: str) -> bytes:
-    """Inverse of :func:`b32encode`; raises ValueError on foreign characters or impossible lengths."""
+    """Inverse of :func:`b32encode`; raises ValueError on foreign characters, impossible lengths or stray bits
+    (so each byte string has exactly one spelling)."""
     if not set(text) <= _B32_ALPHABET:
         raise ValueError("not lowercase base32")
     try:
-        return base64.b32decode(text.upper() + "=" * (-len(text) % 8))
+        raw = base64.b32decode(text.upper() + "=" * (-len(text) % 8))
     except binascii.Error as exc:
         raise ValueError(f"bad base32: {exc}") from None
+    if b32encode(raw) != text:
+        raise ValueError("non-canonical base32 (nonzero padding bits)")
+    return raw
 
 
 def b58encode(data: bytes) -> str:
@@ -318,5 +323,6 @@ def cid_for_bytes(data: bytes, *, chunk_size: int = CHUNK_SIZE, max_links: int =
     """The CIDv1 (base32) that ``ipfs add --cid-version=1 --raw-leaves`` returns for ``data``."""
     if len(data) <= chunk_size:
         return raw_cid(data)
-    *_, (root, _block) = iter_unixfs_blocks(data, chunk_size=chunk_size, max_links=max_links)
+    # Keep only the last (root) block; leaves are dropped as soon as they are hashed.
+    ((root, _block),) = deque(iter_unixfs_blocks(data, chunk_size=chunk_size, max_links=max_links), maxlen=1)
     return "b" + b32encode(root)

@@ -49,7 +49,7 @@ class BlockStoreUnavailableError(BlockStoreError):
     """The block store backend (e.g. the IPFS daemon) cannot be reached; ``where`` names the endpoint."""
 
     def __init__(self, message: str, *, where: str) -> None:
-        super().__init__(f"{message} (at {where})")
+        super().__init__(message if where in message else f"{message} (at {where})")
         self.where = where
 
 
@@ -95,7 +95,7 @@ class ChainUnavailableError(AnchorError):
     """The chain node cannot be reached; ``where`` names the endpoint."""
 
     def __init__(self, message: str, *, where: str) -> None:
-        super().__init__(f"{message} (at {where})")
+        super().__init__(message if where in message else f"{message} (at {where})")
         self.where = where
 
 

@@ -26,15 +26,15 @@ from provenance.translog.tree import MemoryMerkleLog, NodeSource, consistency_pr
 
 __all__ = [
     "EMPTY_ROOT",
-    "AppendedLeaf",
-    "LogLeaf",
-    "SqlTransparencyLog",
     "LEAF_PREFIX",
     "NODE_PREFIX",
+    "AppendedLeaf",
     "Checkpoint",
+    "LogLeaf",
     "MemoryMerkleLog",
     "NodeSource",
     "NoteSignature",
+    "SqlTransparencyLog",
     "VerifierKey",
     "consistency_proof",
     "encode_verifier_key",

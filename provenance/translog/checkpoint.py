@@ -68,7 +68,7 @@ _SIZE_RE = re.compile(r"(0|[1-9][0-9]*)", re.ASCII)
 _HEX8_RE = re.compile(r"[0-9a-f]{8}", re.ASCII)
 
 
-# --- small helpers -------------------------------------------------------------------------------------------------
+# --- small helpers ----------------------------------------------------------------------------------------------------
 def _b64encode(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
@@ -113,10 +113,11 @@ def _raw_public_key(public_key: Ed25519PublicKey | bytes) -> bytes:
 def key_id(key_name: str, public_key: Ed25519PublicKey | bytes) -> bytes:
     """4-byte signed-note key ID of an Ed25519 key: ``SHA-256(name || 0x0A || 0x01 || key)[:4]``."""
     _check_key_name(key_name)
-    return hashlib.sha256(key_name.encode("utf-8") + b"\n" + bytes([ED25519_ALG]) + _raw_public_key(public_key)).digest()[:4]
+    material = key_name.encode("utf-8") + b"\n" + bytes([ED25519_ALG]) + _raw_public_key(public_key)
+    return hashlib.sha256(material).digest()[:4]
 
 
-# --- verifier keys ---------------------------------------------------------------------------------------------------
+# --- verifier keys ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class VerifierKey:
     """A named Ed25519 public key, as an auditor is given it."""
@@ -156,7 +157,7 @@ def parse_verifier_key(text: str) -> VerifierKey:
     return VerifierKey(name, expected, Ed25519PublicKey.from_public_bytes(key[1:]))
 
 
-# --- signed notes ----------------------------------------------------------------------------------------------------
+# --- signed notes -----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class NoteSignature:
     """One signature line: who (name + key ID) and the raw signature bytes."""
@@ -222,7 +223,9 @@ def parse_note(note: str | bytes) -> tuple[str, list[NoteSignature]]:
         _check_key_name(name)
         raw = _b64decode(sig64, f"signature line {n}")
         if len(raw) < 5:
-            raise CheckpointError(f"signature line {n} holds {len(raw)} bytes; a key ID and a signature need at least 5")
+            raise CheckpointError(
+                f"signature line {n} holds {len(raw)} bytes; a key ID and a signature need at least 5"
+            )
         sigs.append(NoteSignature(name, raw[:4], raw[4:]))
     return text, sigs
 
@@ -252,7 +255,7 @@ def verify_note(note: str | bytes, key_name: str, public_key: Ed25519PublicKey |
     return text, mine[0]
 
 
-# --- checkpoints -------------------------------------------------------------------------------------------------------
+# --- checkpoints ------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     """A tree head: the log's ``origin``, its ``size`` in leaves, and the RFC 6962 ``root`` at that size."""

@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 
-# --- expected proof shapes -----------------------------------------------------------------------------------------
+# --- expected proof shapes --------------------------------------------------------------------------------------------
 def _inclusion_shape(index: int, size: int) -> tuple[int, int]:
     """(inner, border) for the audit path of ``index`` in a tree of ``size`` leaves (``index < size``).
 
@@ -57,7 +57,7 @@ def consistency_proof_length(size1: int, size2: int) -> int:
     return seed + inner + border
 
 
-# --- argument checks -----------------------------------------------------------------------------------------------
+# --- argument checks --------------------------------------------------------------------------------------------------
 def _check_index(index: int, size: int) -> None:
     if size < 0:
         raise IndexOutOfRangeError(f"tree size must not be negative, got {size}")
@@ -72,7 +72,8 @@ def _check_sizes(size1: int, size2: int) -> None:
         raise IndexOutOfRangeError(f"tree sizes must not be negative, got size1={size1}, size2={size2}")
     if size1 > size2:
         raise IndexOutOfRangeError(
-            f"size1 {size1} is larger than size2 {size2}: a consistency proof only runs from an older tree to a newer one"
+            f"size1 {size1} is larger than size2 {size2}: "
+            "a consistency proof only runs from an older tree to a newer one"
         )
 
 
@@ -93,7 +94,7 @@ def _proof_arg(proof: Sequence[bytes], expected: int, what: str) -> list[bytes]:
     return [_hash_arg(h, f"{what} hash [{i}]") for i, h in enumerate(proof)]
 
 
-# --- inclusion -------------------------------------------------------------------------------------------------------
+# --- inclusion --------------------------------------------------------------------------------------------------------
 def root_from_inclusion_proof(index: int, size: int, leaf_hash: bytes, proof: Sequence[bytes]) -> bytes:
     """Root of the tree of ``size`` leaves implied by ``leaf_hash`` at ``index`` and its audit path ``proof``.
 
@@ -130,7 +131,7 @@ def verify_inclusion(index: int, size: int, leaf_hash: bytes, proof: Sequence[by
         )
 
 
-# --- consistency -----------------------------------------------------------------------------------------------------
+# --- consistency ------------------------------------------------------------------------------------------------------
 def verify_consistency(size1: int, size2: int, proof: Sequence[bytes], root1: bytes, root2: bytes) -> None:
     """Check that the tree of ``size1`` leaves with root ``root1`` is a prefix of the one of ``size2`` with ``root2``.
 
@@ -180,10 +181,6 @@ def verify_consistency(size1: int, size2: int, proof: Sequence[bytes], root1: by
         new_h = node_hash(sibling, new_h)
 
     if old_h != old_root:
-        raise RootMismatchError(
-            f"{what} recomputes root1 {old_h.hex()}, but the claimed root1 is {old_root.hex()}"
-        )
+        raise RootMismatchError(f"{what} recomputes root1 {old_h.hex()}, but the claimed root1 is {old_root.hex()}")
     if new_h != new_root:
-        raise RootMismatchError(
-            f"{what} recomputes root2 {new_h.hex()}, but the claimed root2 is {new_root.hex()}"
-        )
+        raise RootMismatchError(f"{what} recomputes root2 {new_h.hex()}, but the claimed root2 is {new_root.hex()}")

@@ -33,8 +33,10 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    any_,
     bindparam,
     event,
+    func,
     insert,
     literal,
     or_,
@@ -43,6 +45,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.expression import Insert
 
 from provenance.db import metadata
 from provenance.errors import IndexOutOfRangeError, LogError
@@ -132,8 +135,8 @@ class _SqlNodes:
 _NODE_CHUNK = 100
 
 
-@functools.lru_cache(maxsize=None)
-def _fetch_stmt(n_nodes: int) -> Select[tuple[int, int, bytes]] | CompoundSelect[tuple[int, int, bytes]]:
+@functools.lru_cache(maxsize=128)
+def _fetch_stmt(n_nodes: int) -> Select[int, int, bytes] | CompoundSelect[int, int, bytes]:
     leaves = select(
         literal(0, SmallInteger).label("level"), log_leaves.c.idx, log_leaves.c.leaf_hash.label("hash")
     ).where(log_leaves.c.idx.in_(bindparam("leaf_idx", expanding=True)))
@@ -177,16 +180,44 @@ def _fetch_nodes(conn: Connection, nodes: Sequence[tree.Node]) -> dict[tree.Node
     return out
 
 
+# PostgreSQL bulk paths: a whole batch travels as one array parameter per column (``unnest``) rather than thousands
+# of scalars, which psycopg would otherwise send as one pipelined INSERT per row.
+def _pg_bulk_insert(table: Table) -> tuple[Insert, list[str]]:
+    cols = [c.name for c in table.columns]
+    arrays = [bindparam(f"a_{c.name}", type_=postgresql.ARRAY(c.type)) for c in table.columns]
+    rows = func.unnest(*arrays).table_valued(*cols).render_derived()
+    return insert(table).from_select(cols, select(*(rows.c[c] for c in cols))), cols
+
+
+_PG_BULK = {t.name: _pg_bulk_insert(t) for t in (log_leaves, log_nodes)}
+_PG_FIND_CIDS = (
+    select(log_leaves.c.record_cid, log_leaves.c.idx)
+    .where(log_leaves.c.record_cid == any_(bindparam("cids", type_=postgresql.ARRAY(Text))))
+    .order_by(log_leaves.c.idx)
+    .limit(1)
+)
+
+
 def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, object]]) -> None:
-    """Insert many rows fast. With RETURNING, SQLAlchemy's "insertmanyvalues" batches an executemany into multi-row
-    VALUES statements without recompiling (psycopg would otherwise pipeline one INSERT per row)."""
     if not rows:
         return
-    if len(rows) == 1:
-        conn.execute(insert(table), rows[0])
-        return
-    pk = next(iter(table.primary_key.columns))
-    conn.execute(insert(table).returning(pk), rows).close()
+    if len(rows) > 1 and conn.dialect.name == "postgresql":
+        stmt, cols = _PG_BULK[table.name]
+        conn.execute(stmt, {f"a_{c}": [r[c] for r in rows] for c in cols})
+    else:
+        conn.execute(insert(table), rows)  # one row, or an executemany (a C loop in sqlite3)
+
+
+def _find_logged(conn: Connection, cids: list[str]) -> tuple[str, int] | None:
+    """One of ``cids`` already in the log, with its index, or None."""
+    if conn.dialect.name == "postgresql":
+        row = conn.execute(_PG_FIND_CIDS, {"cids": cids}).first()
+        return None if row is None else (row[0], int(row[1]))
+    for chunk in _chunks(cids):
+        row = conn.execute(_FIND_CIDS, {"cids": list(chunk)}).first()
+        if row is not None:
+            return row[0], int(row[1])
+    return None
 
 
 def _peaks(size: int) -> list[tree.Node]:
@@ -220,10 +251,9 @@ class SqlTransparencyLog:
             seen.add(cid)
 
         start = self._lock_size(conn)
-        for chunk in _chunks(cids):
-            row = conn.execute(_FIND_CIDS, {"cids": list(chunk)}).first()
-            if row is not None:
-                raise LogError(f"record CID {row[0]} is already in the log at index {row[1]}")
+        logged = _find_logged(conn, cids)
+        if logged is not None:
+            raise LogError(f"record CID {logged[0]} is already in the log at index {logged[1]}")
 
         # The right edge before this batch: what new parents hash together with.
         peak_nodes = _peaks(start)

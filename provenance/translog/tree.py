@@ -58,7 +58,7 @@ class BatchNodeSource(NodeSource, Protocol):
         ...
 
 
-# --- planning --------------------------------------------------------------------------------------------------------
+# --- planning ---------------------------------------------------------------------------------------------------------
 def perfect_nodes_of_range(start: int, end: int) -> list[Node]:
     """The perfect nodes tiling leaves ``[start, end)``, left to right, largest first.
 
@@ -128,7 +128,7 @@ def consistency_nodes(size1: int, size2: int) -> list[list[Node]]:
     return plan
 
 
-# --- fetching and composing ------------------------------------------------------------------------------------------
+# --- fetching and composing -------------------------------------------------------------------------------------------
 def _fetch(src: NodeSource, nodes: Iterable[Node]) -> Mapping[Node, bytes]:
     wanted = list(dict.fromkeys(nodes))
     if isinstance(src, BatchNodeSource):
@@ -159,7 +159,7 @@ def _check_size(src: NodeSource, size: int) -> None:
         raise IndexOutOfRangeError(f"tree size {size} is larger than the log, which has {src.size} leaves")
 
 
-# --- public generation API -------------------------------------------------------------------------------------------
+# --- public generation API --------------------------------------------------------------------------------------------
 def root_hash(src: NodeSource, size: int) -> bytes:
     """Merkle tree hash of the first ``size`` leaves (``EMPTY_ROOT`` for 0)."""
     _check_size(src, size)
@@ -191,7 +191,7 @@ def consistency_proof(src: NodeSource, size1: int, size2: int) -> list[bytes]:
     return _evaluate(src, consistency_nodes(size1, size2))
 
 
-# --- in-memory log -----------------------------------------------------------------------------------------------------
+# --- in-memory log ----------------------------------------------------------------------------------------------------
 class MemoryMerkleLog:
     """An append-only Merkle log held in memory, storing every perfect node as it completes.
 

@@ -126,6 +126,7 @@ def test_cid_v0() -> None:
         "b" + b32encode(bytes([0x12, 32]) + bytes(32)),  # a v0 multihash dressed up as multibase v1
         "b" + b32encode(bytes([1, 0x80])),  # truncated varint
         "é" * 10,
+        HELLO[:-1] + "5",  # same bytes, but nonzero padding bits: not a canonical spelling
     ],
 )
 def test_parse_rejects_garbage(bad: str) -> None:

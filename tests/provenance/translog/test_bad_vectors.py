@@ -32,7 +32,8 @@ def other8() -> MemoryMerkleLog:
 # --- inclusion -------------------------------------------------------------------------------------------------------
 def test_wrong_length_inclusion_proof(log8: MemoryMerkleLog) -> None:
     proof = log8.inclusion_proof(5, 8)
-    with pytest.raises(ProofShapeError, match=r"inclusion proof for index 5 in tree of size 8 must have 3 hashes, got 2"):
+    msg = r"inclusion proof for index 5 in tree of size 8 must have 3 hashes, got 2"
+    with pytest.raises(ProofShapeError, match=msg):
         verify_inclusion(5, 8, log8.leaf_hash(5), proof[:2], ROOTS[7])
     with pytest.raises(ProofShapeError, match=r"must have 3 hashes, got 4"):
         verify_inclusion(5, 8, log8.leaf_hash(5), [*proof, SOME_HASH], ROOTS[7])
@@ -49,7 +50,8 @@ def test_index_not_below_size(log8: MemoryMerkleLog) -> None:
 
 def test_tampered_leaf(log8: MemoryMerkleLog) -> None:
     tampered = leaf_hash(LEAVES[3] + b"!")
-    with pytest.raises(RootMismatchError, match=r"index 3 in tree of size 8 recomputes root [0-9a-f]{64}, but the claimed"):
+    msg = r"index 3 in tree of size 8 recomputes root [0-9a-f]{64}, but the claimed"
+    with pytest.raises(RootMismatchError, match=msg):
         verify_inclusion(3, 8, tampered, log8.inclusion_proof(3, 8), ROOTS[7])
 
 

@@ -40,7 +40,9 @@ GO_NOTE = (
     + "\n— PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
 )
 GO_ENOCH_VERIFIER = "EnochRoot+af0cfe78+ATtqJ7zOtqQtYqOo0CpvDXNlMhV3HeJDpjrASKGLWdop"
-GO_ENOCH_SIG = "— EnochRoot rwz+eBzmZa0SO3NbfRGzPCpDckykFXSdeX+MNtCOXm2/5n2tiOHp+vAF1aGrQ5ovTG01oOTGwnWLox33WWd1RvMc+QQ=\n"
+GO_ENOCH_SIG = (
+    "— EnochRoot rwz+eBzmZa0SO3NbfRGzPCpDckykFXSdeX+MNtCOXm2/5n2tiOHp+vAF1aGrQ5ovTG01oOTGwnWLox33WWd1RvMc+QQ=\n"
+)
 
 
 def _go_private_key() -> Ed25519PrivateKey:
@@ -68,7 +70,7 @@ def test_go_vector_signed_note_is_byte_identical() -> None:
 def test_go_vector_other_signers_are_ignored() -> None:
     vk = parse_verifier_key(GO_VERIFIER)
     note = GO_NOTE + GO_ENOCH_SIG
-    text, sigs = parse_note(note)
+    _text, sigs = parse_note(note)
     assert [s.key_name for s in sigs] == ["PeterNeumann", "EnochRoot"]
     verify_note(note, vk.name, vk.public_key)  # Enoch's line is not ours: ignored
     enoch = parse_verifier_key(GO_ENOCH_VERIFIER)
@@ -187,7 +189,7 @@ def test_wrong_key() -> None:
 
 def test_same_name_and_key_id_but_bad_signature_rejects_even_with_a_good_one() -> None:
     note = sign_checkpoint(CP, KEY_NAME, PRIV)
-    text, sigs = parse_note(note)
+    _text, sigs = parse_note(note)
     forged = base64.b64encode(sigs[0].key_id + bytes(64)).decode()
     with pytest.raises(CheckpointError, match="invalid signature"):
         verify_checkpoint_note(note + f"— {KEY_NAME} {forged}\n", KEY_NAME, PUB)

@@ -53,6 +53,7 @@ class FeatureExtractor(nn.Module):
     """Common surface of every backbone: a feature map, its global average, and the ImageNet logits."""
 
     feature_dim: int
+    classifier_name: str  # attribute holding the ImageNet head
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # [B, 3, H, W] -> [B, C, h, w]
         raise NotImplementedError
@@ -61,7 +62,15 @@ class FeatureExtractor(nn.Module):
         return self.forward_features(x).mean(dim=(2, 3))
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:  # [B, 3, H, W] -> [B, 1000]
-        raise NotImplementedError
+        head = getattr(self, self.classifier_name)
+        if head is None:
+            raise BackboneWeightsError("the ImageNet classifier of this backbone was dropped")
+        return head(self.forward(x))
+
+    def drop_classifier(self) -> None:
+        """Remove the ImageNet head: OSCAR-Net uses only features, and unused parameters would sit in every
+        checkpoint and confuse gradient checks / DDP."""
+        setattr(self, self.classifier_name, None)
 
 
 # ----------------------------------------------------------------------------------------------- EfficientNet-Lite0
@@ -71,13 +80,17 @@ class _SameConv(nn.Conv2d):
     """Conv with TensorFlow "SAME" padding, computed per input size.
 
     The weights were trained in TF; for stride 2 TF pads asymmetrically (more at the bottom/right), which PyTorch's
-    symmetric ``padding=`` cannot express. Computing it per call keeps crops of any size correct.
+    symmetric ``padding=`` cannot express, so it is computed per call (crops of any size stay correct). For
+    stride 1 and odd kernels SAME is the symmetric ``k // 2``, left to the conv itself (no extra copy).
     """
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
-        super().__init__(c_in, c_out, kernel, stride=stride, padding=0, groups=groups, bias=False)
+        padding = kernel // 2 if stride == 1 else 0
+        super().__init__(c_in, c_out, kernel, stride=stride, padding=padding, groups=groups, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride[0] == 1:
+            return super().forward(x)
         pads = []
         for size in (x.shape[-1], x.shape[-2]):  # F.pad wants (left, right, top, bottom)
             out = -(-size // self.stride[0])
@@ -130,6 +143,7 @@ class EfficientNetLite0(FeatureExtractor):
     """EfficientNet-Lite0 (Tan & Le 2019, TF "lite" variant): 4.65 M parameters, [B, 1280, H/32, W/32] features."""
 
     feature_dim = 1280
+    classifier_name = "_fc"
 
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
@@ -150,8 +164,6 @@ class EfficientNetLite0(FeatureExtractor):
             x = block(x)
         return F.relu6(self._bn1(self._conv_head(x)))
 
-    def classify(self, x: torch.Tensor) -> torch.Tensor:
-        return self._fc(self.forward(x))
 
 
 # ---------------------------------------------------------------------------------------------------- ResNet50
@@ -161,6 +173,7 @@ class ResNet50(FeatureExtractor):
     """torchvision's ResNet50; state-dict keys are torchvision's (``conv1.weight``, ``layer1.0...``, ``fc.*``)."""
 
     feature_dim = 2048
+    classifier_name = "fc"
 
     def __init__(self) -> None:
         super().__init__()
@@ -175,8 +188,6 @@ class ResNet50(FeatureExtractor):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
-    def classify(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.forward(x))
 
 
 # ---------------------------------------------------------------------------------------------------- factory
@@ -221,7 +232,9 @@ def packaged_weights_path() -> Path:
     return path
 
 
-def _load_state_dict(module: nn.Module, path: Path, expected_sha256: str | None) -> None:
+def _read_state_dict(path: Path, expected_sha256: str | None) -> dict[str, torch.Tensor]:
+    """Checks before the (slow) model build: the file exists, has the pinned sha256, and unpickles as plain
+    tensors (``weights_only=True``: a pickled object that would run code is refused)."""
     if not path.is_file():
         raise BackboneWeightsError(f"weights file not found: {path}")
     if expected_sha256 is not None:
@@ -234,10 +247,7 @@ def _load_state_dict(module: nn.Module, path: Path, expected_sha256: str | None)
         raise BackboneWeightsError(f"cannot read weights from {path}: {exc}") from exc
     if not isinstance(state, dict):
         raise BackboneWeightsError(f"{path} does not hold a state dict (got {type(state).__name__})")
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise BackboneWeightsError(f"weights in {path} do not fit the architecture: {exc}") from exc
+    return state
 
 
 def create_backbone(
@@ -256,13 +266,19 @@ def create_backbone(
     spec = _REGISTRY.get(name)
     if spec is None:
         raise ConfigError(f"unknown backbone {name!r}; known: {sorted(_REGISTRY)}")
-    module = spec.build()
+    state = None
     if pretrained:
         if weights_path is None:
             if spec.packaged_sha256 is None:
                 raise BackboneWeightsError(f"backbone {name!r} ships no weights; pass weights_path to a local file")
-            _load_state_dict(module, packaged_weights_path(), expected_sha256 or spec.packaged_sha256)
+            state = _read_state_dict(packaged_weights_path(), expected_sha256 or spec.packaged_sha256)
         else:
-            _load_state_dict(module, Path(weights_path), expected_sha256)
+            state = _read_state_dict(Path(weights_path), expected_sha256)
+    module = spec.build()
+    if state is not None:
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise BackboneWeightsError(f"weights do not fit the {name} architecture: {exc}") from exc
     mean, std = BACKBONE_NORMALISATION[name]
     return Backbone(module, module.feature_dim, Preprocessing(spec.input_size, mean, std))

@@ -12,6 +12,8 @@ from typing import Any
 
 from hasher.errors import ConfigError
 
+__all__ = ["BACKBONE_NORMALISATION", "N_EDGE_FEATURES", "N_GEOMETRY_FEATURES", "N_SHAPE_FEATURES", "OscarConfig"]
+
 #: Preprocessing each supported backbone was trained with, as (mean, std) on pixels scaled to [0, 1].
 #: EfficientNet-Lite was trained in TensorFlow on (x - 127) / 128 of 0..255 pixels; ResNet50 on torchvision's
 #: ImageNet statistics. A mismatch silently costs accuracy, hence one table that both config and backbone read.
@@ -112,8 +114,11 @@ class OscarConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists) to store next to the weights."""
-        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
-                for f in dataclasses.fields(self)}
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OscarConfig:

@@ -21,7 +21,7 @@ py_hash=$(hash_of pyproject.toml)
 if [ "$(cat "$stamp_dir/python" 2>/dev/null)" != "$py_hash" ]; then
   echo "==> installing Python packages"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -m pip install -q -e '.[hasher,bench,test]'
   echo "$py_hash" > "$stamp_dir/python"
 fi
 

@@ -260,6 +260,55 @@ def export_car(state: _State, out: Path) -> None:
     click.echo(f"wrote {len(cids)} roots to {out}")
 
 
+# --- robust hashes -------------------------------------------------------------------------------------------------
+@cli.command("hash")
+@click.argument("paths", nargs=-1)
+@click.option("--files-from", type=click.File("r"), help="Read more paths from FILE, one per line ('-' = stdin).")
+@click.option("--jsonl", is_flag=True, help='One JSON object per line: {"path", "hash", "model"} or {"path", "error"}.')
+@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="OSCAR-Net checkpoint. Default: the shipped model.")
+@click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
+def hash_command(paths: tuple[str, ...], files_from, jsonl: bool, weights: Path | None,  # type: ignore[no-untyped-def]
+                 device: str | None) -> None:
+    """Print the 64-bit OSCAR-Net hash of each image (a directory means every image in it)."""
+    import hasher
+    from hasher.errors import HasherError
+
+    wanted = list(paths)
+    if files_from is not None:
+        wanted.extend(line.rstrip("\r\n") for line in files_from if line.strip())
+    if not wanted:
+        raise click.UsageError("give image paths or --files-from")
+    model = hasher.load(weights, device)
+    failed = False
+    for given in _expand_hash_inputs(wanted):
+        try:
+            h = model.hash(given)
+        except (HasherError, OSError) as exc:
+            failed = True
+            if jsonl:
+                click.echo(json.dumps({"path": given, "error": str(exc)}))
+            else:
+                click.echo(f"ERROR {given}: {exc}", err=True)
+            continue
+        click.echo(json.dumps({"path": given, "hash": h.hex, "model": h.model_id}) if jsonl else f"{h.hex}  {given}")
+    if failed:
+        sys.exit(1)
+
+
+def _expand_hash_inputs(paths: list[str]) -> list[str]:
+    from provenance.images import IMAGE_SUFFIXES
+
+    out: list[str] = []
+    for given in paths:
+        p = Path(given)
+        if p.is_dir():
+            out.extend(str(f) for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            out.append(given)  # echoed exactly as given, readable or not
+    return out
+
+
 # --- the main job ---------------------------------------------------------------------------------------------------
 @cli.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))

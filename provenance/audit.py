@@ -133,7 +133,7 @@ def audit_ledger(ledger: Ledger, *, log_public_key: Ed25519PublicKey, anchor: An
     report = AuditReport(
         chain=anchor.describe() if anchor else "none configured", chain_ephemeral=bool(anchor and anchor.ephemeral)
     )
-    with ledger.engine.connect() as conn:
+    with ledger.reader.connect() as conn:
         stored_cps = ledger.store.checkpoints(conn, cfg.log_id)
         report.checkpoints = len(stored_cps)
         good_cps = _verify_checkpoints(report, stored_cps, cfg.origin, cfg.log_key_name, log_public_key)

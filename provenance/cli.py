@@ -75,7 +75,7 @@ def publishers_add(state: _State, name: str) -> None:
 @publishers.command("list")
 @click.pass_obj
 def publishers_list(state: _State) -> None:
-    with state.ledger.engine.connect() as conn:
+    with state.ledger.reader.connect() as conn:
         for pub, key_id in state.ledger.store.list_publishers(conn):
             click.echo(f"{pub}\t{key_id}")
 
@@ -213,7 +213,7 @@ def records() -> None:
 @click.argument("cid")
 @click.pass_obj
 def records_show(state: _State, cid: str) -> None:
-    with state.ledger.engine.connect() as conn:
+    with state.ledger.reader.connect() as conn:
         rec = state.ledger.store.get(conn, cid)
     if rec is None:
         raise ProvenanceError(f"no record {cid}")
@@ -226,7 +226,7 @@ def records_show(state: _State, cid: str) -> None:
 def records_proof(state: _State, cid: str) -> None:
     """Inclusion proof of a record in the latest checkpoint, with the signed checkpoint note."""
     ledger = state.ledger
-    with ledger.engine.connect() as conn:
+    with ledger.reader.connect() as conn:
         rec = ledger.store.get(conn, cid)
         cp = ledger.store.latest_checkpoint(conn, ledger.config.log_id)
         if rec is None:
@@ -253,7 +253,7 @@ def export_car(state: _State, out: Path) -> None:
     if not isinstance(store, LocalBlockStore):
         raise ProvenanceError("export-car reads the local block store (PROVENANCE_BLOCKSTORE=local)")
     cids: list[str] = []
-    with state.ledger.engine.connect() as conn:
+    with state.ledger.reader.connect() as conn:
         for rec in state.ledger.store.iter_records(conn):
             cids.extend([rec.cid, rec.image_cid])
     store.export_car(cids, out)
@@ -317,7 +317,7 @@ def _expand_hash_inputs(paths: list[str]) -> list[str]:
 def demo(state: _State, folder: Path, publisher: str) -> None:
     """Main job on the embedded default: register a publisher, ingest FOLDER, anchor, audit — in one process."""
     ledger = state.ledger
-    with ledger.engine.connect() as conn:
+    with ledger.reader.connect() as conn:
         known = ledger.store.has_publisher(conn, publisher)
     if not known:
         click.echo(f"publisher {publisher} registered with key {ledger.add_publisher(publisher)}")

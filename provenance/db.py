@@ -27,12 +27,19 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin_immediate(conn):  # type: ignore[no-untyped-def]
-            # Serialise writers up front so two appenders never race for the same log index.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
+            # Writers take the write lock up front (IMMEDIATE) so two appenders never race for the same log index;
+            # connections from ``reader(engine)`` begin DEFERRED and, under WAL, never block or wait for writers.
+            mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+            conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def reader(engine: Engine) -> Engine:
+    """The same engine for read-only work: on SQLite its transactions begin DEFERRED and so hold no write lock."""
+    return engine.execution_options(sqlite_begin="DEFERRED")
 
 
 def create_schema(engine: Engine) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from provenance.anchor.base import Anchor
 from provenance.blockstore import BlockStore
 from provenance.cid import cid_for_bytes
+from provenance.db import reader
 from provenance.errors import IntegrityError, InvalidImageError, LogError, ProvenanceError, UnknownPublisherError
 from provenance.hashing import Hasher
 from provenance.images import IMAGE_SUFFIXES, inspect_image
@@ -69,7 +70,8 @@ class Ledger:
         config: LedgerConfig,
         anchor_factory: Callable[[Ledger], Anchor],
     ) -> None:
-        self.engine = engine
+        self.engine = engine  # writes: on SQLite each transaction takes the write lock at BEGIN
+        self.reader = reader(engine)  # reads: never hold or wait for the write lock
         self.blockstore = blockstore
         self.keyring = keyring
         self.hashers = hashers
@@ -99,7 +101,7 @@ class Ledger:
             data, max_bytes=self.config.max_image_bytes, max_pixels=self.config.max_image_pixels, name=source
         )
         sha = hashlib.sha256(data).hexdigest()
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             if not self.store.has_publisher(conn, publisher):
                 raise UnknownPublisherError(f"publisher {publisher!r} is not registered (provenance publishers add)")
             existing = self.store.find_by_image(conn, publisher, sha)
@@ -127,7 +129,7 @@ class Ledger:
         if hashlib.sha256(image).hexdigest() != rec.image_sha256 or cid_for_bytes(image) != rec.image_cid:
             raise InvalidImageError(f"{source}: image bytes do not match the record's sha256/CID")
         inspect_image(image, max_bytes=self.config.max_image_bytes, max_pixels=self.config.max_image_pixels, name=source)
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             if not self.store.has_publisher(conn, rec.publisher_id):
                 raise UnknownPublisherError(f"publisher {rec.publisher_id!r} is not registered")
             public_key = self.store.public_key(conn, rec.publisher_id, rec.key_id)
@@ -178,7 +180,7 @@ class Ledger:
             )
             self.store.add_checkpoint(conn, size, root, note)
         log.info("checkpoint.signed", tree_size=size, root=root.hex())
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             cp = self.store.latest_checkpoint(conn, self.config.log_id)
         assert cp is not None
         return cp

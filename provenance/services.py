@@ -53,7 +53,7 @@ def make_anchor(settings: Settings, ledger: Ledger) -> Anchor:
     address = settings.chain_contract_address
     if address is None:
         chain_id = rpc_chain_id(settings.chain_rpc_url, settings.chain_timeout_s)
-        with ledger.engine.connect() as conn:
+        with ledger.reader.connect() as conn:
             address = ledger.store.deployed_contract(conn, chain_id)
         if address is None:
             raise AnchorError(

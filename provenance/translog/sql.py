@@ -11,8 +11,12 @@ Tables (registered on :data:`provenance.db.metadata`):
 
 Every method takes the caller's :class:`~sqlalchemy.engine.Connection` and never commits: the caller inserts its
 record row and appends the leaf in one transaction, and commits (or rolls back) both. Appending locks ``log_state``
-until that commit, so keep those transactions short. Readers need no lock: a reader sees a committed size together
-with every node that size needs. Under PostgreSQL use the default READ COMMITTED isolation for appenders.
+until that commit, so keep those transactions short. Readers need no lock of their own: a reader sees a committed size
+together with every node that size needs (nodes are immutable). On PostgreSQL use the default READ COMMITTED
+isolation for appenders; on SQLite, :func:`provenance.db.make_engine` opens every transaction, readers' too, with
+``BEGIN IMMEDIATE``, so there readers and appenders take turns.
+
+Bulk paths on PostgreSQL send a batch as one array per column (``unnest``); SQLite uses ``executemany``.
 """
 
 from __future__ import annotations
@@ -152,11 +156,10 @@ def _fetch_stmt(n_nodes: int) -> Select[int, int, bytes] | CompoundSelect[int, i
 _LOCK_SIZE = select(log_state.c.size).where(log_state.c.id == 1).with_for_update()
 _READ_SIZE = select(log_state.c.size).where(log_state.c.id == 1)
 _SET_SIZE = update(log_state).where(log_state.c.id == 1).values(size=bindparam("new_size"))
-_FIND_CIDS = (
-    select(log_leaves.c.record_cid, log_leaves.c.idx)
-    .where(log_leaves.c.record_cid.in_(bindparam("cids", expanding=True)))
-    .order_by(log_leaves.c.idx)
-    .limit(1)
+# No ORDER BY/LIMIT here: "ORDER BY idx LIMIT 1" tempts PostgreSQL (notably in a generic plan cached while the
+# table was small) to walk the primary key and filter, i.e. scan the whole log when, as usual, nothing matches.
+_FIND_CIDS = select(log_leaves.c.record_cid, log_leaves.c.idx).where(
+    log_leaves.c.record_cid.in_(bindparam("cids", expanding=True))
 )
 _INDEX_OF = select(log_leaves.c.idx).where(log_leaves.c.record_cid == bindparam("cid"))
 _LEAF = select(log_leaves.c.leaf_hash, log_leaves.c.record_cid).where(log_leaves.c.idx == bindparam("idx"))
@@ -190,11 +193,8 @@ def _pg_bulk_insert(table: Table) -> tuple[Insert, list[str]]:
 
 
 _PG_BULK = {t.name: _pg_bulk_insert(t) for t in (log_leaves, log_nodes)}
-_PG_FIND_CIDS = (
-    select(log_leaves.c.record_cid, log_leaves.c.idx)
-    .where(log_leaves.c.record_cid == any_(bindparam("cids", type_=postgresql.ARRAY(Text))))
-    .order_by(log_leaves.c.idx)
-    .limit(1)
+_PG_FIND_CIDS = select(log_leaves.c.record_cid, log_leaves.c.idx).where(
+    log_leaves.c.record_cid == any_(bindparam("cids", type_=postgresql.ARRAY(Text)))
 )
 
 
@@ -209,15 +209,15 @@ def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, object]]) 
 
 
 def _find_logged(conn: Connection, cids: list[str]) -> tuple[str, int] | None:
-    """One of ``cids`` already in the log, with its index, or None."""
+    """The earliest-logged of ``cids`` already in the log, with its index, or None."""
     if conn.dialect.name == "postgresql":
-        row = conn.execute(_PG_FIND_CIDS, {"cids": cids}).first()
-        return None if row is None else (row[0], int(row[1]))
-    for chunk in _chunks(cids):
-        row = conn.execute(_FIND_CIDS, {"cids": list(chunk)}).first()
-        if row is not None:
-            return row[0], int(row[1])
-    return None
+        rows = list(conn.execute(_PG_FIND_CIDS, {"cids": cids}))
+    else:
+        rows = [r for chunk in _chunks(cids) for r in conn.execute(_FIND_CIDS, {"cids": list(chunk)})]
+    if not rows:
+        return None
+    cid, idx = min(rows, key=lambda r: int(r[1]))
+    return cid, int(idx)
 
 
 def _peaks(size: int) -> list[tree.Node]:
@@ -242,8 +242,8 @@ class SqlTransparencyLog:
         if not cids:
             return []
         for cid in cids:
-            if not isinstance(cid, str) or not cid:
-                raise LogError(f"record CID must be a non-empty string, got {cid!r}")
+            if not isinstance(cid, str) or not cid or "\x00" in cid:
+                raise LogError(f"record CID must be a non-empty string without NUL characters, got {cid!r}")
         seen: set[str] = set()
         for cid in cids:
             if cid in seen:

@@ -5,9 +5,10 @@ A *perfect node* ``(level, index)`` is the root of the complete subtree over lea
 needs is either such a node or the hash of a right-edge range that is not a power of two wide, which is composed here
 from the O(log n) perfect nodes that tile it.
 
-Each operation first *plans* the perfect nodes it needs (pure arithmetic), then fetches them in one batch when the
-source offers :meth:`BatchNodeSource.perfect_hashes` (the SQL log does: one round trip per proof) or one at a time
-otherwise, then composes. No I/O here; :class:`MemoryMerkleLog` is the in-memory source used by tests and benchmarks.
+Each operation first *plans* the perfect nodes it needs (pure arithmetic; at most ``2 * size.bit_length()`` nodes,
+since only the first right-border sibling can be a composed range), then fetches them in one batch when the source
+offers :meth:`BatchNodeSource.perfect_hashes` (the SQL log does: one round trip per proof) or one at a time otherwise,
+then composes. No I/O here; :class:`MemoryMerkleLog` is the in-memory source used by tests and benchmarks.
 """
 
 from __future__ import annotations

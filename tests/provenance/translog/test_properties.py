@@ -13,7 +13,7 @@ from provenance.translog.proofs import (
     verify_consistency,
     verify_inclusion,
 )
-from provenance.translog.tree import MemoryMerkleLog
+from provenance.translog.tree import MemoryMerkleLog, consistency_nodes, inclusion_nodes
 
 from . import rfc6962_reference as ref
 
@@ -125,3 +125,16 @@ def test_proof_for_other_size_is_rejected(args: tuple[int, int], other: int) -> 
     proof = LOG.inclusion_proof(index, size)
     with pytest.raises(ProofError):
         verify_inclusion(index, other, LOG.leaf_hash(index), proof, LOG.root(other))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(2, 2**48), st.data())
+def test_proofs_touch_at_most_2_log_n_perfect_nodes(size: int, data: st.DataObject) -> None:
+    """Only the first right-border sibling can be a composed (non-perfect) range, so a proof needs O(log n) lookups."""
+    index = data.draw(st.integers(0, size - 1), label="index")
+    size1 = data.draw(st.integers(1, size - 1), label="size1")
+    bound = 2 * size.bit_length()
+    assert sum(len(t) for t in inclusion_nodes(index, size)) <= bound
+    assert sum(len(t) for t in consistency_nodes(size1, size)) <= bound
+    assert len(inclusion_nodes(index, size)) == inclusion_proof_length(index, size)
+    assert len(consistency_nodes(size1, size)) == consistency_proof_length(size1, size)

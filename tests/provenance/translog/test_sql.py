@@ -108,6 +108,8 @@ def test_duplicate_cid_is_refused_and_nothing_written(sql_engine: Engine) -> Non
             LOG.append_many(conn, [cid(4), cid(5), cid(4)])
         with pytest.raises(LogError, match=r"non-empty string"):
             LOG.append(conn, "")
+        with pytest.raises(LogError, match=r"without NUL"):
+            LOG.append(conn, "bafy\x00")
         assert LOG.size(conn) == 3
         assert LOG.index_of(conn, cid(3)) is None
     with sql_engine.connect() as conn:
@@ -161,7 +163,7 @@ def test_concurrent_appenders_get_distinct_consecutive_indices(sql_engine: Engin
     with sql_engine.connect() as conn:
         assert LOG.size(conn) == 2 * per_thread
         order = conn.execute(select(log_leaves.c.record_cid).order_by(log_leaves.c.idx)).scalars().all()
-        mem = _memory(order)
+        mem = _memory(list(order))
         assert LOG.root(conn) == mem.root()
         # Interleaving really happened and proofs across it still verify.
         for index in (0, 137, 2 * per_thread - 1):

@@ -1,0 +1,115 @@
+"""``bench`` click group: ``attribution`` (run the benchmark) and ``make-dataset`` (build one from photos).
+
+Registered in the main CLI with ``cli.add_command(bench)``; also runnable alone with
+``python -m provenance.bench.cli``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from provenance.bench import metrics as MX
+
+
+@click.group()
+def bench() -> None:
+    """Attribution benchmark (OSCAR-Net paper §4.2) and its dataset builder."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _csv(value: str | None) -> tuple[str, ...] | None:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+
+
+@bench.command("attribution")
+@click.option("--dataset", "dataset", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
+              help="Dataset folder (pairs.csv + distractors.txt).")
+@click.option("--methods", default=None, help="Comma-separated method names (default: the classical ones; "
+              "'all' adds oscar and its ablations when hasher.load exists; see `bench methods`).")
+@click.option("--oscar-weights", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="Checkpoint for method oscar (passed to hasher.load(weights=...)).")
+@click.option("--distractors-codes", "distractor_codes", type=click.IntRange(0, 1_000_000), default=0,
+              show_default=True, help="Extra distractor codes added to both databases (real image hashes first, "
+              "then hashes of synthesised crops of real images).")
+@click.option("--distractor-pool", "pool", multiple=True, type=click.Path(path_type=Path, exists=True,
+              file_okay=False), help="Folder of extra real distractor images (repeatable).")
+@click.option("--out", "out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Output folder (default: <dataset>/../attribution-results).")
+@click.option("--cache", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Hash cache SQLite file (default: <out>/hash-cache.sqlite).")
+@click.option("--seed", type=int, default=MX.DEFAULT_SEED, show_default=True, help="Tie-breaking seed.")
+@click.option("--R", "r", type=click.IntRange(1), default=MX.DEFAULT_R, show_default=True, help="R of mmAP@R.")
+@click.option("--sweep", default=None, help="Comma-separated distractor counts to score (default: 0, powers of 10 "
+              "below N, N).")
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def attribution(dataset: Path, methods: str | None, oscar_weights: Path | None, distractor_codes: int, pool: tuple[Path, ...], out: Path | None,
+                cache: Path | None, seed: int, r: int, sweep: str | None, workers: int, quiet: bool) -> None:
+    """Score every method on DATASET; write results.json, results.md, run.json, pair_distances.csv and plots."""
+    from provenance.bench.dataset import DatasetError
+    from provenance.bench.methods import configure_oscar
+    from provenance.bench.runner import RunConfig, run_attribution
+
+    configure_oscar(weights=oscar_weights)
+    out = out or dataset.parent / "attribution-results"
+    sweep_sizes = tuple(int(x) for x in _csv(sweep)) if sweep else None
+    cfg = RunConfig(dataset, out, _csv(methods), distractor_codes, pool, cache, seed, r, workers, not quiet,
+                    sweep_sizes)
+    try:
+        results = run_attribution(cfg)
+    except (DatasetError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for name, m in results["methods"].items():
+        click.echo(f"{name:12s} bits={m['bits']:3d} B1 mAP={m['B1_mAP']:.3f} mmAP={m['B1_mmAP']:.3f} "
+                   f"FR1={m['B2_FR1']:.3f} AUC={m['AUC']:.3f}")
+    click.echo(f"results in {out}")
+
+
+@bench.command("methods")
+def list_methods() -> None:
+    """List the registered hash methods."""
+    from provenance.bench.methods import available_methods
+
+    for name in available_methods():
+        click.echo(name)
+
+
+@bench.command("make-dataset")
+@click.option("--photos", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
+              help="Folder of photos (searched recursively; the first sub-folder names the subset).")
+@click.option("--out", "out", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seen", "n_seen", type=click.IntRange(0), default=6, show_default=True)
+@click.option("--unseen", "n_unseen", type=click.IntRange(0), default=3, show_default=True)
+@click.option("--manipulated", "n_manipulated", type=click.IntRange(0), default=6, show_default=True)
+@click.option("--max-side", type=click.IntRange(64), default=1024, show_default=True)
+@click.option("--regions", type=click.Choice(["auto", "detector", "saliency"]), default="auto", show_default=True,
+              help="Object boxes for removal/replacement/recolour/warp.")
+@click.option("--clipart", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Cut-out folder (default: /usr/share/openclipart/png when installed).")
+@click.option("--distractors", "distractor_dirs", multiple=True, type=click.Path(path_type=Path, exists=True,
+              file_okay=False), help="Folder of distractor images to copy in (repeatable).")
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Rebuild over an existing dataset.")
+@click.option("--quiet", is_flag=True)
+def make_dataset(photos: Path, out: Path, seed: int, n_seen: int, n_unseen: int, n_manipulated: int, max_side: int,
+                 regions: str, clipart: Path | None, distractor_dirs: tuple[Path, ...], workers: int, overwrite: bool,
+                 quiet: bool) -> None:
+    """Build an attribution dataset from PHOTOS into OUT."""
+    from provenance.bench.make_dataset import DEFAULT_CLIPART, BuildConfig, build_dataset
+
+    cfg = BuildConfig(seed=seed, n_seen=n_seen, n_unseen=n_unseen, n_manipulated=n_manipulated, max_side=max_side,
+                      workers=workers, regions=regions, clipart_dir=str(clipart) if clipart else DEFAULT_CLIPART)
+    try:
+        ds = build_dataset(photos, out, cfg, distractor_dirs, overwrite=overwrite, progress=not quiet)
+    except (FileExistsError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{len(ds.references)} references, {len(ds.queries)} queries, {len(ds.distractors)} distractors "
+               f"in {out}")
+
+
+if __name__ == "__main__":
+    bench()

@@ -28,7 +28,10 @@ fi
 node_hash=$(hash_of tools/node/package.json tools/node/package-lock.json)
 if [ "$(cat "$stamp_dir/node" 2>/dev/null)" != "$node_hash" ] || [ ! -d tools/node/node_modules ]; then
   echo "==> installing Node tools (solc, ganache, js-ipfs); the first time takes a few minutes"
-  (cd tools/node && npm ci --no-audit --no-fund --loglevel=error)
+  # `npm install`, not `npm ci`: the lock pins every version, but one optional transitive dependency of js-ipfs
+  # (electron-eval -> headless) is a GitHub tarball that cannot be fetched here; `npm ci` refuses the whole lock for
+  # it, while `npm install` skips that optional package and installs exactly the locked versions of the rest.
+  (cd tools/node && npm install --no-audit --no-fund --loglevel=error)
   echo "$node_hash" > "$stamp_dir/node"
 fi
 echo "==> install complete"

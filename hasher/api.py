@@ -60,7 +60,9 @@ class OscarHasher:
         graphs = []
         for rgb in rgbs:
             detections = self.detector.detect(rgb, max_objects=self.config.max_objects)
-            graphs.append(build_scene_graph(rgb, segment(rgb, detections), self.config))
+            objects = segment(rgb, detections, work_size=self.config.grabcut_size,
+                              iterations=self.config.grabcut_iterations)
+            graphs.append(build_scene_graph(rgb, objects, self.config))
         if self.device.type == "cpu":
             bits = torch.cat([self.model.encode_bits(collate([g]).to(self.device)) for g in graphs]) if graphs else None
         else:
@@ -93,18 +95,25 @@ def untrained_model_id(config: OscarConfig, detector: ObjectDetector) -> str:
     return "oscar-untrained-" + hashlib.sha256(ident.encode()).hexdigest()[:8]
 
 
+def _create_detector(name: str, device: torch.device, config: OscarConfig) -> ObjectDetector:
+    # CenterNet runs at the config's letterbox size; Mask R-CNN keeps its own (torchvision) resizing.
+    kwargs = {"input_size": config.detect_size} if name == "centernet" else {}
+    return create_detector(name, device=device, **kwargs)
+
+
 def load(weights: str | Path | None = None, device: str | torch.device | None = None, *,
          detector: str = "centernet", config: OscarConfig | None = None) -> OscarHasher:
     """Build the hasher. ``weights``: a checkpoint saved by ``hasher.model.save_checkpoint``; ``None``: untrained
     heads on the pretrained backbone (reproducible: seeded), with an ``oscar-untrained-`` id."""
     dev = _default_device(device)
-    det = create_detector(detector, device=dev)
     if weights is not None:
         path = Path(weights)
         model = load_checkpoint(path)
         model_id = "oscar-" + hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+        det = _create_detector(detector, dev, model.config)
     else:
         cfg = config or OscarConfig()
+        det = _create_detector(detector, dev, cfg)
         state = torch.random.get_rng_state()
         torch.manual_seed(UNTRAINED_SEED)
         try:

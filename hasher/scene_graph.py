@@ -1,4 +1,4 @@
-"""Image + segmented objects -> fully connected scene graph (OSCAR-Net paper §3.2). Pure numpy / torch, no network.
+"""Image + segmented objects -> fully connected scene graph (OSCAR-Net paper §3.2). numpy / OpenCV / torch, no network.
 
 Nodes are the (at most ``max_objects``) detected objects plus the *background* as one more object: its mask is every
 pixel no object covers, its box the whole image. The background always sits at node index 0, so an image with no
@@ -20,6 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -71,34 +72,18 @@ class SceneGraphBatch:
 
 
 def hu_moments(mask: np.ndarray) -> np.ndarray:
-    """The 7 Hu invariant moments of a binary mask (float64), as defined by Hu (1962) and ``cv2.HuMoments``.
+    """The 7 Hu invariant moments of a binary mask (float64), as defined by Hu (1962), via ``cv2.HuMoments``.
 
-    Computed on the mask's tight bounding region only: central moments do not depend on the offset, and this keeps
-    the cost proportional to the object instead of the image. An empty mask gives zeros.
+    Computed on the mask's tight bounding region only: central moments do not depend on the offset, this keeps the
+    cost proportional to the object instead of the image, and the same shape anywhere gives bit-identical values.
+    An empty mask gives zeros.
     """
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
+    mask = np.asarray(mask, dtype=bool)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
         return np.zeros(7)
-    ys = ys.astype(np.float64)
-    xs = xs.astype(np.float64)
-    m00 = float(ys.size)
-    dx, dy = xs - xs.mean(), ys - ys.mean()
-
-    def eta(p: int, q: int) -> float:  # scale-normalised central moment
-        return float(np.sum(dx**p * dy**q)) / m00 ** (1 + (p + q) / 2)
-
-    n20, n02, n11 = eta(2, 0), eta(0, 2), eta(1, 1)
-    n30, n03, n21, n12 = eta(3, 0), eta(0, 3), eta(2, 1), eta(1, 2)
-    a, b = n30 + n12, n21 + n03
-    return np.array([
-        n20 + n02,
-        (n20 - n02) ** 2 + 4 * n11**2,
-        (n30 - 3 * n12) ** 2 + (3 * n21 - n03) ** 2,
-        a**2 + b**2,
-        (n30 - 3 * n12) * a * (a**2 - 3 * b**2) + (3 * n21 - n03) * b * (3 * a**2 - b**2),
-        (n20 - n02) * (a**2 - b**2) + 4 * n11 * a * b,
-        (3 * n21 - n03) * a * (a**2 - 3 * b**2) - (n30 - 3 * n12) * b * (3 * a**2 - b**2),
-    ])
+    region = np.ascontiguousarray(mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]).view(np.uint8)
+    return cv2.HuMoments(cv2.moments(region, binaryImage=True)).ravel().astype(np.float64)
 
 
 def log_hu(hu: np.ndarray) -> np.ndarray:
@@ -181,12 +166,6 @@ def edge_features(boxes: np.ndarray, iou: np.ndarray, width: int, height: int, p
 # ------------------------------------------------------------------------------------------------ the graph
 
 
-def _normalise(pixels: torch.Tensor, config: OscarConfig) -> torch.Tensor:
-    mean = torch.tensor(config.mean, dtype=torch.float32).view(-1, 1, 1)
-    std = torch.tensor(config.std, dtype=torch.float32).view(-1, 1, 1)
-    return (pixels - mean) / std
-
-
 def _resize(chw: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(chw[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
 
@@ -214,8 +193,11 @@ def build_scene_graph(image: np.ndarray, objects: Sequence[SegmentedObject], con
     boxes = np.array([(0.0, 0.0, float(width), float(height))]
                      + [_clip_box(o.detection.box, width, height) for o in kept])
 
-    pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
-    normalised = _normalise(pixels, config)
+    # One contiguous CHW float copy, normalised in place: (p / 255 - mean) / std == (p - 255 mean) / (255 std).
+    pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous().float()
+    mean = torch.tensor(config.mean, dtype=torch.float32).view(-1, 1, 1) * 255.0
+    std = torch.tensor(config.std, dtype=torch.float32).view(-1, 1, 1) * 255.0
+    normalised = pixels.sub_(mean).div_(std)
     crops = []
     for box, mask in zip(boxes, masks):
         x1, y1 = int(math.floor(box[0])), int(math.floor(box[1]))

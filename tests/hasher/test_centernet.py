@@ -152,6 +152,22 @@ def test_matches_tfjs_reference(detector: CenterNetDetector, shared_photos: Path
             assert abs(same_class[best, 4] - row[4]) < 1e-4
 
 
+def test_smaller_input_size_finds_the_same_subjects(detector: CenterNetDetector, shared_photos: Path) -> None:
+    """The hasher runs CenterNet at ``OscarConfig.detect_size`` (384): same top object, box close to 512's."""
+    from hasher.config import OscarConfig
+
+    small = CenterNetDetector(input_size=OscarConfig().detect_size)
+    assert small.model_id == f"{detector.model_id}-{small.input_size}px"
+    for rel in ("skimage/astronaut.png", "skimage/coffee.png", "skimage/motorcycle_left.png"):
+        image = load_photo(shared_photos, rel)
+        full, reduced = detector.detect(image)[0], small.detect(image)[0]
+        assert reduced.label == full.label
+        h, w = image.shape[:2]
+        np.testing.assert_allclose(reduced.box, full.box, atol=0.08 * max(h, w))
+    with pytest.raises(ValueError):
+        CenterNetDetector(input_size=100)
+
+
 def test_boxes_follow_the_object_in_original_coordinates(detector: CenterNetDetector, shared_photos: Path) -> None:
     image = load_photo(shared_photos, "skimage/coffee.png")  # 600 x 400: letterboxed with bars top and bottom
     h, w = image.shape[:2]

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import hasher
@@ -18,10 +17,7 @@ from hasher.errors import ImageDecodeError
 
 @pytest.fixture(scope="module")
 def oscar():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield hasher.load(device="cpu")
-    torch.set_num_threads(threads)
+    return hasher.load(device="cpu")
 
 
 @pytest.fixture(scope="module")

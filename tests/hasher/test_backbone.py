@@ -18,15 +18,6 @@ EGYPTIAN_CAT, ESPRESSO = 285, 967
 CATS = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """2-core machines shared with services: two intra-op threads spin against each other and run ~20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def lite0():
     return create_backbone("efficientnet_lite0")

@@ -18,15 +18,6 @@ TINY = OscarConfig(crop_size=32, global_size=32, d_visual=16, d_shape=8, d_geom=
                    d_ff=32, d_fuse=32, proj_dim=16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """2-core machines shared with services: two intra-op threads spin against each other and run ~20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _graph(n_objects: int, seed: int) -> SceneGraph:
     rng = np.random.default_rng(seed)
     h, w = 48, 64

@@ -27,15 +27,6 @@ from hasher.types import Detection, SegmentedObject
 SMALL = OscarConfig(crop_size=16, global_size=32, max_objects=3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """2-core machines shared with services: two intra-op threads spin against each other and run ~20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _canvas(h: int = 120, w: int = 160) -> np.ndarray:
     return np.zeros((h, w), dtype=np.uint8)
 

@@ -332,6 +332,15 @@ def demo(state: _State, folder: Path, publisher: str) -> None:
     sys.exit(0 if ok else 1)
 
 
+def _register_subcommands() -> None:
+    from provenance.bench.cli import bench
+
+    cli.add_command(bench)
+
+
+_register_subcommands()
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

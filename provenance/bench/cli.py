@@ -46,8 +46,9 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
               "below N, N).")
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def attribution(dataset: Path, methods: str | None, oscar_weights: Path | None, distractor_codes: int, pool: tuple[Path, ...], out: Path | None,
-                cache: Path | None, seed: int, r: int, sweep: str | None, workers: int, quiet: bool) -> None:
+def attribution(dataset: Path, methods: str | None, oscar_weights: Path | None, distractor_codes: int,
+                pool: tuple[Path, ...], out: Path | None, cache: Path | None, seed: int, r: int, sweep: str | None,
+                workers: int, quiet: bool) -> None:
     """Score every method on DATASET; write results.json, results.md, run.json, pair_distances.csv and plots."""
     from provenance.bench.dataset import DatasetError
     from provenance.bench.methods import configure_oscar

@@ -1,13 +1,14 @@
 """Extra distractor codes for the large-database runs (``--distractors-codes N``).
 
 The paper adds up to 1M distractors to the databases. We never use random bit strings (they are far easier to reject
-than real image hashes and would flatter every method): the first codes are hashes of real distractor images (the
-pool: the dataset's distractors plus any ``--distractor-pool`` folders); when N exceeds the pool, the rest are hashes
-of *synthesised* images, each a random crop (20-100 % of the area, aspect 1:2 to 2:1) of a pool image, optionally
-mirrored, with brightness/contrast/colour jitter, resized to a short side of 96-256 px. Every recipe comes from
+than real image hashes and would flatter every method): the first codes are hashes of real images from the
+``--distractor-pool`` folders (not already in the database); when N exceeds them, the rest are hashes of
+*synthesised* images, each a random crop (20-100 % of the area, aspect 1:2 to 2:1) of a pool image, optionally
+mirrored, with brightness/contrast/colour jitter, resized to a short side of 96-256 px, drawn from the dataset's own
+distractor photos (or, when it has none, from the first pool images). Every recipe comes from
 ``(seed, index)``, so the codes are reproducible, and they are cached like any other hash (content key
-``synth:v1:<pool digest>:<seed>:<index>``). The run's ``results.json`` says how many codes were real and how many
-synthesised, and from which pool.
+``synth:v1:<pool digest>:<seed>:<index>``). The run's ``run.json`` and ``results.md`` say how many codes were
+real and how many synthesised, and from which pool.
 
 Caveat (stated in the report): synthesised crops of a few dozen photos are less diverse than a million real photos,
 so near-duplicate distractors are more common than in the paper's setting.
@@ -35,7 +36,7 @@ POOL_SIDE = 512  # pool images are held in memory at this long side
 @dataclass(frozen=True)
 class DistractorPlan:
     """``requested`` extra codes: ``real`` from ``extra`` images (not already in the database), the rest synthesised
-    from ``pool`` (the dataset's distractors + the extra images)."""
+    from ``pool``."""
 
     requested: int
     real: int
@@ -45,14 +46,19 @@ class DistractorPlan:
     pool_digest: str
 
 
+MAX_SYNTH_POOL = 200  # pool images held in memory by each worker (at POOL_SIDE)
+
+
 def plan(requested: int, dataset_distractors: Sequence[str | Path], extra: Sequence[str | Path]) -> DistractorPlan:
+    """Real codes come from ``extra`` (images not already in the database); synthesised ones are crops of the
+    dataset's distractor images, or of the first ``MAX_SYNTH_POOL`` extra images when the dataset has none."""
     extra_t = tuple(str(p) for p in extra)
-    pool = tuple(dict.fromkeys((*(str(p) for p in dataset_distractors), *extra_t)))
-    if requested > 0 and not pool:
+    pool = tuple(str(p) for p in dataset_distractors)[:MAX_SYNTH_POOL] or extra_t[:MAX_SYNTH_POOL]
+    real = min(requested, len(extra_t))
+    if requested > real and not pool:
         raise ValueError("--distractors-codes needs real distractor images to start from: the dataset lists none and "
                          "no --distractor-pool was given (random codes are refused on purpose)")
     digest = hashlib.sha256("\n".join(file_sha256(p) for p in pool).encode()).hexdigest()[:16]
-    real = min(requested, len(extra_t))
     return DistractorPlan(requested, real, requested - real, extra_t[:real], pool, digest)
 
 

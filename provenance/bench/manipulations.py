@@ -88,7 +88,7 @@ def paste(dst: np.ndarray, src: np.ndarray, alpha: np.ndarray, x: int, y: int) -
     a = alpha[..., None].astype(np.float32)
     dst[y : y + h, x : x + w] = np.clip(np.rint(region * (1 - a) + src.astype(np.float32) * a), 0, 255).astype(np.uint8)
     mask = np.zeros(dst.shape[:2], dtype=bool)
-    mask[y : y + h, x : x + w] = alpha > 0.05
+    mask[y : y + h, x : x + w] = alpha > 0  # every pixel the paste can touch
     return mask
 
 
@@ -254,7 +254,7 @@ def local_warp(img: np.ndarray, rng: np.random.Generator, ctx: EditContext) -> E
         map_x, map_y = cx + dx * k, cy + dy * k
     map_x, map_y = np.where(inside, map_x, xx).astype(np.float32), np.where(inside, map_y, yy).astype(np.float32)
     out = cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    mask = np.hypot(map_x - xx, map_y - yy) > 0.5
+    mask = np.hypot(map_x - xx, map_y - yy) > 1e-3
     return out, mask, {"centre": [round(cx), round(cy)], "radius": round(r), "mode": mode}
 
 

@@ -53,6 +53,8 @@ def open_image(src: ImageSource) -> Image.Image:
     else:
         img = Image.open(src)
     img.load()
+    if img.mode == "P" and "transparency" in img.info:  # via RGBA, as Pillow asks (else it warns per image)
+        img = img.convert("RGBA")
     return img if img.mode == "RGB" else img.convert("RGB")
 
 

@@ -67,16 +67,23 @@ def _init_hash_worker(names: list[str]) -> None:
     _WORKER["methods"] = create_methods(names)[0]
 
 
-def _hash_chunk(paths: list[str]) -> dict[str, np.ndarray]:
+def _hash_chunk(paths: list[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Codes of the decodable images (in order) and the reason for each one that is not."""
     methods: list[HashMethod] = _WORKER["methods"]
-    images = [open_image(p) for p in paths]
-    return {m.name: m.hash_many(images) for m in methods}
+    images, bad = [], {}
+    for p in paths:
+        try:
+            images.append(open_image(p))
+        except Exception as exc:  # undecodable, or a decompression bomb: reported, never fatal here
+            bad[p] = f"{type(exc).__name__}: {exc}"
+    return {m.name: m.hash_many(images) for m in methods}, bad
 
 
 def hash_files(paths: list[Path], methods: list[HashMethod], cache: HashCache, workers: int,
-               progress: bool) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
-    """``{method: {str(path): packed code}}`` for every file, from the cache where possible, and the methods that
-    failed (name -> reason). Classical methods run in ``workers`` processes; models in this one, batched."""
+               progress: bool) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str], dict[str, str]]:
+    """``{method: {str(path): packed code}}`` for every decodable file, from the cache where possible; the methods
+    that failed (name -> reason); the files that could not be decoded (path -> reason). Classical methods run in
+    ``workers`` processes; models in this one, batched."""
     from tqdm import tqdm
 
     strs = [str(p) for p in paths]
@@ -89,15 +96,18 @@ def hash_files(paths: list[Path], methods: list[HashMethod], cache: HashCache, w
         missing[m.name] = [s for s in strs if content[s] not in got]
     pooled = [m for m in methods if m.batch_fn is None and missing[m.name]]
     todo = sorted(set().union(*(missing[m.name] for m in pooled))) if pooled else []
+    bad_files: dict[str, str] = {}
     if todo:
         chunks = [todo[i : i + 16] for i in range(0, len(todo), 16)]
         bar = tqdm(total=len(todo), desc="hashing", disable=not progress, unit="img")
         with ProcessPoolExecutor(max(1, workers), mp_context=mp.get_context("spawn"), initializer=_init_hash_worker,
                                  initargs=([m.name for m in pooled],)) as ex:
-            for chunk, result in zip(chunks, ex.map(_hash_chunk, chunks), strict=True):
+            for chunk, (result, bad) in zip(chunks, ex.map(_hash_chunk, chunks), strict=True):
+                bad_files.update(bad)
+                good = [s for s in chunk if s not in bad]
                 for m in pooled:
-                    out[m.name].update(zip(chunk, result[m.name], strict=True))
-                    cache.put_many(((content[s], c) for s, c in zip(chunk, result[m.name], strict=True)),
+                    out[m.name].update(zip(good, result[m.name], strict=True))
+                    cache.put_many(((content[s], c) for s, c in zip(good, result[m.name], strict=True)),
                                    m.name, m.model_id)
                 bar.update(len(chunk))
         bar.close()
@@ -105,7 +115,7 @@ def hash_files(paths: list[Path], methods: list[HashMethod], cache: HashCache, w
     for m in methods:
         if m.batch_fn is None or not missing[m.name]:
             continue
-        need = missing[m.name]
+        need = [s for s in missing[m.name] if s not in bad_files]
         try:
             for start in tqdm(range(0, len(need), 16), desc=f"hashing {m.name}", disable=not progress):
                 part = need[start : start + 16]
@@ -115,7 +125,7 @@ def hash_files(paths: list[Path], methods: list[HashMethod], cache: HashCache, w
         except Exception as exc:  # a model that fails must not take the classical baselines down with it
             failed[m.name] = f"hashing failed: {type(exc).__name__}: {exc}"
             log.warning("method %s dropped: %s", m.name, failed[m.name])
-    return out, failed
+    return out, failed, bad_files
 
 
 def throughput(method: HashMethod, paths: list[Path], n: int = 24) -> float:
@@ -236,9 +246,18 @@ def run_attribution(cfg: RunConfig) -> dict[str, Any]:
     timings: dict[str, float] = {}
 
     with HashCache(cfg.cache or cfg.out / "hash-cache.sqlite") as cache:
-        files = [ds.path(rel) for rel in ds.all_images()] + (list(map(Path, dplan.extra)) if dplan else [])
+        dataset_files = [ds.path(rel) for rel in ds.all_images()]
+        files = dataset_files + (list(map(Path, dplan.extra)) if dplan else [])
         t = time.perf_counter()
-        codes, failed = hash_files(files, methods, cache, cfg.workers, cfg.progress)
+        codes, failed, bad_files = hash_files(files, methods, cache, cfg.workers, cfg.progress)
+        bad_dataset = [f for f in map(str, dataset_files) if f in bad_files]
+        if bad_dataset:
+            raise ValueError(f"cannot decode dataset image(s): {[(f, bad_files[f]) for f in bad_dataset[:5]]}")
+        if dplan and bad_files:  # undecodable pool images are left out of the real distractor codes
+            for f, why in bad_files.items():
+                log.warning("distractor pool image %s skipped: %s", f, why)
+            extra_files = [f for f in extra_files if str(f) not in bad_files]
+            dplan = D.plan(cfg.distractor_codes, dataset_distractors, extra_files)
         skipped.update(failed)
         methods = [m for m in methods if m.name not in failed]
         if not methods:
@@ -263,7 +282,7 @@ def run_attribution(cfg: RunConfig) -> dict[str, Any]:
     for m in methods:
         d = data[m.name]
         pair_dists[m.name] = MX.pair_distances(d.refs[ix.pair_ref], d.queries[ix.pair_query])
-        results[m.name] = _method_results(m, d, ix, pair_dists[m.name], sizes, cfg, files)
+        results[m.name] = _method_results(m, d, ix, pair_dists[m.name], sizes, cfg, dataset_files)
     timings["scoring_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     out = {"dataset": ds.name, "methods": results}
@@ -272,7 +291,8 @@ def run_attribution(cfg: RunConfig) -> dict[str, Any]:
         "settings": {"dataset_path": str(ds.root), "seed": cfg.seed, "R": cfg.R, "n_references": len(ds.references),
                      "n_queries": len(ds.queries), "n_benign": int(ix.benign.sum()),
                      "n_manipulated": int((~ix.benign).sum()), "n_distractor_images": len(ds.distractors),
-                     "distractor_codes": _plan_info(dplan), "sweep_sizes": sizes, "workers": cfg.workers},
+                     "distractor_codes": _plan_info(dplan, cfg.distractor_pool), "undecodable_pool_images": bad_files,
+                     "sweep_sizes": sizes, "workers": cfg.workers},
         "timings": {k: round(v, 2) for k, v in timings.items()},
     }
     report.write_all(out, run_info, ds, ix, pair_dists, cfg.out)
@@ -306,12 +326,12 @@ def _method_results(m: HashMethod, d: MethodData, ix: Index, pair_dist: np.ndarr
     }
 
 
-def _plan_info(p: D.DistractorPlan | None) -> dict[str, Any]:
+def _plan_info(p: D.DistractorPlan | None, roots: tuple[Path, ...]) -> dict[str, Any]:
     if p is None:
         return {"requested": 0, "real": 0, "synthesised": 0}
     return {"requested": p.requested, "real": p.real, "synthesised": p.synthesised,
-            "real_from": sorted({str(Path(x).parent) for x in p.extra}), "synthesis_pool_images": len(p.pool),
+            "real_from": [str(r) for r in roots], "synthesis_pool_images": len(p.pool),
             "pool_digest": p.pool_digest,
-            "recipe": ("hashes of real images first; the rest hash synthesised images: random crops (20-100% area, "
-                       "aspect 1:2-2:1) of pool images, mirrored at random, brightness/contrast/colour jitter, "
-                       "short side 96-256 px (provenance.bench.distractors, recipe " + D.RECIPE_VERSION + ")")}
+            "recipe": ("hashes of real pool images first; the rest hash synthesised images: random crops (20-100% "
+                       "area, aspect 1:2-2:1) of the synthesis-pool photos, mirrored at random, brightness/contrast/"
+                       f"colour jitter, short side 96-256 px (provenance.bench.distractors {D.RECIPE_VERSION})")}

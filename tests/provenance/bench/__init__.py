@@ -1,0 +1,1 @@
+"""Tests of the attribution benchmark (provenance.bench)."""

@@ -1,0 +1,83 @@
+"""The ``bench`` CLI end to end on a tiny built dataset: make-dataset, then attribution with classical methods and
+extra distractor codes; checks results.json's schema, the written files, and that a re-run hits the cache."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from provenance.bench.cli import bench
+
+REQUIRED = {"bits", "B1_mAP", "B1_mmAP", "B2_R1", "B2_R1bar", "B2_FR1", "B2_FmAP", "AUC", "FPR_at_TPR95",
+            "FPR_at_TPR99", "per_kind", "images_per_s"}
+METHODS = ["ahash", "dhash", "pdq", "colorhash"]
+
+
+def test_make_dataset_then_attribution(few_photos: Path, shared_photos: Path, tmp_path: Path) -> None:
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    shutil.copy(shared_photos / "kodak24" / "kodim01.png", pool / "kodim01.png")
+    runner = CliRunner()
+    ds = tmp_path / "ds"
+    res = runner.invoke(bench, ["make-dataset", "--photos", str(few_photos), "--out", str(ds), "--seed", "1",
+                                "--seen", "2", "--unseen", "1", "--manipulated", "2", "--max-side", "256",
+                                "--regions", "saliency", "--workers", "1", "--distractors", str(pool), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert (ds / "pairs.csv").is_file() and (ds / "distractors.txt").read_text().strip()
+
+    out = tmp_path / "out"
+    args = ["attribution", "--dataset", str(ds), "--methods", ",".join(METHODS), "--distractors-codes", "30",
+            "--distractor-pool", str(pool), "--out", str(out), "--workers", "1", "--quiet", "--R", "5"]
+    res = runner.invoke(bench, args)
+    assert res.exit_code == 0, res.output
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"dataset", "methods"} and results["dataset"] == "ds"
+    assert list(results["methods"]) == METHODS
+    for name, m in results["methods"].items():
+        assert REQUIRED <= set(m), name
+        assert m["bits"] == (256 if name == "pdq" else 64)
+        assert 0 <= m["B1_mAP"] <= 1 and 0 <= m["B2_FR1"] <= 0.5 and 0 <= m["AUC"] <= 1
+        assert m["B1_mmAP"] <= m["B1_mAP"] + 1e-9 and m["images_per_s"] > 0
+        assert "B1_mmAP@R" in m and m["R"] == 5
+        assert any(k.startswith("benign/seen:") for k in m["per_kind"])
+        assert any(k.startswith("manipulated/") for k in m["per_kind"])
+        sweep = m["distractor_sweep"]
+        assert [e["n_distractor_codes"] for e in sweep] == [0, 30]
+        assert sweep[-1]["database_B2"] == sweep[0]["database_B2"] + 30
+    run = json.loads((out / "run.json").read_text())
+    assert run["settings"]["distractor_codes"]["real"] == 1  # the pool image; 29 synthesised from real images
+    assert run["settings"]["distractor_codes"]["synthesised"] == 29
+    for f in ["results.md", "pair_distances.csv", *run["plots"]]:
+        assert (out / f).is_file() and (out / f).stat().st_size > 0, f
+    assert {"distance_histograms.png", "robustness_per_transform.png", "sensitivity_per_edit.png",
+            "distractor_sweep.png"} <= set(run["plots"])
+    assert "| ahash | 64 |" in (out / "results.md").read_text()
+
+    def rows() -> int:
+        with sqlite3.connect(out / "hash-cache.sqlite") as db:
+            return int(db.execute("SELECT COUNT(*) FROM codes").fetchone()[0])
+
+    before = rows()
+    # refs + queries + the dataset's distractor (a JPEG copy) + the pool original + synthesised codes
+    assert before == len(METHODS) * (3 + 3 * 5 + 1 + 1 + 29)
+    res = runner.invoke(bench, args)
+    assert res.exit_code == 0, res.output
+    again = json.loads((out / "results.json").read_text())
+    def scores(r: dict) -> dict:  # everything but the timings
+        out = {k: v for k, v in r.items() if k not in ("images_per_s", "distractor_sweep")}
+        out["sweep"] = [{k: v for k, v in e.items() if not k.startswith("search_ms")} for e in r["distractor_sweep"]]
+        return out
+
+    for m in METHODS:  # deterministic, and served from the cache
+        assert scores(again["methods"][m]) == scores(results["methods"][m])
+    assert rows() == before
+
+
+def test_attribution_reports_bad_dataset(tmp_path: Path) -> None:
+    (tmp_path / "pairs.csv").write_text("reference,query\n")
+    res = CliRunner().invoke(bench, ["attribution", "--dataset", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert res.exit_code != 0 and "distractors.txt is missing" in res.output

@@ -13,7 +13,7 @@ __all__ = ["HasherError", "ImageDecodeError", "PHASH_MODEL_ID", "hamming64", "lo
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("load", "OscarHasher", "ImageHash"):
+    if name in ("load", "OscarHasher", "ImageHash", "OSCAR_VARIANTS"):
         from hasher import api
 
         return getattr(api, name)

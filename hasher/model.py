@@ -33,8 +33,8 @@ from hasher.config import (
 from hasher.errors import BackboneWeightsError, ConfigError
 from hasher.scene_graph import SceneGraphBatch
 
-__all__ = ["AttentionPool", "OscarNet", "OscarOutput", "codes_to_ints", "load_checkpoint", "save_checkpoint",
-           "sign_straight_through"]
+__all__ = ["AttentionPool", "OscarNet", "OscarOutput", "SceneFeatures", "codes_to_ints", "load_checkpoint",
+           "save_checkpoint", "sign_straight_through"]
 
 CHECKPOINT_FORMAT = "oscar-net/1"
 
@@ -43,6 +43,23 @@ class OscarOutput(NamedTuple):
     z: torch.Tensor  # [B, D] real-valued code
     bits: torch.Tensor  # [B, D] in {-1, +1}, straight-through gradient
     projection: torch.Tensor  # [B, proj_dim] Eb(bits), for the contrastive loss
+
+
+class SceneFeatures(NamedTuple):
+    """What the two CNNs make of a scene-graph batch: everything the trainable head needs, nothing it does not.
+
+    Splitting here lets training cache the (frozen) CNN outputs once per image and train the head alone, and makes
+    ``forward(batch) == head(extract(batch))`` exact.
+    """
+
+    global_map: torch.Tensor  # [B, C, h, w] feature map of the whole image (FG before pooling)
+    node_visual: torch.Tensor  # [B, K, C] pooled object-CNN feature per node, zero at padding
+    shape: torch.Tensor  # [B, K, 7]
+    geometry: torch.Tensor  # [B, K, 5]
+    node_padding: torch.Tensor  # [B, K] bool
+    edges: torch.Tensor  # [B, E, 7]
+    edge_index: torch.Tensor  # [B, E, 2] long
+    edge_padding: torch.Tensor  # [B, E] bool
 
 
 def sign_straight_through(z: torch.Tensor, mode: str = "identity") -> torch.Tensor:
@@ -122,41 +139,85 @@ class OscarNet(nn.Module):
         self.relation_embed = _mlp(N_EDGE_FEATURES, config.d_rel, config.d_rel)  # Er
         self.object_stream = _SetEncoder(config.d_node, config)  # FO
         self.relation_stream = _SetEncoder(config.d_relation_token, config)  # FR
-        widths = {"global": feat, "objects": config.d_node, "relations": config.d_relation_token}
+        if config.global_pool == "attention":
+            # FG pooled by eq. 7 over the cells of its feature map instead of a plain average: a learned weighting
+            # can single out the cells an edit touched, which an average dilutes by the image area.
+            self.global_embed = nn.Linear(feat, config.d_global)
+            self.global_pool = AttentionPool(config.d_global)
+        widths = {"global": config.d_global if config.global_pool == "attention" else feat,
+                  "objects": config.d_node, "relations": config.d_relation_token}
+        self._widths = widths
         d_cat = sum(widths[name] for name in config.streams)
         self.fuse = nn.Sequential(nn.Linear(d_cat, config.d_fuse), nn.ReLU(), nn.Dropout(config.dropout),
                                   nn.Linear(config.d_fuse, config.code_bits))  # Ed
         self.project = _mlp(config.code_bits, config.code_bits, config.proj_dim)  # Eb
 
-    def node_tokens(self, batch: SceneGraphBatch) -> torch.Tensor:
-        """``n_i = [Ev(CNN(c_i)), Es(s_i), Eg(g_i)]`` as ``[B, K, d_node]``; padded slots are zero."""
-        valid = ~batch.node_padding
-        visual = batch.shape.new_zeros((*valid.shape, self.config.d_visual))
-        visual[valid] = self.visual_embed(self.object_cnn(batch.crops[valid]))  # CNN only on real crops
-        tokens = torch.cat([visual, self.shape_embed(batch.shape), self.geometry_embed(batch.geometry)], dim=-1)
-        return tokens.masked_fill(batch.node_padding.unsqueeze(-1), 0.0)
+    @property
+    def uses_objects(self) -> bool:
+        return "objects" in self.config.streams or "relations" in self.config.streams
 
-    def relation_tokens(self, nodes: torch.Tensor, batch: SceneGraphBatch) -> torch.Tensor:
+    def extract(self, batch: SceneGraphBatch) -> SceneFeatures:
+        """Run the CNNs (FG's feature map, the object CNN on every real crop)."""
+        valid = ~batch.node_padding
+        feat = self.global_cnn.feature_dim
+        node_visual = batch.shape.new_zeros((*valid.shape, feat))
+        if self.uses_objects and bool(valid.any()):
+            node_visual[valid] = self.object_cnn(batch.crops[valid])  # CNN only on real crops
+        global_map = (self.global_cnn.forward_features(batch.images) if "global" in self.config.streams
+                      else batch.images.new_zeros((batch.images.shape[0], feat, 1, 1)))
+        return SceneFeatures(global_map, node_visual, batch.shape, batch.geometry, batch.node_padding, batch.edges,
+                             batch.edge_index, batch.edge_padding)
+
+    def node_tokens(self, f: SceneFeatures) -> torch.Tensor:
+        """``n_i = [Ev(CNN(c_i)), Es(s_i), Eg(g_i)]`` as ``[B, K, d_node]``; padded slots are zero."""
+        tokens = torch.cat([self.visual_embed(f.node_visual), self.shape_embed(f.shape),
+                            self.geometry_embed(f.geometry)], dim=-1)
+        return tokens.masked_fill(f.node_padding.unsqueeze(-1), 0.0)
+
+    def relation_tokens(self, nodes: torch.Tensor, f: SceneFeatures) -> torch.Tensor:
         """``e_ij = [n_i, Er(r_ij), n_j]`` as ``[B, E, d_relation_token]``."""
         d = nodes.shape[-1]
-        n_i = torch.gather(nodes, 1, batch.edge_index[..., 0:1].expand(-1, -1, d))
-        n_j = torch.gather(nodes, 1, batch.edge_index[..., 1:2].expand(-1, -1, d))
-        return torch.cat([n_i, self.relation_embed(batch.edges), n_j], dim=-1)
+        n_i = torch.gather(nodes, 1, f.edge_index[..., 0:1].expand(-1, -1, d))
+        n_j = torch.gather(nodes, 1, f.edge_index[..., 1:2].expand(-1, -1, d))
+        return torch.cat([n_i, self.relation_embed(f.edges), n_j], dim=-1)
 
-    def forward(self, batch: SceneGraphBatch) -> OscarOutput:
+    def global_feature(self, global_map: torch.Tensor) -> torch.Tensor:
+        if self.config.global_pool == "attention":
+            cells = self.global_embed(global_map.flatten(2).transpose(1, 2))  # [B, h*w, d_global]
+            return self.global_pool(cells, cells.new_zeros(cells.shape[:2], dtype=torch.bool))
+        return global_map.mean(dim=(2, 3))
+
+    def head(self, f: SceneFeatures, *, only: tuple[str, ...] | None = None) -> OscarOutput:
+        """Everything after the CNNs: the trainable part when the backbones are frozen.
+
+        ``only`` (training): streams outside it feed zeros into Ed, as in the first training stage, which fits the
+        global stream before the object and relation streams join."""
         streams = self.config.streams
+        keep = streams if only is None else tuple(s for s in streams if s in only)
+        batch = f.global_map.shape[0]
         parts = []
         if "global" in streams:
-            parts.append(self.global_cnn(batch.images))  # FG
-        if "objects" in streams or "relations" in streams:
-            nodes = self.node_tokens(batch)
+            g = self.global_feature(f.global_map) if "global" in keep else None  # FG
+            parts.append(g if g is not None else f.global_map.new_zeros((batch, self._widths["global"])))
+        if self.uses_objects:
+            nodes = self.node_tokens(f) if ("objects" in keep or "relations" in keep) else None
             if "objects" in streams:
-                parts.append(self.object_stream(nodes, batch.node_padding))  # FO
+                parts.append(self.object_stream(nodes, f.node_padding) if "objects" in keep
+                             else f.global_map.new_zeros((batch, self._widths["objects"])))  # FO
             if "relations" in streams:
-                parts.append(self.relation_stream(self.relation_tokens(nodes, batch), batch.edge_padding))  # FR
+                parts.append(self.relation_stream(self.relation_tokens(nodes, f), f.edge_padding)
+                             if "relations" in keep and nodes is not None
+                             else f.global_map.new_zeros((batch, self._widths["relations"])))  # FR
         z = self.fuse(torch.cat(parts, dim=-1))
         bits = sign_straight_through(z, self.config.straight_through)
         return OscarOutput(z, bits, self.project(bits))
+
+    def forward(self, batch: SceneGraphBatch) -> OscarOutput:
+        return self.head(self.extract(batch))
+
+    def head_state_dict(self) -> dict[str, torch.Tensor]:
+        """The parameters and buffers outside the two (frozen, ImageNet) CNNs: what trained weights ship."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(("global_cnn.", "object_cnn."))}
 
     @torch.no_grad()
     def encode_bits(self, batch: SceneGraphBatch) -> torch.Tensor:

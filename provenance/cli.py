@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,11 +19,27 @@ from provenance.ledger import IngestFailure, IngestResult, Ledger
 from provenance.logging import configure_logging
 from provenance.records import PublisherMetadata
 
+if TYPE_CHECKING:
+    from provenance.ingest import IngestPipeline
+    from provenance.services import Service
+
 
 class _State:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._ledger: Ledger | None = None
+        self._service: Service | None = None
+
+    @property
+    def service(self) -> Service:
+        """Ledger + lookup + ingest pipeline (opens the hash index; the ledger alone is cheaper)."""
+        if self._service is None:
+            from provenance.services import Service, open_pipeline
+
+            pipeline = open_pipeline(self.settings, self._ledger)
+            self._ledger = pipeline.ledger
+            self._service = Service(self.settings, pipeline.ledger, pipeline.lookup, pipeline)
+        return self._service
 
     @property
     def ledger(self) -> Ledger:
@@ -34,7 +50,9 @@ class _State:
         return self._ledger
 
     def close(self) -> None:
-        if self._ledger is not None:
+        if self._service is not None:
+            self._service.close()
+        elif self._ledger is not None:
             self._ledger.close()
 
 
@@ -91,11 +109,12 @@ def _parse_meta(pairs: tuple[str, ...]) -> PublisherMetadata:
     return PublisherMetadata.from_pairs(out)
 
 
-def run_ingest(ledger: Ledger, paths: list[Path], publisher: str, metadata: PublisherMetadata,
+def run_ingest(pipeline: IngestPipeline, paths: list[Path], publisher: str, metadata: PublisherMetadata,
                as_json: bool = False) -> tuple[list[IngestResult], list[IngestFailure]]:
+    """Every step of every image in this process (``--inline``)."""
     done: list[IngestResult] = []
     failed: list[IngestFailure] = []
-    for outcome in ledger.ingest_paths(paths, publisher=publisher, metadata=metadata):
+    for outcome in pipeline.ingest_paths(paths, publisher=publisher, metadata=metadata):
         if isinstance(outcome, IngestFailure):
             failed.append(outcome)
             click.echo(f"REFUSED {outcome.source}: {outcome.error}", err=True)
@@ -115,8 +134,8 @@ def run_ingest(ledger: Ledger, paths: list[Path], publisher: str, metadata: Publ
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def ingest(state: _State, paths: tuple[Path, ...], publisher: str, meta: tuple[str, ...], as_json: bool) -> None:
-    """Sign and append images (a directory means every image in it) to the ledger."""
-    done, failed = run_ingest(state.ledger, list(paths), publisher, _parse_meta(meta), as_json)
+    """Sign and append images (a directory means every image in it) to the ledger, and index them for lookup."""
+    done, failed = run_ingest(state.service.pipeline, list(paths), publisher, _parse_meta(meta), as_json)
     if as_json:
         _echo_json({"ingested": [r.__dict__ for r in done],
                     "refused": [{"source": f.source, "error": str(f.error)} for f in failed]})
@@ -309,33 +328,60 @@ def _expand_hash_inputs(paths: list[str]) -> list[str]:
     return out
 
 
+# --- lookup -----------------------------------------------------------------------------------------------------
+def print_verdict(obj: dict[str, Any]) -> None:
+    click.echo(f"verdict: {obj['verdict']}" + (f"  record {obj['record_cid']}" if obj["record_cid"] else ""))
+    click.echo(f"  {obj['explanation']}")
+    click.echo(f"  hash {obj['hash']} ({obj['model']}); thresholds {obj['thresholds']}")
+    for c in obj["candidates"]:
+        click.echo(f"  candidate {c['record_cid']}: distance {c['distance']}, tolerant {c['tolerant_distance']}, "
+                   f"inliers {c['inliers']}, {'passed' if c['passed'] else 'failed'}"
+                   + (f", change {c['change_score']}" if c["change_score"] is not None else "")
+                   + (f" ({c['reason']})" if c["reason"] else ""))
+    for r in obj["regions"]:
+        click.echo(f"  changed region x={r['x']} y={r['y']} {r['width']}x{r['height']}")
+    if obj["change_map"]:
+        click.echo(f"  change map: {obj['change_map']}")
+
+
+@cli.command()
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (the same keys as POST /v1/lookup).")
+@click.pass_obj
+def lookup(state: _State, image: Path, as_json: bool) -> None:
+    """Is IMAGE a registered image (match), an edited copy of one (altered), or neither (no_match)?"""
+    verdict = state.service.lookup.lookup(image.read_bytes(), name=str(image)).to_obj()
+    if as_json:
+        _echo_json(verdict)
+    else:
+        print_verdict(verdict)
+
+
 # --- the main job ---------------------------------------------------------------------------------------------------
 @cli.command()
-@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--photos", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Photos to ingest (default: the photos bundled in the scikit-image wheel).")
 @click.option("--publisher", default="demo-publisher", show_default=True)
 @click.pass_obj
-def demo(state: _State, folder: Path, publisher: str) -> None:
-    """Main job on the embedded default: register a publisher, ingest FOLDER, anchor, audit — in one process."""
-    ledger = state.ledger
-    with ledger.reader.connect() as conn:
-        known = ledger.store.has_publisher(conn, publisher)
-    if not known:
-        click.echo(f"publisher {publisher} registered with key {ledger.add_publisher(publisher)}")
-    done, failed = run_ingest(ledger, [folder], publisher, PublisherMetadata(extra={"source": str(folder)}))
-    click.echo(f"ingested {len(done)} images ({len(failed)} refused)")
-    cp = ledger.anchor()
-    receipt = cp.anchor
-    assert receipt is not None
-    click.echo(f"anchored checkpoint of {cp.tree_size} leaves on {ledger.anchor_backend.describe()} "
-               f"(tx {receipt.tx_hash}, gas {receipt.gas_used})")
-    ok = run_audit(state, as_json=False)
-    sys.exit(0 if ok else 1)
+def demo(state: _State, photos: Path | None, publisher: str) -> None:
+    """Main job on the embedded default: ingest, anchor, three lookups (match / altered / no_match), audit."""
+    from provenance.demo import run_demo
+
+    outcome = run_demo(state.service, photos=photos, publisher=publisher,
+                       out_dir=state.settings.data_dir / "demo", echo=click.echo,
+                       audit=lambda: run_audit(state, as_json=False))
+    click.echo("demo: all verdicts as expected, audit passed" if outcome.ok else "demo: FAILED (see above)")
+    sys.exit(0 if outcome.ok else 1)
 
 
 def _register_subcommands() -> None:
+    from provenance.api.cli import api_keys, serve
     from provenance.bench.cli import bench
+    from provenance.index.cli import index
+    from workers.cli import worker
 
-    cli.add_command(bench)
+    for command in (bench, index, serve, api_keys, worker):
+        cli.add_command(command)
 
 
 _register_subcommands()

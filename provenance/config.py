@@ -49,9 +49,50 @@ class Settings(BaseSettings):
     log_origin: str = Field("provenance.example/log", description="Origin line of checkpoints; names this log.")
     log_key_name: str = Field("provenance-log", description="Signed-note key name of the checkpoint signer.")
 
+    # --- C2PA (Content Credentials) -----------------------------------------------------------------------------
+    c2pa_trust_anchors: Path | None = Field(
+        None, description="PEM bundle of C2PA trust anchors (roots). Unset: no signer is Trusted, at best Valid."
+    )
+    c2pa_signing_cert: Path | None = Field(
+        None, description="PEM certificate chain (leaf first) that signs C2PA manifests. Unset: no C2PA signing."
+    )
+    c2pa_signing_key: Path | None = Field(None, description="PEM private key of the C2PA signing certificate.")
+    c2pa_signing_alg: str = Field("es256", description="C2PA signing algorithm: es256/384/512, ps256/384/512, ed25519.")
+
     # --- ingest limits --------------------------------------------------------------------------------------------
     max_image_bytes: int = Field(50 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(100_000_000, gt=0)
+
+    # --- HTTP API -------------------------------------------------------------------------------------------------
+    api_max_upload_bytes: int | None = Field(
+        None, gt=0, description="Largest request body the API accepts (413 beyond, checked while streaming). "
+        "Unset: max_image_bytes plus 64 KiB for the multipart envelope."
+    )
+    api_lookup_rate_per_s: float = Field(2.0, gt=0, description="Lookups per second refilled per client IP.")
+    api_lookup_burst: int = Field(20, ge=1, description="Lookups a client IP may make at once (token bucket size).")
+    api_change_map_ttl_s: float = Field(3600.0, gt=0, description="Seconds a lookup's change-map PNG is served.")
+
+    # --- ingest queue (workers/) ----------------------------------------------------------------------------------
+    queue: Literal["inprocess", "celery"] = Field(
+        "inprocess", description="'inprocess': a thread pool in this process (no broker). 'celery': a broker and "
+        "separate 'provenance worker' processes. Only this setting switches; broker_url alone never does."
+    )
+    broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis) when queue='celery'.")
+    result_backend: str = Field(
+        "redis://127.0.0.1:6379/0", description="Celery result backend: where ingest task status is kept."
+    )
+    broker_visibility_timeout_s: int = Field(
+        3600, gt=0, description="Seconds before a task a dead worker held is redelivered; above the longest task."
+    )
+    anchor_every_s: float = Field(300.0, gt=0, description="Seconds between periodic anchors (celery beat).")
+    anchor_every_records: int = Field(
+        1000, ge=1, description="Anchor sooner, once this many records were appended since the last checkpoint."
+    )
+    ingest_max_retries: int = Field(8, ge=0, description="Retries of a step on a transient error before it fails.")
+    ingest_retry_backoff_s: float = Field(
+        2.0, gt=0, description="Base of the retry backoff: waits of half to all of base * 2**retry seconds."
+    )
+    ingest_retry_backoff_max_s: float = Field(300.0, gt=0, description="Longest wait between two retries.")
 
     # --- logging ---------------------------------------------------------------------------------------------------
     log_level: str = Field("INFO")

@@ -44,6 +44,8 @@ def reader(engine: Engine) -> Engine:
 
 def create_schema(engine: Engine) -> None:
     # Import the modules that define tables so they register on ``metadata``.
+    import provenance.api.keys  # noqa: F401
+    import provenance.index.catalog  # noqa: F401
     import provenance.records_store  # noqa: F401
     import provenance.translog.sql  # noqa: F401
 

@@ -1,4 +1,4 @@
-"""Gatekeeping for image bytes at ingest: decode fully, within limits, before anything is written."""
+"""Gatekeeping for image bytes at ingest and lookup: decode fully, within limits, before anything is written."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from provenance.errors import InvalidImageError
 
@@ -55,3 +56,21 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int, name: str = "
     except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidImageError(f"{name}: corrupt or truncated image ({exc})") from exc
     return ImageInfo(media_type=media_type, width=width, height=height)
+
+
+#: Smallest side a lookup query may have: below it neither hash nor local features say anything reliable.
+MIN_QUERY_SIDE = 32
+
+
+def decode_rgb(data: bytes, *, max_bytes: int, max_pixels: int, name: str = "image",
+               min_side: int = 1) -> np.ndarray:
+    """Check ``data`` like :func:`inspect_image`, then decode it to an ``H x W x 3`` uint8 RGB array with the EXIF
+    orientation applied (first frame of an animation; alpha dropped)."""
+    inspect_image(data, max_bytes=max_bytes, max_pixels=max_pixels, name=name)
+    with Image.open(io.BytesIO(data)) as img:
+        img = ImageOps.exif_transpose(img)
+        rgb = np.asarray(img.convert("RGB"))
+    if min(rgb.shape[:2]) < min_side:
+        raise InvalidImageError(f"{name}: {rgb.shape[1]}x{rgb.shape[0]} is too small (each side must be at least "
+                                f"{min_side} px)")
+    return np.ascontiguousarray(rgb)

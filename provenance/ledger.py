@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -26,7 +27,14 @@ from provenance.hashing import Hasher
 from provenance.images import IMAGE_SUFFIXES, inspect_image
 from provenance.keyring import Keyring, validate_name
 from provenance.logging import get_logger
-from provenance.records import ProvenanceRecord, PublisherMetadata, SignedRecord, key_id_for, utc_now
+from provenance.records import (
+    PerceptualHash,
+    ProvenanceRecord,
+    PublisherMetadata,
+    SignedRecord,
+    key_id_for,
+    utc_now,
+)
 from provenance.records_store import RecordStore, StoredCheckpoint, StoredRecord
 from provenance.translog import Checkpoint, SqlTransparencyLog, sign_checkpoint
 
@@ -95,8 +103,10 @@ class Ledger:
         return key_id
 
     # --- ingest ---------------------------------------------------------------------------------------------------
-    def ingest(self, data: bytes, *, publisher: str, metadata: PublisherMetadata, source: str = "image") -> IngestResult:
-        """Hash, sign (with the publisher's local key) and append one image."""
+    def ingest(self, data: bytes, *, publisher: str, metadata: PublisherMetadata, source: str = "image",
+               hashes: tuple[PerceptualHash, ...] | None = None, c2pa: dict[str, Any] | None = None) -> IngestResult:
+        """Hash (unless ``hashes`` were computed already, e.g. by a GPU worker), sign with the publisher's local key
+        and append one image. ``c2pa`` is the summary of the image's C2PA manifest, if read."""
         info = inspect_image(
             data, max_bytes=self.config.max_image_bytes, max_pixels=self.config.max_image_pixels, name=source
         )
@@ -115,13 +125,23 @@ class Ledger:
             width=info.width,
             height=info.height,
             byte_size=len(data),
-            hashes=tuple(h.hash_image(data) for h in self.hashers),
+            hashes=hashes if hashes is not None else self.hash_image(data),
             publisher_id=publisher,
             key_id=key_id_for(key.public_key()),
             metadata=metadata,
+            c2pa=c2pa,
             ingested_at=utc_now(),
         )
         return self._append(record.sign(key), data, source=source)
+
+    def hash_image(self, data: bytes) -> tuple[PerceptualHash, ...]:
+        return tuple(h.hash_image(data) for h in self.hashers)
+
+    def find_existing(self, data: bytes, publisher: str) -> IngestResult | None:
+        """The record this publisher already has for these exact bytes, if any (idempotent ingest)."""
+        with self.reader.connect() as conn:
+            existing = self.store.find_by_image(conn, publisher, hashlib.sha256(data).hexdigest())
+        return None if existing is None else _result(existing, duplicate=True)
 
     def ingest_signed(self, signed: SignedRecord, image: bytes, *, source: str = "image") -> IngestResult:
         """Append a record the publisher signed. Refused (nothing written) unless it verifies and matches the image."""

@@ -75,6 +75,16 @@ checkpoints = Table(
     Column("anchor_ephemeral", Boolean),
 )
 
+local_features = Table(
+    # Local features (RootSIFT) of each record's image for geometric verification at lookup: beside the record,
+    # not in it (they are large, and derived from the image anyone can fetch by its CID).
+    "local_features",
+    metadata,
+    Column("record_cid", String(100), primary_key=True),
+    Column("blob", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 chain_deployments = Table(
     "chain_deployments",
     metadata,
@@ -179,6 +189,15 @@ class RecordStore:
         return int(conn.execute(select(func.count()).select_from(records)).scalar_one())
 
     # --- checkpoints ---------------------------------------------------------------------------------------------
+    def put_features(self, conn: Connection, record_cid: str, blob: bytes) -> None:
+        """Store (or replace) the local-feature blob of a record."""
+        conn.execute(local_features.delete().where(local_features.c.record_cid == record_cid))
+        conn.execute(local_features.insert().values(record_cid=record_cid, blob=blob, created_at=_now()))
+
+    def get_features(self, conn: Connection, record_cid: str) -> bytes | None:
+        row = conn.execute(select(local_features.c.blob).where(local_features.c.record_cid == record_cid)).first()
+        return None if row is None else bytes(row.blob)
+
     def add_checkpoint(self, conn: Connection, tree_size: int, root: bytes, note: str) -> None:
         conn.execute(checkpoints.insert().values(tree_size=tree_size, root=root, note=note, created_at=_now()))
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from provenance.anchor.base import Anchor
 from provenance.blockstore import make_blockstore
 from provenance.config import Settings
@@ -9,7 +12,9 @@ from provenance.db import create_schema, make_engine
 from provenance.errors import AnchorError, ChainUnavailableError
 from provenance.hashing import default_hashers
 from provenance.keyring import Keyring
+from provenance.ingest import IngestPipeline
 from provenance.ledger import Ledger, LedgerConfig
+from provenance.lookup.service import Lookup
 
 
 def open_ledger(settings: Settings) -> Ledger:
@@ -29,6 +34,45 @@ def open_ledger(settings: Settings) -> Ledger:
         ),
         anchor_factory=lambda ledger: make_anchor(settings, ledger),
     )
+
+
+@dataclass
+class Service:
+    """Everything the CLI, the HTTP API and the workers use, wired once from settings."""
+
+    settings: Settings
+    ledger: Ledger
+    lookup: Lookup
+    pipeline: IngestPipeline
+    queue: Any = None  # workers.queue.IngestQueue, attached by the API / CLI
+
+    def close(self) -> None:
+        if self.queue is not None and hasattr(self.queue, "close"):
+            self.queue.close()
+        self.lookup.index.close()
+        self.ledger.close()
+
+
+def open_lookup(settings: Settings, ledger: Ledger) -> Lookup:
+    from provenance.index import HashIndex
+
+    index = HashIndex(settings.data_dir / "index", ledger.engine)
+    return Lookup(ledger, index, change_map_dir=settings.data_dir / "change-maps")
+
+
+def open_pipeline(settings: Settings, ledger: Ledger | None = None) -> IngestPipeline:
+    ledger = ledger or open_ledger(settings)
+    from provenance.c2pa import trust_anchors_from_settings
+
+    return IngestPipeline(ledger, open_lookup(settings, ledger), c2pa_trust_anchors=trust_anchors_from_settings(settings))
+
+
+def open_service(settings: Settings) -> Service:
+    """Ledger + lookup + ingest pipeline. The queue (``workers.queue.open_queue(settings, service.pipeline)``) is
+    attached by the caller that needs one (HTTP API, CLI): dependencies point from workers to provenance."""
+    ledger = open_ledger(settings)
+    pipeline = open_pipeline(settings, ledger)
+    return Service(settings, ledger, pipeline.lookup, pipeline)
 
 
 def _private_key(settings: Settings) -> str | None:

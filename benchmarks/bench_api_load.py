@@ -34,14 +34,6 @@ import httpx
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-_SERVE = """
-import sys
-from provenance.api.cli import serve
-from provenance.config import get_settings
-class State:
-    settings = get_settings()
-serve.main(sys.argv[1:], obj=State(), standalone_mode=True)
-"""
 
 
 def _free_port() -> int:
@@ -80,8 +72,8 @@ def start_server(data_dir: Path) -> tuple[str, subprocess.Popen[bytes], str]:
     env = {**os.environ, "PROVENANCE_DATA_DIR": str(data_dir), "PROVENANCE_API_LOOKUP_BURST": "100000",
            "PROVENANCE_API_LOOKUP_RATE_PER_S": "100000", "PROVENANCE_LOG_LEVEL": "WARNING"}
     log = (data_dir / "server.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-c", _SERVE, "--port", str(port)], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-m", "provenance.cli", "serve", "--port", str(port)], cwd=ROOT,
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -117,7 +109,8 @@ def register(url: str, key: str, photos: list[Path]) -> list[str]:
     return cids
 
 
-async def run_phase(name: str, url: str, n: int, concurrency: int, make_request, max_seconds: float) -> None:  # type: ignore[no-untyped-def]
+async def run_phase(name: str, url: str, n: int, concurrency: int,  # type: ignore[no-untyped-def]
+                    make_request, max_seconds: float) -> None:
     latencies: list[float] = []
     codes: Counter[int | str] = Counter()
     sem = asyncio.Semaphore(concurrency)

@@ -137,6 +137,7 @@ def read_head_weights(path: str | Path) -> HeadWeights:
         with safe_open(str(path), framework="pt") as fh:
             meta = dict(fh.metadata() or {})
             state = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open is not a dict)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}  # stored as float16
     except (OSError, SafetensorError) as exc:
         raise BackboneWeightsError(f"cannot read weights {path}: {exc}") from exc
     if meta.get("format") != HEAD_FORMAT:

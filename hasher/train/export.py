@@ -29,6 +29,7 @@ def export_weights(run: Path, out: Path, calibration: Sequence[Group], cache_roo
     config = OscarConfig.from_dict(best["config"])
     model = OscarNet(config)
     model.load_state_dict(best["head"], strict=False)
+    round_head_to_half(model)  # the shipped precision: calibrate exactly what users will run
     cache = FeatureCache(cache_root, config)
     shas = cache.fill(all_paths(calibration))
     feats = {p: cache.get(shas[p]) for p in all_paths(calibration)}
@@ -37,9 +38,18 @@ def export_weights(run: Path, out: Path, calibration: Sequence[Group], cache_roo
     return write_head_weights(model, out, name=name, threshold=threshold, validation=metrics, step=int(best["step"]))
 
 
+def round_head_to_half(model: OscarNet) -> None:
+    """Round every floating head tensor to float16 and back, in place (the file stores float16: half the size)."""
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if not name.startswith(("global_cnn.", "object_cnn.")) and tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+
+
 def write_head_weights(model: OscarNet, out: Path, *, name: str, threshold: int | None,
                        validation: dict[str, float] | None = None, step: int | None = None) -> dict[str, str]:
-    """Write ``model``'s head as an ``oscar-net-head/1`` safetensors file (read by ``hasher.api.read_head_weights``)."""
+    """Write ``model``'s head as an ``oscar-net-head/1`` safetensors file of float16 tensors (read, as float32, by
+    ``hasher.api.read_head_weights``)."""
     meta = {"format": WEIGHTS_FORMAT, "name": name, "config": json.dumps(model.config.to_dict(), sort_keys=True),
             "calibration_tpr": str(CALIBRATION_TPR),
             "validation": json.dumps({k: round(float(v), 4) for k, v in (validation or {}).items()
@@ -48,7 +58,8 @@ def write_head_weights(model: OscarNet, out: Path, *, name: str, threshold: int 
         meta["threshold"] = str(threshold)
     if step is not None:
         meta["step"] = str(step)
-    tensors = {k: v.detach().contiguous().clone() for k, v in model.head_state_dict().items()}
+    tensors = {k: (v.detach().half() if v.is_floating_point() else v.detach()).contiguous().clone()
+               for k, v in model.head_state_dict().items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out), metadata=meta)
     return meta

@@ -13,9 +13,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from provenance.api.change_maps import ChangeMapStore
-from provenance.api.errors import ApiError, AuthenticationError
+from provenance.api.errors import ApiError
 from provenance.api.images import ThumbnailCache
-from provenance.api.keys import authenticate
+from provenance.api.keys import AuthenticationError, authenticate
 from provenance.api.ratelimit import TokenBucketLimiter
 from provenance.config import Settings
 from provenance.ledger import Ledger

@@ -30,6 +30,7 @@ from provenance.errors import (
     StoreError,
     UnknownPublisherError,
 )
+from provenance.api.keys import AuthenticationError, ForbiddenError
 from provenance.index.errors import IndexEntryNotFoundError, IndexPermissionError
 from provenance.logging import get_logger
 from provenance.lookup.errors import FeatureBlobError
@@ -47,14 +48,6 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.headers = headers
-
-
-class AuthenticationError(ProvenanceError):
-    """No API key, or one that is unknown or revoked."""
-
-
-class ForbiddenError(ProvenanceError):
-    """The authenticated publisher may not act on this resource (it belongs to another publisher)."""
 
 
 # Most specific first: the first class an exception is an instance of decides. The 503s name the part that is down.
@@ -134,7 +127,8 @@ async def _http_exception(_: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     # "input" may hold raw bytes of an upload: never echo it back.
-    details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+    details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+               for e in exc.errors()]
     first = details[0] if details else {"loc": [], "msg": "invalid request"}
     where = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path", "header"))
     message = f"{where}: {first['msg']}" if where else str(first["msg"])

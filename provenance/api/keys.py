@@ -1,4 +1,5 @@
-"""Publisher API keys: random bearer tokens, shown once; only their SHA-256 is stored.
+"""Publisher API keys: random bearer tokens, shown once; only their SHA-256 is stored. No web framework here:
+``provenance.db.create_schema`` imports this module for its table.
 
 A key reads ``prov_<key id>.<secret>``: the key id (16 hex digits, not secret) finds the row, the secret (32 random
 bytes, base64url) is what proves possession. The stored value is SHA-256 of the whole key; comparison is
@@ -19,13 +20,20 @@ from sqlalchemy import Column, DateTime, ForeignKey, String, Table, select
 from sqlalchemy.engine import Engine
 
 import provenance.records_store  # noqa: F401 - registers the publishers table this one refers to
-from provenance.api.errors import AuthenticationError
 from provenance.db import metadata, reader
 from provenance.errors import ProvenanceError, UnknownPublisherError
 from provenance.logging import get_logger
 from provenance.records_store import RecordStore
 
 log = get_logger(__name__)
+
+class AuthenticationError(ProvenanceError):
+    """No API key, or one that is unknown or revoked (HTTP 401)."""
+
+
+class ForbiddenError(ProvenanceError):
+    """The key's publisher may not act on this resource: it belongs to another publisher (HTTP 403)."""
+
 
 KEY_PREFIX = "prov_"
 _KEY_ID_HEX = 16

@@ -31,6 +31,9 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
               "'all' adds oscar and its ablations when hasher.load exists; see `bench methods`).")
 @click.option("--oscar-weights", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="Checkpoint for method oscar (passed to hasher.load(weights=...)).")
+@click.option("--oscar-variant", "oscar_variants", multiple=True, metavar="NAME=WEIGHTS",
+              help="Trained ablation weights: registers method oscar-NAME as hasher.load(weights=WEIGHTS) (repeatable; "
+              "replaces the untrained variant of that name).")
 @click.option("--distractors-codes", "distractor_codes", type=click.IntRange(0, 1_000_000), default=0,
               show_default=True, help="Extra distractor codes added to both databases (real image hashes first, "
               "then hashes of synthesised crops of real images).")
@@ -46,15 +49,21 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
               "below N, N).")
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def attribution(dataset: Path, methods: str | None, oscar_weights: Path | None, distractor_codes: int,
+def attribution(dataset: Path, methods: str | None, oscar_weights: Path | None, oscar_variants: tuple[str, ...],
+                distractor_codes: int,
                 pool: tuple[Path, ...], out: Path | None, cache: Path | None, seed: int, r: int, sweep: str | None,
                 workers: int, quiet: bool) -> None:
     """Score every method on DATASET; write results.json, results.md, run.json, pair_distances.csv and plots."""
     from provenance.bench.dataset import DatasetError
-    from provenance.bench.methods import configure_oscar
+    from provenance.bench.methods import configure_oscar, register_trained_variant
     from provenance.bench.runner import RunConfig, run_attribution
 
     configure_oscar(weights=oscar_weights)
+    for spec in oscar_variants:
+        name, sep, weights = spec.partition("=")
+        if not sep or not name or not Path(weights).is_file():
+            raise click.BadParameter(f"{spec!r} is not NAME=WEIGHTS with an existing file", param_hint="--oscar-variant")
+        register_trained_variant(name, Path(weights))
     out = out or dataset.parent / "attribution-results"
     sweep_sizes = tuple(int(x) for x in _csv(sweep)) if sweep else None
     cfg = RunConfig(dataset, out, _csv(methods), distractor_codes, pool, cache, seed, r, workers, not quiet,

@@ -214,6 +214,17 @@ def _oscar_factories() -> dict[str, Callable[[], HashMethod]]:
     return factories
 
 
+def register_trained_variant(name: str, weights: Path) -> None:
+    """Method ``oscar-<name>``: ``hasher.load(weights=weights)`` (trained ablation weights)."""
+
+    def factory() -> HashMethod:
+        import hasher
+
+        return _model_method(f"oscar-{name}", hasher.load(weights=weights))
+
+    register(f"oscar-{name}", factory)
+
+
 # --- registry -----------------------------------------------------------------------------------------------------
 
 CLASSICAL: dict[str, Callable[[], HashMethod]] = {

@@ -6,8 +6,9 @@ count or largest id differs from the catalog is stale). Each channel has a mutat
 withdrawals and rebuilds (so a rebuild never misses or doubles a concurrent add); searches take no service lock and
 run in parallel under the index's own readers-writer lock, against the old index while a rebuild is under way.
 
-One ``HashIndex`` per process and data directory: it does not see adds that another process makes to the same
-catalog until it is reopened or :meth:`HashIndex.rebuild` runs.
+One ``HashIndex`` per process and data directory. Other processes sharing the catalog (ingest workers, API
+replicas): their adds are picked up by :meth:`HashIndex.refresh` before each search (a primary-key range query);
+their withdrawals are hidden because every hit is mapped to its record through the catalog's live rows.
 """
 
 from __future__ import annotations

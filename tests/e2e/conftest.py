@@ -19,16 +19,6 @@ from tests.fixtures.services import ROOT, free_port, unavailable
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 
-# Runs the CLI's ``serve`` command itself, with the group's state object (settings from the environment).
-_SERVE = """
-import sys
-from provenance.api.cli import serve
-from provenance.config import get_settings
-class State:
-    settings = get_settings()
-serve.main(sys.argv[1:], obj=State(), standalone_mode=True)
-"""
-
 
 @dataclass
 class Server:
@@ -65,8 +55,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
            "PROVENANCE_LOG_FORMAT": "json"}
     log_path = data_dir.parent / "server.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-c", _SERVE, "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-m", "provenance.cli", "serve", "--host", "127.0.0.1",
+                                 "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     srv = Server(f"http://127.0.0.1:{port}", data_dir, key, proc, log_path)
     try:
         deadline = time.monotonic() + 90

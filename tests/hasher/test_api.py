@@ -26,8 +26,19 @@ def photos(shared_photos: Path) -> list[Path]:
     return [root / n for n in ("astronaut.png", "coffee.png", "motorcycle_left.png")]
 
 
-def test_untrained_model_says_so(oscar) -> None:  # type: ignore[no-untyped-def]
-    assert oscar.model_id.startswith("oscar-untrained-")
+def test_default_model_is_the_shipped_weights_named_by_their_digest(oscar) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    from hasher.api import SHIPPED_WEIGHTS
+
+    digest = hashlib.sha256(SHIPPED_WEIGHTS.read_bytes()).hexdigest()[:8]
+    assert oscar.model_id == f"oscar-v1-{digest}"
+    assert isinstance(oscar.threshold, int) and 0 < oscar.threshold < 64
+
+
+def test_untrained_model_says_so() -> None:
+    untrained = hasher.load("untrained", device="cpu")
+    assert untrained.model_id.startswith("oscar-untrained-") and untrained.threshold is None
 
 
 def test_hash_is_64_bits_from_any_input_kind(oscar, photos) -> None:  # type: ignore[no-untyped-def]

@@ -23,7 +23,7 @@ def test_hash_jsonl_with_an_unreadable_file(tmp_path: Path, shared_photos: Path)
     assert out.returncode == 1
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert lines[0]["path"] == rel  # echoed exactly as given
-    assert len(lines[0]["hash"]) == 16 and lines[0]["model"].startswith("oscar-untrained-")
+    assert len(lines[0]["hash"]) == 16 and lines[0]["model"].startswith("oscar-v1-")
     assert lines[1]["path"] == str(broken) and "error" in lines[1]
 
 

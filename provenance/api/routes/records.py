@@ -9,7 +9,8 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from provenance.api.deps import ContextDep, PublisherDep, ServiceDep
-from provenance.api.errors import ApiError, ForbiddenError
+from provenance.api.errors import ApiError
+from provenance.api.keys import ForbiddenError
 from provenance.api.images import MAX_THUMBNAIL_SIDE, make_thumbnail
 from provenance.api.proofs import checkpoint_obj, get_record, latest_checkpoint, record_proof
 from provenance.api.schemas import Withdrawn, errors

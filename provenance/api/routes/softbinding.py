@@ -36,6 +36,9 @@ MAX_RESULTS_CAP = 100
 MAX_DISTANCE_SHARE = 0.25
 MaxResults = Annotated[int, Query(alias="maxResults", ge=1, description="At most this many matches (capped at 100).")]
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
+# Every matching route: the spec's result shape (no null ``endpoint``), rate-limited like lookups.
+_MATCHES: dict[str, Any] = {"response_model": SoftBindingQueryResult, "response_model_exclude_none": True,
+                            "dependencies": [RateLimited]}
 
 
 def supported_algs(service: ProvenanceService) -> dict[str, int]:
@@ -98,17 +101,15 @@ def _by_binding(service: ProvenanceService, alg: str, value: str, k: int) -> dic
     return _result(_search(service, alg, decode_value(value, bits), k), k)
 
 
-@router.get("/matches/byBinding", response_model=SoftBindingQueryResult, response_model_exclude_none=True, dependencies=[RateLimited],
-            responses=errors(400, 429), summary="Manifests matching a soft binding value",
-            operation_id="queryByBinding")
+@router.get("/matches/byBinding", **_MATCHES, responses=errors(400, 429),
+            summary="Manifests matching a soft binding value", operation_id="queryByBinding")
 def query_by_binding(service: ServiceDep, alg: Annotated[str, Query()], value: Annotated[str, Query()],
                      max_results: MaxResults = 10) -> dict[str, Any]:
     return _by_binding(service, alg, value, max_results)
 
 
-@router.post("/matches/byBinding", response_model=SoftBindingQueryResult, response_model_exclude_none=True, dependencies=[RateLimited],
-             responses=errors(400, 429), summary="Manifests matching a (large) soft binding value",
-             operation_id="queryByLargeBinding")
+@router.post("/matches/byBinding", **_MATCHES, responses=errors(400, 429),
+             summary="Manifests matching a (large) soft binding value", operation_id="queryByLargeBinding")
 def query_by_large_binding(service: ServiceDep, query: SoftBindingQuery,
                            max_results: MaxResults = 10) -> dict[str, Any]:
     return _by_binding(service, query.alg, query.value, max_results)
@@ -134,7 +135,7 @@ def _by_content(service: ProvenanceService, upload: ImageUpload, alg: str | None
 
 
 @router.post(
-    "/matches/byContent", response_model=SoftBindingQueryResult, response_model_exclude_none=True, dependencies=[RateLimited],
+    "/matches/byContent", **_MATCHES,
     responses=errors(400, 413, 415, 422, 429), summary="Manifests matching an uploaded image",
     operation_id="uploadFile",
     openapi_extra={"requestBody": {"required": True, "content": {

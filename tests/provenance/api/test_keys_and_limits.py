@@ -7,8 +7,8 @@ import hashlib
 import pytest
 from sqlalchemy import select
 
-from provenance.api.errors import AuthenticationError
 from provenance.api.keys import (
+    AuthenticationError,
     api_keys,
     authenticate,
     create_api_key,

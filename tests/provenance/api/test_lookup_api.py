@@ -74,7 +74,7 @@ def test_lookup_refusals(client: TestClient) -> None:
     assert_error(client.post("/v1/lookup", data={"x": "y"}), 415)
 
 
-def test_lookups_are_rate_limited_per_client_before_the_upload_is_read(make_client, keys) -> None:  # type: ignore[no-untyped-def]
+def test_lookups_are_rate_limited_before_the_upload_is_read(make_client) -> None:  # type: ignore[no-untyped-def]
     client = make_client(api_lookup_burst=2, api_lookup_rate_per_s=0.01)
     image = textured_image(1)
     assert [_lookup(client, image).status_code for _ in range(2)] == [200, 200]

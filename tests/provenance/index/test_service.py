@@ -240,3 +240,26 @@ def test_concurrent_adds_and_searches(hidx: HashIndex) -> None:
     assert not errors, errors[:3]
     assert len(hidx.index_for(OSCAR)) == 65  # type: ignore[arg-type]
     assert hidx.search(OSCAR, hex64(159 << 32), k=1) == [IndexMatch(cid(159), 0)]
+
+
+def test_searches_keep_running_during_a_rebuild(hidx: HashIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    fill(hidx, 5)
+    original = hidx._build
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_build(channel: str):  # type: ignore[no-untyped-def]
+        entered.set()
+        release.wait(10)
+        return original(channel)
+
+    monkeypatch.setattr(hidx, "_build", slow_build)
+    rebuilding = threading.Thread(target=hidx.rebuild, args=(OSCAR,))
+    rebuilding.start()
+    try:
+        assert entered.wait(10)  # the rebuild holds the channel's lock now
+        assert hidx.search(OSCAR, hex64(2 << 32), k=1) == [IndexMatch(cid(2), 0)]  # served by the old index
+        assert rebuilding.is_alive()
+    finally:
+        release.set()
+        rebuilding.join(10)
+    assert hidx.search(OSCAR, hex64(2 << 32), k=1) == [IndexMatch(cid(2), 0)]

@@ -57,6 +57,7 @@ class PairResult:
 @dataclass
 class Timings:
     extract: list[float] = field(default_factory=list)
+    blob_bytes: list[int] = field(default_factory=list)
     verify: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     compare: list[float] = field(default_factory=list)
 
@@ -96,6 +97,7 @@ def run_split(ds: Dataset, region_thresholds: tuple[float, ...], timings: Timing
     for rel in ds.references:
         rgb = _rgb(ds.path(rel))
         refs[rel] = (rgb, _timed(timings.extract, extract_features, rgb))
+        timings.blob_bytes.append(len(refs[rel][1].to_bytes()))
     order = list(ds.references)
     by_ref: dict[str, list] = defaultdict(list)
     for p in ds.pairs:
@@ -218,6 +220,9 @@ def report(cal: list[PairResult], rep: list[PairResult], keep: float, region_thr
     for m in MODELS:
         print(f"verify {m:12s} (2 orient.) {_ms(timings.verify[m])}")
     print(f"aligned comparison              {_ms(timings.compare)}")
+    b = np.asarray(timings.blob_bytes)
+    print(f"\nfeature blob per reference: median {np.median(b) / 1024:.0f} KiB, min {b.min() / 1024:.0f} KiB, "
+          f"max {b.max() / 1024:.0f} KiB ({len(b)} references)")
 
 
 def _dump(path: Path, rows: list[tuple[str, PairResult]]) -> None:

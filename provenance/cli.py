@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from provenance.config import Settings, get_settings
-from provenance.errors import ChainUnavailableError, ProvenanceError
-from provenance.ledger import IngestFailure, IngestResult, Ledger
+from provenance.errors import ChainUnavailableError, InvalidImageError, ProvenanceError, UnknownPublisherError
+from provenance.ledger import IngestFailure, IngestResult, Ledger, expand_image_paths
 from provenance.logging import configure_logging
 from provenance.records import PublisherMetadata
 
@@ -85,9 +85,13 @@ def publishers() -> None:
 @click.argument("name")
 @click.pass_obj
 def publishers_add(state: _State, name: str) -> None:
-    """Create an Ed25519 key for NAME in the local keyring and register the publisher."""
+    """Create an Ed25519 key for NAME in the local keyring, register the publisher, and print its HTTP API key
+    (shown once: only its hash is stored)."""
+    from provenance.api.keys import issue_api_key_message
+
     key_id = state.ledger.add_publisher(name)
     click.echo(f"publisher {name} registered with key {key_id}")
+    click.echo(issue_api_key_message(state.ledger.engine, name))
 
 
 @publishers.command("list")
@@ -126,16 +130,62 @@ def run_ingest(pipeline: IngestPipeline, paths: list[Path], publisher: str, meta
     return done, failed
 
 
+def run_queued(state: _State, paths: list[Path], publisher: str, metadata: PublisherMetadata,
+               as_json: bool) -> tuple[list[IngestResult], list[IngestFailure]]:
+    """Through the ingest queue (Celery workers when PROVENANCE_QUEUE=celery, else in-process), with a progress bar."""
+    from workers.queue import open_queue
+
+    service = state.service
+    queue = open_queue(state.settings, service.pipeline)
+    done: list[IngestResult] = []
+    failed: list[IngestFailure] = []
+    with click.progressbar(length=len(list(expand_image_paths(paths))), label="ingest", file=sys.stderr,
+                           show_pos=True) as bar:
+        try:
+            items = queue.submit_many(paths, publisher=publisher, metadata=metadata,
+                                      progress=lambda _item, _done, _total: bar.update(1))
+        finally:
+            queue.close()
+    for item in items:  # input order
+        st = item.status
+        if item.refused or st is None or st.state != "succeeded" or not st.record_cid:
+            reason = item.refused or (st.error if st else None) or (st.state if st else "not submitted")
+            failed.append(IngestFailure(item.source, InvalidImageError(reason)))
+            continue
+        with service.ledger.reader.connect() as conn:
+            rec = service.ledger.store.get(conn, st.record_cid)
+        if rec is None:
+            failed.append(IngestFailure(item.source, InvalidImageError(f"record {st.record_cid} not found")))
+            continue
+        done.append(IngestResult(cid=rec.cid, leaf_index=rec.leaf_index, image_cid=rec.image_cid,
+                                 duplicate=st.duplicate))
+    for f in failed:
+        click.echo(f"REFUSED {f.source}: {f.error}", err=True)
+    if not as_json:
+        for r in done:
+            click.echo(f"{'duplicate' if r.duplicate else 'appended'} leaf {r.leaf_index} record {r.cid}")
+    return done, failed
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--publisher", required=True, help="Registered publisher name.")
 @click.option("--meta", multiple=True, metavar="KEY=VALUE",
               help="Metadata: title, author, source_url, licence, capture_time, or any free-form key.")
+@click.option("--inline", is_flag=True, help="Run every step in this process, without the queue.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def ingest(state: _State, paths: tuple[Path, ...], publisher: str, meta: tuple[str, ...], as_json: bool) -> None:
-    """Sign and append images (a directory means every image in it) to the ledger, and index them for lookup."""
-    done, failed = run_ingest(state.service.pipeline, list(paths), publisher, _parse_meta(meta), as_json)
+def ingest(state: _State, paths: tuple[Path, ...], publisher: str, meta: tuple[str, ...], inline: bool,
+           as_json: bool) -> None:
+    """Sign and append images (a directory means every image in it) to the ledger, and index them for lookup.
+    Goes through the ingest queue (progress bar on stderr) unless --inline."""
+    with state.ledger.reader.connect() as conn:
+        if not state.ledger.store.has_publisher(conn, publisher):
+            raise UnknownPublisherError(f"publisher {publisher!r} is not registered (provenance publishers add)")
+    if inline:
+        done, failed = run_ingest(state.service.pipeline, list(paths), publisher, _parse_meta(meta), as_json)
+    else:
+        done, failed = run_queued(state, list(paths), publisher, _parse_meta(meta), as_json)
     if as_json:
         _echo_json({"ingested": [r.__dict__ for r in done],
                     "refused": [{"source": f.source, "error": str(f.error)} for f in failed]})
@@ -243,22 +293,16 @@ def records_show(state: _State, cid: str) -> None:
 @click.argument("cid")
 @click.pass_obj
 def records_proof(state: _State, cid: str) -> None:
-    """Inclusion proof of a record in the latest checkpoint, with the signed checkpoint note."""
-    ledger = state.ledger
-    with ledger.reader.connect() as conn:
-        rec = ledger.store.get(conn, cid)
-        cp = ledger.store.latest_checkpoint(conn, ledger.config.log_id)
-        if rec is None:
-            raise ProvenanceError(f"no record {cid}")
-        if cp is None or rec.leaf_index >= cp.tree_size:
-            raise ProvenanceError(f"record {cid} is not in a checkpoint yet: run provenance anchor")
-        proof = ledger.log.inclusion_proof(conn, rec.leaf_index, cp.tree_size)
-    _echo_json({"cid": cid, "leaf_index": rec.leaf_index, "tree_size": cp.tree_size,
-                "inclusion_proof": [h.hex() for h in proof], "checkpoint": cp.note,
-                "anchor": None if cp.anchor is None else {"chain_id": cp.anchor.chain_id,
-                                                          "contract": cp.anchor.contract_address,
-                                                          "tx": cp.anchor.tx_hash, "block": cp.anchor.block_number,
-                                                          "ephemeral": cp.anchor.ephemeral}})
+    """Inclusion proof of a record in the latest checkpoint, with the signed checkpoint note, the log's verifier
+    key and the chain anchor (the same JSON as GET /v1/records/CID/proof)."""
+    from provenance.proofs import record_proof
+
+    proof = record_proof(state.ledger, cid)
+    if proof is None:
+        raise ProvenanceError(f"no record {cid}")
+    if proof["checkpoint"] is None:
+        raise ProvenanceError(f"record {cid} is not in a checkpoint yet: run provenance anchor")
+    _echo_json(proof)
 
 
 @cli.command("export-car")

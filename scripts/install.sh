@@ -2,6 +2,7 @@
 # Installs everything the project needs, from scratch, offline-capable registries only (PyPI, npm):
 #   .venv/                     Python 3.11 virtualenv with the project (editable) and its test extras
 #   tools/node/node_modules/   pinned solc, ganache (EVM JSON-RPC node), js-ipfs daemon and Node 22 for it
+#   Debian chromium            headless browser for the journalist-page end-to-end tests (skipped if present)
 # Re-running is cheap: each step is skipped when its inputs have not changed since the last successful run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,5 +34,11 @@ if [ "$(cat "$stamp_dir/node" 2>/dev/null)" != "$node_hash" ] || [ ! -d tools/no
   # it, while `npm install` skips that optional package and installs exactly the locked versions of the rest.
   (cd tools/node && npm install --no-audit --no-fund --loglevel=error)
   echo "$node_hash" > "$stamp_dir/node"
+fi
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+  echo "==> installing Debian chromium (journalist-page end-to-end tests)"
+  SUDO=""; if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 echo "==> install complete"

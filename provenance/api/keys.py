@@ -19,13 +19,13 @@ from datetime import datetime, timezone
 from sqlalchemy import Column, DateTime, ForeignKey, String, Table, select
 from sqlalchemy.engine import Engine
 
-import provenance.records_store  # noqa: F401 - registers the publishers table this one refers to
 from provenance.db import metadata, reader
 from provenance.errors import ProvenanceError, UnknownPublisherError
 from provenance.logging import get_logger
-from provenance.records_store import RecordStore
+from provenance.records_store import RecordStore  # also registers the publishers table api_keys refers to
 
 log = get_logger(__name__)
+
 
 class AuthenticationError(ProvenanceError):
     """No API key, or one that is unknown or revoked (HTTP 401)."""

@@ -111,7 +111,10 @@ class Lookup:
             stored = self.ledger.store.get(conn, cid)
         return None if stored is None else SignedRecord.from_bytes(stored.record_bytes)
 
-    def lookup(self, data: bytes, *, name: str = "query") -> Verdict:
+    def lookup(self, data: bytes, *, name: str = "query", change_map_dir: Path | None = None) -> Verdict:
+        """Run the whole lookup. An *altered* verdict's change map is written to ``change_map_dir`` (default: the
+        service's) under a name derived from the query and the record, so identical lookups share one file."""
+        maps_dir = change_map_dir if change_map_dir is not None else self.change_map_dir
         from provenance.index.errors import EmptyIndexError
         from provenance.lookup.changemap import render_change_map
         from provenance.lookup.compare import aligned_difference
@@ -163,7 +166,7 @@ class Lookup:
                 analysis = aligned_difference(rgb, original, geo.homography)
                 score = float(analysis.score)
                 regions = tuple(Region(int(x), int(y), int(w), int(h)) for x, y, w, h in analysis.boxes)
-                if analysis.is_altered(self.policy.change_threshold) and self.change_map_dir is not None:
+                if analysis.is_altered(self.policy.change_threshold) and maps_dir is not None:
                     change_maps[cid] = render_change_map(original, analysis)
             candidates.append(Candidate(cid, tuple(sorted(found[cid])), dist, tol, geo.inliers, geo.inlier_ratio,
                                         geo.passed, geo.mirrored, geo.reason, score, regions))
@@ -171,10 +174,10 @@ class Lookup:
 
         verdict = decide(candidates, self.policy, query_hash=sensitive.value, model=sensitive.model_id)
         change_map = None
-        if verdict.verdict == "altered" and verdict.record_cid in change_maps and self.change_map_dir is not None:
-            self.change_map_dir.mkdir(parents=True, exist_ok=True)
+        if verdict.verdict == "altered" and verdict.record_cid in change_maps and maps_dir is not None:
+            maps_dir.mkdir(parents=True, exist_ok=True)
             digest = hashlib.sha256(data).hexdigest()[:16]
-            path = self.change_map_dir / f"{digest}-{verdict.record_cid[-12:]}.png"
+            path = maps_dir / f"{digest}-{verdict.record_cid[-12:]}.png"
             path.write_bytes(change_maps[verdict.record_cid])
             change_map = str(path)
         timings["total"] = (time.perf_counter() - t0) * 1000

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from provenance.api.deps import ApiContext, ContextDep, ProvenanceService, RateLimited, ServiceDep
 from provenance.api.errors import ApiError
-from provenance.api.proofs import get_record, record_proof
+from provenance.proofs import get_record, record_proof
 from provenance.api.schemas import errors
 from provenance.api.uploads import IMAGE_FIELD, ImageUpload, form_image, multipart_openapi, read_form
 from provenance.logging import get_logger

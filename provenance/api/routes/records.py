@@ -12,7 +12,7 @@ from provenance.api.deps import ContextDep, PublisherDep, ServiceDep
 from provenance.api.errors import ApiError
 from provenance.api.keys import ForbiddenError
 from provenance.api.images import MAX_THUMBNAIL_SIDE, make_thumbnail
-from provenance.api.proofs import checkpoint_obj, get_record, latest_checkpoint, record_proof
+from provenance.proofs import checkpoint_obj, get_record, latest_checkpoint, record_proof
 from provenance.api.schemas import Withdrawn, errors
 from provenance.cid import canonical_cid
 from provenance.ledger import Ledger

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from provenance.api.deps import ContextDep, ProvenanceService, RateLimited, ServiceDep
 from provenance.api.errors import ApiError
-from provenance.api.proofs import get_record
+from provenance.proofs import get_record
 from provenance.api.schemas import SoftBindingAlgList, SoftBindingQuery, SoftBindingQueryResult, errors
 from provenance.api.uploads import IMAGE_FIELD, ImageUpload, check_image, form_image, read_form
 from provenance.cid import canonical_cid

@@ -1,5 +1,6 @@
 """What an auditor needs for one record: its inclusion proof in the latest checkpoint, the signed checkpoint note,
-the log's verifier key and the chain anchor. The same assembly as ``provenance records proof``, as plain JSON.
+the log's verifier key and the chain anchor, as plain JSON: what ``provenance records proof`` prints and
+``GET /v1/records/{cid}/proof`` returns.
 
 Everything is read in one read transaction so the proof, the tree size and the checkpoint agree.
 """

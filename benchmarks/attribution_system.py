@@ -1,0 +1,140 @@
+"""The system benchmark (the OSCAR-Net paper's Table 6, extended with the *altered* verdict): every query of an
+attribution dataset through the real lookup, against an index padded with distractor codes.
+
+Set-up per distractor size N: a fresh embedded service (SQLite, local block store, FAISS files) ingests the
+dataset's references through the real ingest pipeline (C2PA, OSCAR-Net + pHash, RootSIFT, signed, logged, indexed);
+then N random codes per channel are bulk-inserted into the index catalog under made-up record ids (they have no
+record and no features, so a distractor that reaches the top-k only takes a candidate slot from the true source;
+its verification cost is not counted) and the index is rebuilt. Every query then runs through ``Lookup.lookup``.
+
+Reported, per N:
+* FNR: benign queries not returned as ``match`` to their own reference;
+* FPR: manipulated queries returned as ``match`` (to anything);
+* altered recall: manipulated queries returned as ``altered`` with the right source;
+* no_match precision: unrelated photos (never ingested; ``--unrelated``) returned as ``no_match``;
+* latency percentiles of the whole lookup (decode, hashes, search, verification, comparison, verdict).
+
+Thresholds are the shipped ones (the hash's calibrated on the validation split, the comparison's in
+``provenance.lookup.compare``); nothing is tuned on the dataset reported here.
+
+    .venv/bin/python benchmarks/attribution_system.py --dataset benchmarks/out/train-data/test \
+        --unrelated benchmarks/out/train-data/val/references --distractors 1000,100000,1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from provenance.bench.dataset import load_dataset
+from provenance.config import Settings
+from provenance.ledger import expand_image_paths
+from provenance.records import PublisherMetadata
+from provenance.services import open_service
+
+
+def pad_index(service, n: int, seed: int) -> None:  # type: ignore[no-untyped-def]
+    """Bulk-insert ``n`` random codes per channel into the catalog, then rebuild the FAISS indexes."""
+    from provenance.index.catalog import index_entries
+
+    rng = np.random.default_rng(seed)
+    now = datetime.now(timezone.utc)
+    widths = {"oscar-net": 64, "phash": 64}
+    for channel, bits in widths.items():
+        done = 0
+        while done < n:
+            part = min(50_000, n - done)
+            raw = rng.integers(0, 256, size=(part, bits // 8), dtype=np.uint8)
+            rows = [{"channel": channel, "record_cid": f"distractor-{channel}-{done + i}", "publisher_id": "noise",
+                     "code": raw[i].tobytes().hex(), "added_at": now} for i in range(part)]
+            with service.ledger.engine.begin() as conn:
+                conn.execute(index_entries.insert(), rows)
+            done += part
+    service.lookup.index.rebuild()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", type=Path, required=True)
+    ap.add_argument("--unrelated", type=Path, required=True, help="folder of photos never ingested")
+    ap.add_argument("--distractors", default="1000,100000,1000000")
+    ap.add_argument("--max-queries", type=int, default=0, help="cap on queries per relation (0: all)")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/out/system"))
+    args = ap.parse_args()
+
+    ds = load_dataset(args.dataset)
+    unrelated = list(expand_image_paths([args.unrelated]))
+    benign = [p for p in ds.pairs if p.benign]
+    manipulated = [p for p in ds.pairs if not p.benign]
+    if args.max_queries:  # an even spread over photos and kinds, not the first photos only
+        benign = benign[::max(1, -(-len(benign) // args.max_queries))]
+        manipulated = manipulated[::max(1, -(-len(manipulated) // args.max_queries))]
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = []
+    with tempfile.TemporaryDirectory() as tmp:
+        service = open_service(Settings(data_dir=Path(tmp)))
+        service.ledger.add_publisher("bench")
+        cid_of: dict[str, str] = {}
+        t = time.perf_counter()
+        for ref in ds.references:
+            result = service.pipeline.ingest(ds.path(ref).read_bytes(), publisher="bench",
+                                             metadata=PublisherMetadata(title=ref))
+            cid_of[ref] = result.cid
+        ingest_s = time.perf_counter() - t
+        print(f"ingested {len(cid_of)} references in {ingest_s:.1f} s; "
+              f"{len(benign)} benign, {len(manipulated)} manipulated, {len(unrelated)} unrelated queries")
+        padded = 0
+        for n in (int(v) for v in args.distractors.split(",")):
+            pad_index(service, n - padded, seed=n)
+            padded = n
+            latencies: list[float] = []
+            per_kind: dict[str, list[str]] = {}
+
+            def run(data: bytes) -> dict:
+                start = time.perf_counter()
+                v = service.lookup.lookup(data).to_obj()
+                latencies.append((time.perf_counter() - start) * 1000)
+                return v
+
+            fn = 0
+            for p in benign:
+                v = run(ds.path(p.query).read_bytes())
+                ok = v["verdict"] == "match" and v["record_cid"] == cid_of[p.reference]
+                fn += not ok
+                per_kind.setdefault("benign:" + p.kind.split(":")[0], []).append(v["verdict"])
+            fp = altered_ok = 0
+            for p in manipulated:
+                v = run(ds.path(p.query).read_bytes())
+                fp += v["verdict"] == "match"
+                altered_ok += v["verdict"] == "altered" and v["record_cid"] == cid_of[p.reference]
+                per_kind.setdefault("edit:" + p.kind, []).append(v["verdict"])
+            no_match = sum(run(u.read_bytes())["verdict"] == "no_match" for u in unrelated)
+            lat = np.array(latencies)
+            row = {"distractors": n, "fnr": fn / max(1, len(benign)), "fpr": fp / max(1, len(manipulated)),
+                   "altered_recall": altered_ok / max(1, len(manipulated)),
+                   "no_match_precision": no_match / max(1, len(unrelated)),
+                   "latency_ms": {"p50": float(np.percentile(lat, 50)), "p90": float(np.percentile(lat, 90)),
+                                  "p99": float(np.percentile(lat, 99)), "mean": float(lat.mean())},
+                   "per_kind": {k: {x: v.count(x) for x in ("match", "altered", "no_match")}
+                                for k, v in sorted(per_kind.items())},
+                   "queries": {"benign": len(benign), "manipulated": len(manipulated), "unrelated": len(unrelated)}}
+            report.append(row)
+            print(f"N={n:>9,}: FNR {row['fnr']:.3f}  FPR {row['fpr']:.3f}  altered recall "
+                  f"{row['altered_recall']:.3f}  no_match precision {row['no_match_precision']:.3f}  latency p50 "
+                  f"{row['latency_ms']['p50']:.0f} ms p90 {row['latency_ms']['p90']:.0f} ms p99 "
+                  f"{row['latency_ms']['p99']:.0f} ms", flush=True)
+            for kind, counts in row["per_kind"].items():
+                print(f"    {kind:<40} {counts}")
+        service.close()
+    (args.out / "system.json").write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

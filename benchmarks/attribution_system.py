@@ -39,8 +39,9 @@ from provenance.records import PublisherMetadata
 from provenance.services import open_service
 
 
-def pad_index(service, n: int, seed: int) -> None:  # type: ignore[no-untyped-def]
-    """Bulk-insert ``n`` random codes per channel into the catalog, then rebuild the FAISS indexes."""
+def pad_index(service, n: int, seed: int, first: int = 0) -> None:  # type: ignore[no-untyped-def]
+    """Bulk-insert ``n`` random codes per channel (named from ``first`` on) into the catalog, then rebuild the
+    FAISS indexes."""
     from provenance.index.catalog import index_entries
 
     rng = np.random.default_rng(seed)
@@ -51,7 +52,8 @@ def pad_index(service, n: int, seed: int) -> None:  # type: ignore[no-untyped-de
         while done < n:
             part = min(50_000, n - done)
             raw = rng.integers(0, 256, size=(part, bits // 8), dtype=np.uint8)
-            rows = [{"channel": channel, "record_cid": f"distractor-{channel}-{done + i}", "publisher_id": "noise",
+            rows = [{"channel": channel, "record_cid": f"distractor-{channel}-{first + done + i}",
+                     "publisher_id": "noise",
                      "code": raw[i].tobytes().hex(), "added_at": now} for i in range(part)]
             with service.ledger.engine.begin() as conn:
                 conn.execute(index_entries.insert(), rows)
@@ -91,7 +93,7 @@ def main() -> int:
               f"{len(benign)} benign, {len(manipulated)} manipulated, {len(unrelated)} unrelated queries")
         padded = 0
         for n in (int(v) for v in args.distractors.split(",")):
-            pad_index(service, n - padded, seed=n)
+            pad_index(service, n - padded, seed=n, first=padded)
             padded = n
             latencies: list[float] = []
             per_kind: dict[str, list[str]] = {}
@@ -103,10 +105,15 @@ def main() -> int:
                 return v
 
             fn = 0
+            misses = []
             for p in benign:
                 v = run(ds.path(p.query).read_bytes())
                 ok = v["verdict"] == "match" and v["record_cid"] == cid_of[p.reference]
                 fn += not ok
+                if not ok:
+                    own = [c for c in v["candidates"] if c["record_cid"] == cid_of[p.reference]]
+                    misses.append({"query": p.query, "kind": p.kind, "verdict": v["verdict"],
+                                   "explanation": v["explanation"], "own_candidate": own[0] if own else None})
                 per_kind.setdefault("benign:" + p.kind.split(":")[0], []).append(v["verdict"])
             fp = altered_ok = 0
             for p in manipulated:
@@ -123,7 +130,8 @@ def main() -> int:
                                   "p99": float(np.percentile(lat, 99)), "mean": float(lat.mean())},
                    "per_kind": {k: {x: v.count(x) for x in ("match", "altered", "no_match")}
                                 for k, v in sorted(per_kind.items())},
-                   "queries": {"benign": len(benign), "manipulated": len(manipulated), "unrelated": len(unrelated)}}
+                   "queries": {"benign": len(benign), "manipulated": len(manipulated), "unrelated": len(unrelated)},
+                   "benign_misses": misses}
             report.append(row)
             print(f"N={n:>9,}: FNR {row['fnr']:.3f}  FPR {row['fpr']:.3f}  altered recall "
                   f"{row['altered_recall']:.3f}  no_match precision {row['no_match_precision']:.3f}  latency p50 "

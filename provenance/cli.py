@@ -305,6 +305,35 @@ def records_proof(state: _State, cid: str) -> None:
     _echo_json(proof)
 
 
+@records.command("c2pa-copy")
+@click.argument("cid")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def records_c2pa_copy(state: _State, cid: str, out: Path) -> None:
+    """Write a C2PA-signed copy of record CID's image to OUT: its manifest carries a c2pa.soft-binding assertion
+    with our OSCAR-Net hash and model id (and the record CID), so soft-binding tools can find the record.
+    Needs PROVENANCE_C2PA_SIGNING_CERT and PROVENANCE_C2PA_SIGNING_KEY."""
+    from provenance.c2pa import C2paConfigError, C2paSigningConfig, sign_with_soft_binding
+    from provenance.records import SignedRecord
+
+    signer = C2paSigningConfig.from_settings(state.settings)
+    if signer is None:
+        raise C2paConfigError("set PROVENANCE_C2PA_SIGNING_CERT and PROVENANCE_C2PA_SIGNING_KEY to sign C2PA copies")
+    ledger = state.ledger
+    with ledger.reader.connect() as conn:
+        stored = ledger.store.get(conn, cid)
+    if stored is None:
+        raise ProvenanceError(f"no record {cid}")
+    record = SignedRecord.from_bytes(stored.record_bytes).record
+    binding = next((h for h in record.hashes if h.alg == "oscar-net"), record.hashes[0])
+    signed = sign_with_soft_binding(ledger.blockstore.get(record.image_cid), record.media_type,
+                                    binding_alg=binding.alg, binding_value=binding.value, model_id=binding.model_id,
+                                    record_cid=cid, title=record.metadata.title, signer=signer)
+    out.write_bytes(signed)
+    click.echo(f"wrote {out} ({len(signed)} bytes): C2PA manifest with soft binding {binding.alg}={binding.value} "
+               f"({binding.model_id}) -> record {cid}")
+
+
 @cli.command("export-car")
 @click.argument("out", type=click.Path(path_type=Path))
 @click.pass_obj

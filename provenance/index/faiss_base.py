@@ -5,16 +5,17 @@ our int64 ids) and says how it removes ids: natively (flat) or by tombstone (mul
 from; tombstoned ids are filtered out of results and dropped by rebuilding the structure, see ``_compact``).
 
 Exactness at the k-th distance: Hamming distances are small integers, so ties are the rule. faiss keeps an arbitrary
-subset of the codes tied at the k-th distance; we fetch more than k and, while the fetched list is full and its last
-distance still equals the k-th hit's, fetch twice as many. Results therefore equal a brute-force scan sorted by
-(distance, id), and removed ids never use up a slot.
+subset of the codes tied at the k-th distance; we fetch more than k and, when the fetched list is full and its last
+distance still equals the k-th hit's, ask faiss for every code within that distance (``range_search``): one more
+scan, however many ties. Results therefore equal a brute-force scan sorted by (distance, id). Removed ids never use
+up a slot: when tombstones leave fewer than k live hits in a full list, the fetch is doubled.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 import faiss
 import numpy as np
@@ -123,28 +124,41 @@ class FaissBinaryIndex(Index):
                 dist, labels = self._faiss.search(codes[pending], fetch)
                 unsettled = []
                 for row, q in enumerate(pending.tolist()):
-                    hits, settled = self._settle(dist[row], labels[row], k, fetch, total)
-                    if settled:
-                        results[q] = hits
-                    else:
+                    hits, state = self._settle(dist[row], labels[row], k, fetch, total)
+                    if state == "ties":
+                        hits = self._within(codes[q : q + 1], hits[-1].distance, k)
+                    if state == "more":
                         unsettled.append(q)
+                    else:
+                        results[q] = hits
                 pending = np.asarray(unsettled, dtype=np.int64)
                 fetch = min(total, fetch * 2)
         return results
 
-    def _settle(self, dist: np.ndarray, labels: np.ndarray, k: int, fetch: int, total: int) -> tuple[list[Hit], bool]:
-        """The k best live hits of one fetched row, and whether fetching more could change them."""
+    def _settle(self, dist: np.ndarray, labels: np.ndarray, k: int, fetch: int,
+                total: int) -> tuple[list[Hit], Literal["done", "ties", "more"]]:
+        """The k best live hits of one fetched row, and whether they are final ("done"), may miss codes tied
+        at the k-th distance ("ties"), or may miss closer live codes because tombstones took slots ("more")."""
         found = labels >= 0
-        n_found = int(found.sum())
-        d, ids = dist[found].astype(np.int64), labels[found]
+        hits = self._best_live(dist[found], labels[found], k)
+        if int(found.sum()) < fetch or fetch >= total:
+            return hits, "done"  # faiss returned every candidate it has
+        if len(hits) < k:
+            return hits, "more"
+        return hits, "done" if int(dist[fetch - 1]) > hits[-1].distance else "ties"
+
+    def _within(self, code: np.ndarray, distance: int, k: int) -> list[Hit]:
+        """The k best live hits among every candidate at most ``distance`` away (faiss: strictly below radius)."""
+        _, dist, labels = self._faiss.range_search(code, distance + 1)
+        return self._best_live(dist, labels, k)
+
+    def _best_live(self, dist: np.ndarray, ids: np.ndarray, k: int) -> list[Hit]:
+        d = dist.astype(np.int64)
         if self._dead:
             live = ~np.isin(ids, self._dead_array())
             d, ids = d[live], ids[live]
         order = np.lexsort((ids, d))[:k]
-        hits = [Hit(int(i), int(x)) for i, x in zip(ids[order].tolist(), d[order].tolist(), strict=True)]
-        if n_found < fetch or fetch >= total:
-            return hits, True  # faiss returned every candidate it has
-        return hits, len(hits) == k and int(dist[fetch - 1]) > hits[-1].distance
+        return [Hit(int(i), int(x)) for i, x in zip(ids[order].tolist(), d[order].tolist(), strict=True)]
 
     # --- tombstones --------------------------------------------------------------------------------------------
     def _dead_array(self) -> np.ndarray:

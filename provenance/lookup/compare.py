@@ -43,8 +43,8 @@ POOL_SIGMA = 2.5  # work pixels: pooling of the per-pixel difference into the he
 FIT_SAMPLES = 20000  # pixels the colour model is fitted on (spread evenly over the compared area)
 TRIM = 0.8  # share of pixels the colour model is fitted on (the best-fitting ones)
 # Calibrated by benchmarks/bench_geometry.py on its calibration split (half of ../shared/data/photos, seed 0):
-# ALTERED_THRESHOLD keeps 99% of benign re-shares unaltered (their 99th percentile was 22.4); REGION_THRESHOLD
-# gave the best box IoU there (0.83 at 12 against 0.82 at 8 and 15).
+# ALTERED_THRESHOLD keeps 99% of benign re-shares unaltered (their 99th percentile was 22.4); for
+# REGION_THRESHOLD, 8 and 12 tie on box IoU there (0.82) and 20 loses (0.78): 12 keeps regions tighter.
 ALTERED_THRESHOLD = 22.5  # score at or above which a verified pair is reported altered
 REGION_THRESHOLD = 12.0  # heat (over the noise floor) from which a pixel belongs to a changed region
 SCORE_SHARE = 0.004  # the score is the heat exceeded by this share of the compared area
@@ -230,22 +230,21 @@ def change_regions(heat: np.ndarray, compared: np.ndarray, reference_size: tuple
                    peak: float = ALTERED_THRESHOLD) -> tuple[tuple[Box, ...], float]:
     """Changed regions of a heat map: boxes in reference pixels (largest first) and their share of the compared
     area. Hysteresis, as in edge detection: a region is the connected extent of pixels at or above ``threshold``
-    (specks opened away), kept when its heat peaks at ``peak`` or more and it covers ``MIN_REGION_SHARE`` of the
-    compared area; so a pair that is not altered normally has no boxes, and an altered one has whole regions."""
+    (specks opened away), kept when it covers ``MIN_REGION_SHARE`` of the compared area and holds at least
+    ``SCORE_SHARE`` of it at ``peak`` or more, the score's own criterion: so a pair with boxes is altered at
+    ``peak``, and the boxes outline whole regions rather than only their hottest cores."""
     changed = ((heat >= threshold) & compared).astype(np.uint8)
     changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     area = max(int(compared.sum()), 1)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(changed, connectivity=8)
-    peaks = np.zeros(n, np.float32)
-    on = labels > 0
-    np.maximum.at(peaks, labels[on], heat[on])
+    hot = np.bincount(labels[(labels > 0) & (heat >= peak)], minlength=n)  # per region, pixels at the peak
     w, h = reference_size
     sx, sy = w / heat.shape[1], h / heat.shape[0]
     boxes: list[Box] = []
     kept = 0
     for i in range(1, n):
         x, y, bw, bh, size = (int(v) for v in stats[i])
-        if size < MIN_REGION_SHARE * area or peaks[i] < peak:
+        if size < MIN_REGION_SHARE * area or hot[i] < SCORE_SHARE * area:
             continue
         kept += size
         x1, y1 = max(0, int(np.floor(x * sx))), max(0, int(np.floor(y * sy)))

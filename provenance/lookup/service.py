@@ -12,12 +12,14 @@ It also owns what ingest registers for lookup: the features blob beside the reco
 from __future__ import annotations
 
 import hashlib
+import io
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from provenance.errors import InvalidImageError
 from provenance.hashing import Hasher
@@ -38,6 +40,12 @@ class Channels:
 
     sensitive: str = "oscar-net"
     tolerant: str = "phash"
+
+
+def _mirrored_png(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb[:, ::-1])).save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
 
 
 def _hamming_hex(a: str, b: str) -> int:
@@ -118,6 +126,7 @@ class Lookup:
         from provenance.index.errors import EmptyIndexError
         from provenance.lookup.changemap import render_change_map
         from provenance.lookup.compare import aligned_difference
+        from provenance.lookup.errors import FeatureBlobError, InsufficientOverlapError
         from provenance.lookup.features import LocalFeatures
         from provenance.lookup.geometry import query_features, verify_query
 
@@ -130,9 +139,14 @@ class Lookup:
 
         t = time.perf_counter()
         found: dict[str, set[str]] = {}
-        for alg in (self.channels.sensitive, self.channels.tolerant):
+        # The tolerant channel is also searched with the mirrored query's hash: flips are benign, and classical
+        # hashes are not flip-invariant (one extra pHash, a few ms).
+        searches = [(self.channels.sensitive, hashes[self.channels.sensitive].value),
+                    (self.channels.tolerant, hashes[self.channels.tolerant].value),
+                    (self.channels.tolerant, self._hasher(self.channels.tolerant).hash_image(_mirrored_png(rgb)).value)]
+        for alg, value in searches:
             try:
-                hits = self.index.search(alg, hashes[alg].value, self.k)
+                hits = self.index.search(alg, value, self.k)
             except EmptyIndexError:
                 hits = []
             for cid, _ in hits:
@@ -159,17 +173,28 @@ class Lookup:
             if blob is None or qf is None:
                 candidates.append(Candidate(cid, tuple(sorted(found[cid])), dist, tol, reason="no stored features"))
                 continue
-            geo = verify_query(qf, LocalFeatures.from_bytes(blob))
-            score, regions = None, ()
+            try:
+                reference = LocalFeatures.from_bytes(blob)
+            except FeatureBlobError as exc:  # a damaged blob fails this candidate, not the lookup
+                log.warning("lookup.features_unreadable", record=cid, error=str(exc))
+                candidates.append(Candidate(cid, tuple(sorted(found[cid])), dist, tol,
+                                            reason=f"stored features unreadable: {exc}"))
+                continue
+            geo = verify_query(qf, reference)
+            score, regions, reason = None, (), geo.reason
             if geo.passed and geo.homography is not None:
                 original = self._decode(self.ledger.blockstore.get(signed.record.image_cid), f"record {cid}")
-                analysis = aligned_difference(rgb, original, geo.homography)
-                score = float(analysis.score)
-                regions = tuple(Region(int(x), int(y), int(w), int(h)) for x, y, w, h in analysis.boxes)
-                if analysis.is_altered(self.policy.change_threshold) and maps_dir is not None:
-                    change_maps[cid] = render_change_map(original, analysis)
+                try:
+                    analysis = aligned_difference(rgb, original, geo.homography)
+                except InsufficientOverlapError as exc:  # a small crop: same scene, too little to compare
+                    reason = f"{geo.reason}; not compared: {exc}"
+                else:
+                    score = float(analysis.score)
+                    regions = tuple(Region(int(x), int(y), int(w), int(h)) for x, y, w, h in analysis.boxes)
+                    if analysis.is_altered(self.policy.change_threshold) and maps_dir is not None:
+                        change_maps[cid] = render_change_map(original, analysis)
             candidates.append(Candidate(cid, tuple(sorted(found[cid])), dist, tol, geo.inliers, geo.inlier_ratio,
-                                        geo.passed, geo.mirrored, geo.reason, score, regions))
+                                        geo.passed, geo.mirrored, reason, score, regions))
         timings["verify"] = (time.perf_counter() - t) * 1000
 
         verdict = decide(candidates, self.policy, query_hash=sensitive.value, model=sensitive.model_id)

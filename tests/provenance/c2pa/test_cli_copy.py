@@ -1,0 +1,46 @@
+"""``provenance records c2pa-copy``: a published image comes back C2PA-signed, with our hash and model id in a
+c2pa.soft-binding assertion and the record's CID, readable (and Trusted under our root) by read_c2pa."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from provenance.c2pa import read_c2pa
+from tests.fixtures.services import ROOT
+
+BIN = ROOT / ".venv" / "bin" / "provenance"
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN), *args], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_signed_copy_carries_the_soft_binding_of_the_record(tmp_path: Path, pki, shared_photos: Path) -> None:
+    (tmp_path / "pki").mkdir()
+    files = pki.write(tmp_path / "pki")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVENANCE_")}
+    env["OMP_NUM_THREADS"] = "1"
+    data = str(tmp_path / "data")
+    assert _run(env, "--data-dir", data, "publishers", "add", "acme").returncode == 0
+    photo = shared_photos / "skimage" / "coffee.png"
+    ingested = _run(env, "--data-dir", data, "ingest", "--inline", "--json", str(photo), "--publisher", "acme")
+    assert ingested.returncode == 0, ingested.stderr
+    cid = json.loads(ingested.stdout)["ingested"][0]["cid"]
+    record = json.loads(_run(env, "--data-dir", data, "records", "show", cid).stdout)
+    oscar = next(h for h in record["hashes"] if h["alg"] == "oscar-net")
+
+    unconfigured = _run(env, "--data-dir", data, "records", "c2pa-copy", cid, str(tmp_path / "x.png"))
+    assert unconfigured.returncode == 3 and "PROVENANCE_C2PA_SIGNING_CERT" in unconfigured.stderr
+
+    env.update({"PROVENANCE_C2PA_SIGNING_CERT": str(files["chain"]), "PROVENANCE_C2PA_SIGNING_KEY": str(files["key"])})
+    out = tmp_path / "signed.png"
+    signed = _run(env, "--data-dir", data, "records", "c2pa-copy", cid, str(out))
+    assert signed.returncode == 0, signed.stderr
+    summary = read_c2pa(out.read_bytes(), trust_anchors=files["anchors"].read_text())
+    assert summary.status == "present" and summary.validation_state == "Trusted"
+    binding = summary.soft_bindings[0]
+    assert (binding.alg, binding.value, binding.alg_params) == (oscar["alg"], oscar["value"], oscar["model_id"])
+    assert summary.record_cid == cid

@@ -22,3 +22,12 @@ bench: install
 	.venv/bin/python benchmarks/bench_ingest.py
 	.venv/bin/python benchmarks/hash_throughput.py
 	.venv/bin/python benchmarks/detector_latency.py
+	.venv/bin/python benchmarks/bench_index.py
+	.venv/bin/python benchmarks/bench_geometry.py
+	.venv/bin/python benchmarks/bench_ingest_queue.py
+	.venv/bin/python benchmarks/bench_api_load.py
+# The hasher and system benchmarks need the datasets of hasher/weights/MODEL_CARD.md (benchmarks/out/train-data):
+#   provenance bench attribution --dataset benchmarks/out/train-data/test --methods all ...
+#   .venv/bin/python benchmarks/bench_channels.py --dataset benchmarks/out/train-data/test
+#   .venv/bin/python benchmarks/attribution_system.py --dataset benchmarks/out/train-data/test \
+#       --unrelated benchmarks/out/train-data/val/references

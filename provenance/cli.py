@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 an audit failed or some inputs were refused; 2 usage; 3
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -440,6 +441,8 @@ def demo(state: _State, photos: Path | None, publisher: str) -> None:
     """Main job on the embedded default: ingest, anchor, three lookups (match / altered / no_match), audit."""
     from provenance.demo import run_demo
 
+    if "PROVENANCE_LOG_LEVEL" not in os.environ:  # the story on stdout; per-step logs only when asked for
+        configure_logging("WARNING", state.settings.log_format)
     outcome = run_demo(state.service, photos=photos, publisher=publisher,
                        out_dir=state.settings.data_dir / "demo", echo=click.echo,
                        audit=lambda: run_audit(state, as_json=False))

@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--cache", required=True)
     t.add_argument("--out", required=True)
     t.add_argument("--config")
+    t.add_argument("--streams", help="comma-separated streams replacing the recipe's (e.g. global,objects)")
     for fld in dataclasses.fields(TrainSettings):
         if fld.type in ("int", "float"):
             t.add_argument("--" + fld.name.replace("_", "-"), type=int if fld.type == "int" else float,
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cmd == "fit":
         config = _config(args.config)
+        if args.streams:
+            config = config.replace(streams=tuple(args.streams.split(",")))
         settings = TrainSettings(**{fld.name: getattr(args, fld.name) for fld in dataclasses.fields(TrainSettings)
                                     if fld.type in ("int", "float")})
         train_groups = read_groups(args.train)

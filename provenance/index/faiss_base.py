@@ -203,7 +203,7 @@ class FaissBinaryIndex(Index):
         except (InvalidCodeError, TypeError, ValueError, RuntimeError) as exc:
             raise IndexCorruptError(f"{path}: sidecar parameters are not valid: {exc}") from exc
         try:
-            loaded = faiss.deserialize_index_binary(np.array(data, dtype=np.uint8))
+            loaded = faiss.deserialize_index_binary(data)  # read-only is fine: faiss copies what it keeps
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise IndexCorruptError(f"{path}: faiss cannot read the index: {first}") from exc

@@ -7,7 +7,7 @@ plus its distractors, for benign and for manipulated queries, with ties broken a
 another image counts as a miss once the tie exceeds k).
 
     .venv/bin/python benchmarks/bench_channels.py --dataset benchmarks/out/train-data/test \
-        --methods phash-ours,pdq,dhash,whash,oscar [--k 10]
+        --methods phash-ours,pdq,dhash,whash,oscar [--k 10] [--distractor-dir benchmarks/out/training-photos/train]
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ def main() -> int:
     ap.add_argument("--dataset", required=True, type=Path)
     ap.add_argument("--methods", default="phash-ours,pdq,dhash,whash,ahash,oscar")
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--distractor-dir", type=Path, action="append", default=[],
+                    help="folder of extra images for the database (never a query's source)")
     ap.add_argument("--cache", type=Path, default=Path("benchmarks/out/hash-cache.sqlite"))
     args = ap.parse_args()
 
@@ -44,12 +46,15 @@ def main() -> int:
     methods, skipped = create_methods(args.methods.split(","))
     for name, why in skipped.items():
         print(f"skipped {name}: {why}", file=sys.stderr)
-    database = list(ds.references) + list(ds.distractors)
+    from provenance.ledger import expand_image_paths
+
+    extra = [str(x.resolve()) for x in expand_image_paths(args.distractor_dir)]
+    database = list(ds.references) + list(ds.distractors) + extra
     paths = [ds.path(p) for p in dict.fromkeys(database + list(ds.queries))]
     with HashCache(args.cache) as cache:
         codes, failed, bad = hash_files(paths, methods, cache, workers=2, progress=False)
     ref_index = {r: i for i, r in enumerate(database)}
-    print(f"dataset {ds.name}: {len(ds.references)} references + {len(ds.distractors)} distractors, "
+    print(f"dataset {ds.name}: {len(ds.references)} references + {len(ds.distractors) + len(extra)} distractors, "
           f"{sum(p.benign for p in ds.pairs)} benign and {sum(not p.benign for p in ds.pairs)} manipulated queries")
     print(f"| method | bits | benign R@1 | benign R@{args.k} | manipulated R@1 | manipulated R@{args.k} |")
     print("|---|---|---|---|---|---|")

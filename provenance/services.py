@@ -56,7 +56,7 @@ class Service:
 def open_lookup(settings: Settings, ledger: Ledger) -> Lookup:
     from provenance.index import HashIndex
 
-    index = HashIndex(settings.data_dir / "index", ledger.engine)
+    index = HashIndex(settings.data_dir, ledger.engine)
     return Lookup(ledger, index, change_map_dir=settings.data_dir / "change-maps")
 
 

@@ -1,19 +1,20 @@
 """Pick the index structure for a collection size: :func:`create_index` is the one place that decides.
 
-The threshold comes from ``benchmarks/bench_index.py`` (random 64-bit codes, one query per call, k=10, on a shared
-2-core machine; CPU time per query, which the machine's load does not inflate):
+The threshold comes from ``benchmarks/bench_index.py`` (random 64-bit codes, one query per call, k=10, faiss on one
+thread, on a shared 2-core machine; p50 latency, memory added by the build, build time):
 
-=========  ==========================  ======================================
-codes      flat (exact)                multi-hash 3x21, 2 flips (radius 8)
-=========  ==========================  ======================================
-1M         1.3 ms, 23 MB, build 0.03 s  0.4 ms, 240 MB, build 5 s
-10M        14 ms, 281 MB, build 0.5 s   3.2 ms, 1.0 GB, build 62 s
-100M       see the benchmark output     ~24 GB and ~7 min to build (projected)
-=========  ==========================  ======================================
+======  =================================  ===========================================
+codes   flat (exact)                       multi-hash 3x21, 2 flips (exact to 8 bits)
+======  =================================  ===========================================
+1M      1.1 ms,  23 MB, build 0.03 s       0.35 ms, 240 MB, build 3-5 s
+10M     18-28 ms, 281 MB, build 0.5 s      3.1 ms, 1.0 GB, build 21-62 s
+100M    103 ms, 2.5 GB, build 7 s          not run: ~24 GB and ~7 min to build (projected)
+======  =================================  ===========================================
 
-Up to 10M the flat scan stays well under the cost of hashing the query image, is exact at any distance (lookup may
-use thresholds beyond multi-hash's guaranteed 8 bits), needs 3.6x less memory and builds 100x faster; so it is used
-up to ``FLAT_MAX_CODES``. Beyond that its linear cost dominates and multi-hash's sub-linear search wins.
+Up to 10M the flat scan costs little next to hashing the query image, is exact at any distance (lookup may use
+thresholds beyond multi-hash's guaranteed 8 bits), needs 3.6x less memory and builds 25-100x faster; so it is used up
+to ``FLAT_MAX_CODES``. Beyond that its linear cost (100 ms a query at 100M) dominates and multi-hash's search, which
+grows with bucket occupancy rather than with the whole collection, is the better trade.
 """
 
 from __future__ import annotations

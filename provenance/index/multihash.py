@@ -7,8 +7,9 @@ most ``nflip`` bits in at least one substring, so it is always found -- that is 
 away are found only if they share a bucket by chance, which is fine for lookup: a near-duplicate is by definition
 close, and lookup thresholds the distance well inside the radius.
 
-Why not IVF: on hash codes (uniform by design) binary k-means finds no structure to exploit; the benchmark shows
-IVF slower to build (minutes of training at 1M) and missing near-duplicates that multi-hash always finds.
+Why not IVF: on hash codes (uniform by design) binary k-means finds no structure to exploit. In the benchmark at 1M,
+``IndexBinaryIVF`` (nlist 1024, nprobe 16) took 24 s to train and fill and returned the source of only 87.5% of
+near-duplicate queries (0-8 bits flipped); multi-hash built in 3-5 s and returned all of them.
 
 faiss cannot remove from this structure, so removal tombstones the id (filtered out of every result) and the
 structure is rebuilt without tombstones once they pass 1/64 of the codes, and before every save.

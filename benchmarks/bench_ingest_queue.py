@@ -72,6 +72,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, choices=(1, 2))
     ap.add_argument("--pool", default="solo", choices=("solo", "threads", "prefork"))
     ap.add_argument("--redis", default=os.environ.get("PROVENANCE_TEST_REDIS_URL", "redis://127.0.0.1:6379"))
+    ap.add_argument("--database-url", help="record store (e.g. PostgreSQL) instead of SQLite in the temp dir")
+    ap.add_argument("--ipfs-api", help="IPFS RPC API URL: the block store is the daemon instead of local files")
     ap.add_argument("--no-baseline", action="store_true")
     args = ap.parse_args()
 
@@ -90,6 +92,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-queue-"))
     env_settings = {"PROVENANCE_DATA_DIR": str(tmp / "data"), "PROVENANCE_QUEUE": "celery",
                     "PROVENANCE_BROKER_URL": db_url, "PROVENANCE_RESULT_BACKEND": db_url}
+    if args.database_url:
+        env_settings["PROVENANCE_DATABASE_URL"] = args.database_url
+    if args.ipfs_api:
+        env_settings.update({"PROVENANCE_BLOCKSTORE": "ipfs", "PROVENANCE_IPFS_API_URL": args.ipfs_api})
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROVENANCE_")}
     # One torch thread per worker: on a shared 2-core machine, two threads spin against each other (~10x slower).
     env.update(env_settings, OMP_NUM_THREADS="1")

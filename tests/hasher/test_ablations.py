@@ -41,8 +41,9 @@ def test_bad_streams_are_refused() -> None:
 
 def test_variants_have_distinct_honest_ids() -> None:
     ids = {v: load(device="cpu", variant=v).model_id for v in OSCAR_VARIANTS}
-    ids["full"] = load(device="cpu").model_id
+    ids["full"] = load("untrained", device="cpu").model_id
     assert len(set(ids.values())) == 4 and all(i.startswith("oscar-untrained-") for i in ids.values())
+    assert load(device="cpu").model_id.startswith("oscar-v1-")  # the default is the shipped, trained model
     with pytest.raises(ConfigError, match="unknown variant"):
         load(device="cpu", variant="no-such")
 

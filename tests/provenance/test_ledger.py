@@ -47,7 +47,9 @@ def test_ingest_appends_signed_content_addressed_records(ledger, photo_bytes) ->
         assert cid_for_bytes(record_bytes) == res.cid
         signed = SignedRecord.from_bytes(record_bytes)
         assert signed.record.image_sha256 == hashlib.sha256(data).hexdigest()
-        assert signed.record.hashes[0].alg == "phash" and len(signed.record.hashes[0].value) == 16
+        by_alg = {h.alg: h for h in signed.record.hashes}
+        assert set(by_alg) == {"oscar-net", "phash"} and all(len(h.value) == 16 for h in by_alg.values())
+        assert by_alg["oscar-net"].model_id.startswith("oscar-v1-")
         assert signed.record.metadata == META
 
 

@@ -99,6 +99,7 @@ def test_upload_over_the_limit_is_413_before_reading_it_all(make_client) -> None
 def _stream_to_app(app, *, chunk: int, chunks: int) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     """Drive the ASGI app with a chunked multipart body; return (chunks it read, response status)."""
     import asyncio
+    import threading
 
     head = b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n\x89PNG'
     pieces = [head] + [b"\0" * chunk] * chunks
@@ -118,7 +119,11 @@ def _stream_to_app(app, *, chunk: int, chunks: int) -> tuple[int, int]:  # type:
              "path": "/v1/lookup", "raw_path": b"/v1/lookup", "query_string": b"", "root_path": "",
              "headers": [(b"content-type", b"multipart/form-data; boundary=xyz"), (b"host", b"testserver")],
              "client": ("127.0.0.1", 5000), "server": ("testserver", 80)}
-    asyncio.run(app(scope, receive, send))
+    # In a thread of its own: a session-scoped Playwright browser (tests/e2e) may keep an event loop running in the
+    # main thread, where asyncio.run() refuses to start another.
+    worker = threading.Thread(target=lambda: asyncio.run(app(scope, receive, send)))
+    worker.start()
+    worker.join(timeout=60)
     return read, next(m["status"] for m in out if m["type"] == "http.response.start")
 
 

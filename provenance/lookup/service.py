@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from provenance.errors import InvalidImageError
+from provenance.errors import ConfigError
 from provenance.hashing import Hasher
 from provenance.images import MIN_QUERY_SIDE, decode_rgb
 from provenance.ledger import Ledger
@@ -82,7 +82,7 @@ class Lookup:
         for h in self.hashers:
             if h.alg == alg:
                 return h
-        raise InvalidImageError(f"no hasher for channel {alg!r} is configured")
+        raise ConfigError(f"no hasher for lookup channel {alg!r} is configured")
 
     # --- ingest side ------------------------------------------------------------------------------------------------
     def _decode(self, data: bytes, name: str, min_side: int = 1) -> np.ndarray:

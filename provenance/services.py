@@ -11,8 +11,8 @@ from provenance.config import Settings
 from provenance.db import create_schema, make_engine
 from provenance.errors import AnchorError, ChainUnavailableError
 from provenance.hashing import default_hashers
-from provenance.keyring import Keyring
 from provenance.ingest import IngestPipeline
+from provenance.keyring import Keyring
 from provenance.ledger import Ledger, LedgerConfig
 from provenance.lookup.service import Lookup
 

@@ -38,7 +38,9 @@ fi
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
   echo "==> installing Debian chromium (journalist-page end-to-end tests)"
   SUDO=""; if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+         --no-install-recommends chromium >/dev/null; }; then
+    echo "warning: could not install Debian chromium; the journalist-page browser tests will skip (or fail in CI)" >&2
+  fi
 fi
 echo "==> install complete"

@@ -35,11 +35,10 @@ class _State:
     def service(self) -> Service:
         """Ledger + lookup + ingest pipeline (opens the hash index; the ledger alone is cheaper)."""
         if self._service is None:
-            from provenance.services import Service, open_pipeline
+            from provenance.services import open_service
 
-            pipeline = open_pipeline(self.settings, self._ledger)
-            self._ledger = pipeline.ledger
-            self._service = Service(self.settings, pipeline.ledger, pipeline.lookup, pipeline)
+            self._service = open_service(self.settings, self._ledger)
+            self._ledger = self._service.ledger
         return self._service
 
     @property

@@ -23,16 +23,14 @@ class ImageInfo:
     height: int
 
 
-def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int, name: str = "image") -> ImageInfo:
-    """Return the image's type and size, or raise :class:`InvalidImageError` saying why it is refused.
-
-    The whole image is decoded (not just the header) so truncated files are caught; the pixel limit is checked from
-    the header first, so a decompression bomb is refused before it is decoded.
-    """
+def _checked_decode(data: bytes, *, max_bytes: int, max_pixels: int, name: str,
+                    convert: bool) -> tuple[ImageInfo, np.ndarray | None]:
+    """One decode with every check of :func:`inspect_image`; with ``convert``, also the RGB pixels (EXIF-oriented)."""
     if not data:
         raise InvalidImageError(f"{name}: empty file")
     if len(data) > max_bytes:
         raise InvalidImageError(f"{name}: {len(data)} bytes exceeds the limit of {max_bytes} bytes")
+    rgb = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -47,6 +45,8 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int, name: str = "
                 if media_type is None:
                     raise InvalidImageError(f"{name}: unsupported image format {fmt or 'unknown'!r}")
                 img.load()
+                if convert:
+                    rgb = np.ascontiguousarray(np.asarray(ImageOps.exif_transpose(img).convert("RGB")))
     except InvalidImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -55,7 +55,16 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int, name: str = "
         raise InvalidImageError(f"{name}: not an image (no decoder recognises these bytes)") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidImageError(f"{name}: corrupt or truncated image ({exc})") from exc
-    return ImageInfo(media_type=media_type, width=width, height=height)
+    return ImageInfo(media_type=media_type, width=width, height=height), rgb
+
+
+def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int, name: str = "image") -> ImageInfo:
+    """Return the image's type and size, or raise :class:`InvalidImageError` saying why it is refused.
+
+    The whole image is decoded (not just the header) so truncated files are caught; the pixel limit is checked from
+    the header first, so a decompression bomb is refused before it is decoded.
+    """
+    return _checked_decode(data, max_bytes=max_bytes, max_pixels=max_pixels, name=name, convert=False)[0]
 
 
 #: Smallest side a lookup query may have: below it neither hash nor local features say anything reliable.
@@ -66,11 +75,9 @@ def decode_rgb(data: bytes, *, max_bytes: int, max_pixels: int, name: str = "ima
                min_side: int = 1) -> np.ndarray:
     """Check ``data`` like :func:`inspect_image`, then decode it to an ``H x W x 3`` uint8 RGB array with the EXIF
     orientation applied (first frame of an animation; alpha dropped)."""
-    inspect_image(data, max_bytes=max_bytes, max_pixels=max_pixels, name=name)
-    with Image.open(io.BytesIO(data)) as img:
-        img = ImageOps.exif_transpose(img)
-        rgb = np.asarray(img.convert("RGB"))
+    _, rgb = _checked_decode(data, max_bytes=max_bytes, max_pixels=max_pixels, name=name, convert=True)
+    assert rgb is not None
     if min(rgb.shape[:2]) < min_side:
         raise InvalidImageError(f"{name}: {rgb.shape[1]}x{rgb.shape[0]} is too small (each side must be at least "
                                 f"{min_side} px)")
-    return np.ascontiguousarray(rgb)
+    return rgb

@@ -67,12 +67,12 @@ def open_pipeline(settings: Settings, ledger: Ledger | None = None) -> IngestPip
     return IngestPipeline(ledger, open_lookup(settings, ledger), c2pa_trust_anchors=trust_anchors_from_settings(settings))
 
 
-def open_service(settings: Settings) -> Service:
-    """Ledger + lookup + ingest pipeline. The queue (``workers.queue.open_queue(settings, service.pipeline)``) is
-    attached by the caller that needs one (HTTP API, CLI): dependencies point from workers to provenance."""
-    ledger = open_ledger(settings)
-    pipeline = open_pipeline(settings, ledger)
-    return Service(settings, ledger, pipeline.lookup, pipeline)
+def open_service(settings: Settings, ledger: Ledger | None = None) -> Service:
+    """Ledger (``ledger`` if already open) + lookup + ingest pipeline. The queue
+    (``workers.queue.open_queue(settings, service.pipeline)``) is attached by the caller that needs one (HTTP API,
+    CLI): dependencies point from workers to provenance."""
+    pipeline = open_pipeline(settings, ledger or open_ledger(settings))
+    return Service(settings, pipeline.ledger, pipeline.lookup, pipeline)
 
 
 def _private_key(settings: Settings) -> str | None:

@@ -23,11 +23,13 @@ import torch
 
 from hasher.config import OscarConfig
 from hasher.detect import ObjectDetector, create_detector
+from hasher.detect.base import DEFAULT_MAX_OBJECTS, DEFAULT_MIN_SCORE
 from hasher.detect.masks import segment
 from hasher.errors import BackboneWeightsError, ConfigError
 from hasher.io import DEFAULT_MAX_PIXELS, ImageInput, load_rgb
 from hasher.model import OscarNet, codes_to_ints, load_checkpoint
 from hasher.scene_graph import SceneGraph, build_scene_graph, collate
+from hasher.types import Detection
 
 UNTRAINED_SEED = 0
 
@@ -78,6 +80,16 @@ class OscarHasher:
 
     def hash(self, image: ImageInput) -> ImageHash:
         return self.hash_batch([image])[0]
+
+    def detect(self, image: ImageInput, *, max_objects: int = DEFAULT_MAX_OBJECTS,
+               min_score: float = DEFAULT_MIN_SCORE) -> list[Detection]:
+        """The objects the hash is built from (the same decode and detector), boxes in the decoded image's pixels.
+
+        Used to describe edits at object level ("a person was added"); ``max_objects`` may exceed the graph's own
+        cap because a description wants every salient object, not only the ones the network sees.
+        """
+        rgb = load_rgb(image, max_pixels=self.max_pixels)
+        return self.detector.detect(rgb, max_objects=max_objects, min_score=min_score)
 
     @staticmethod
     def distance(a: ImageHash | int, b: ImageHash | int) -> int:

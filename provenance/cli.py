@@ -413,6 +413,8 @@ def print_verdict(obj: dict[str, Any]) -> None:
                    + (f" ({c['reason']})" if c["reason"] else ""))
     for r in obj["regions"]:
         click.echo(f"  changed region x={r['x']} y={r['y']} {r['width']}x{r['height']}")
+    for c in obj.get("object_changes", []):
+        click.echo(f"  object change: {c['description']} (score {c['score']})")
     if obj["change_map"]:
         click.echo(f"  change map: {obj['change_map']}")
 

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import threading
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from hasher import PHASH_MODEL_ID, HasherError, phash64
 from provenance.errors import InvalidImageError
 from provenance.records import PerceptualHash
+
+
+@dataclass(frozen=True)
+class DetectedObject:
+    """An object a hasher's detector found: ``box`` is (x1, y1, x2, y2) in pixels of the image it was given."""
+
+    label: str
+    score: float
+    box: tuple[float, float, float, float]
 
 
 class Hasher(Protocol):
@@ -70,6 +80,16 @@ class OscarNetHasher:
         except HasherError as exc:
             raise InvalidImageError(str(exc)) from exc
         return PerceptualHash(alg=self.alg, model_id=code.model_id, bits=code.bits, value=code.hex)
+
+    def detect_objects(self, rgb: Any, *, min_score: float = 0.3, max_objects: int = 16) -> list[DetectedObject]:
+        """The hash's own object detector on a decoded H x W x 3 uint8 array (boxes in its pixels). Lookup uses it
+        to describe an edit at object level; the defaults keep clear objects only."""
+        impl = self._hasher()
+        try:
+            found = impl.detect(rgb, max_objects=max_objects, min_score=min_score)
+        except HasherError as exc:
+            raise InvalidImageError(str(exc)) from exc
+        return [DetectedObject(d.label_name, float(d.score), tuple(float(v) for v in d.box)) for d in found]
 
 
 def default_hashers() -> tuple[Hasher, ...]:

@@ -1,6 +1,7 @@
 """Index files: faiss's binary serialisation plus a small JSON sidecar that says what the bytes should be.
 
-Layout: ``<path>`` holds ``faiss.serialize_index_binary`` bytes; ``<path>.json`` holds the format version, the
+Layout: ``<path>`` holds the index bytes (``faiss.serialize_index_binary`` for the faiss-backed kinds, the compact
+multi-hash index's own layout for it, see :mod:`provenance.index.compact_mih`); ``<path>.json`` holds the format version, the
 index kind and parameters, the bit width, the live count and largest id, and the sha256 of ``<path>``. The sha256 is
 checked *before* faiss parses anything, so a truncated or bit-rotted file is refused with a clear message instead of
 crashing or loading garbage. Both files are written to temporary names and renamed into place; a crash between the
@@ -14,6 +15,7 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -49,19 +51,25 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def write_index_files(path: Path, data: np.ndarray, *, kind: str, bits: int, count: int, max_id: int | None,
-                      params: dict[str, int], faiss_version: str) -> Sidecar:
-    """Write ``data`` (serialised index bytes) to ``path`` and its sidecar beside it; returns the sidecar."""
-    raw = memoryview(np.ascontiguousarray(data, dtype=np.uint8)).cast("B")
-    sidecar = Sidecar(kind=kind, bits=bits, count=count, max_id=max_id, sha256=hashlib.sha256(raw).hexdigest(),
-                      size=len(raw), params=dict(params), faiss_version=faiss_version)
+def write_index_files(path: Path, data: np.ndarray | Sequence[np.ndarray], *, kind: str, bits: int, count: int,
+                      max_id: int | None, params: dict[str, int], faiss_version: str) -> Sidecar:
+    """Write ``data`` (serialised index bytes, or a sequence of arrays whose raw bytes are written one after the
+    other, so a large index need not be copied into one buffer) to ``path`` and its sidecar beside it; returns the
+    sidecar."""
+    parts = [data] if isinstance(data, np.ndarray) else list(data)
+    raws = [memoryview(np.ascontiguousarray(part).reshape(-1).view(np.uint8)) for part in parts]
+    digest = hashlib.sha256()
+    for raw in raws:
+        digest.update(raw)
+    sidecar = Sidecar(kind=kind, bits=bits, count=count, max_id=max_id, sha256=digest.hexdigest(),
+                      size=sum(len(raw) for raw in raws), params=dict(params), faiss_version=faiss_version)
     path.parent.mkdir(parents=True, exist_ok=True)
     side = sidecar_path(path)
     tag = f"{os.getpid()}.{threading.get_ident()}"  # unique per writer, so concurrent saves never share a temp file
     tmp_index = path.with_name(f".{path.name}.{tag}.tmp")
     tmp_side = side.with_name(f".{side.name}.{tag}.tmp")
     try:
-        _write_synced(tmp_index, raw)
+        _write_synced(tmp_index, *raws)
         _write_synced(tmp_side, sidecar.to_json().encode("utf-8"))
         os.replace(tmp_index, path)
         os.replace(tmp_side, side)
@@ -71,9 +79,10 @@ def write_index_files(path: Path, data: np.ndarray, *, kind: str, bits: int, cou
     return sidecar
 
 
-def _write_synced(path: Path, data: memoryview | bytes) -> None:
+def _write_synced(path: Path, *chunks: memoryview | bytes) -> None:
     with open(path, "wb") as f:
-        f.write(data)
+        for chunk in chunks:
+            f.write(chunk)
         f.flush()
         os.fsync(f.fileno())
 

@@ -26,12 +26,13 @@ from provenance.hashing import Hasher
 from provenance.images import MIN_QUERY_SIDE, decode_rgb
 from provenance.ledger import Ledger
 from provenance.logging import get_logger
-from provenance.lookup.verdict import Candidate, Policy, Region, Verdict, decide
+from provenance.lookup.verdict import Candidate, ObjectChange, Policy, Region, Verdict, decide
 from provenance.records import PerceptualHash, SignedRecord
 
 log = get_logger(__name__)
 
 DEFAULT_K = 10
+PARTNER_SCORE = 0.15  # detections this sure still count as "present" when describing object changes
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,26 @@ class Lookup:
             stored = self.ledger.store.get(conn, cid)
         return None if stored is None else SignedRecord.from_bytes(stored.record_bytes)
 
+    def _object_changes(self, query: np.ndarray, original: np.ndarray, homography: np.ndarray,
+                        regions: Sequence[Region]) -> tuple[ObjectChange, ...]:
+        """Name the objects behind the changed regions with the sensitive hasher's own detector, when it has one. A
+        detector failure costs the description, never the verdict."""
+        from provenance.lookup.objects import CLAIM_SCORE, describe_object_changes
+
+        detect = getattr(self._hasher(self.channels.sensitive), "detect_objects", None)
+        if detect is None:
+            return ()
+        try:
+            # Partners are taken at a low score so that a faint detection in one image is not an addition in the
+            # other; only objects at CLAIM_SCORE or more are named.
+            found_q = detect(query, min_score=PARTNER_SCORE)
+            found_o = detect(original, min_score=PARTNER_SCORE)
+        except Exception as exc:  # noqa: BLE001 - any detector failure: no description, same verdict
+            log.warning("lookup.object_detection_failed", error=str(exc))
+            return ()
+        size = (int(original.shape[1]), int(original.shape[0]))
+        return describe_object_changes(found_q, found_o, homography, regions, size, claim_score=CLAIM_SCORE)
+
     def lookup(self, data: bytes, *, name: str = "query", change_map_dir: Path | None = None) -> Verdict:
         """Run the whole lookup. An *altered* verdict's change map is written to ``change_map_dir`` (default: the
         service's) under a name derived from the query and the record, so identical lookups share one file."""
@@ -159,6 +180,7 @@ class Lookup:
         t = time.perf_counter()
         candidates: list[Candidate] = []
         change_maps: dict[str, bytes] = {}
+        aligned: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # cid -> (original pixels, query -> original H)
         for cid in sorted(found):
             signed = self.record(cid)
             if signed is None:
@@ -193,6 +215,7 @@ class Lookup:
                     regions = tuple(Region(int(x), int(y), int(w), int(h)) for x, y, w, h in analysis.boxes)
                     if analysis.is_altered(self.policy.change_threshold) and maps_dir is not None:
                         change_maps[cid] = render_change_map(original, analysis)
+                    aligned[cid] = (original, geo.homography)
             candidates.append(Candidate(cid, tuple(sorted(found[cid])), dist, tol, geo.inliers, geo.inlier_ratio,
                                         geo.passed, geo.mirrored, reason, score, regions))
         timings["verify"] = (time.perf_counter() - t) * 1000
@@ -205,10 +228,18 @@ class Lookup:
             path = maps_dir / f"{digest}-{verdict.record_cid[-12:]}.png"
             path.write_bytes(change_maps[verdict.record_cid])
             change_map = str(path)
+        object_changes: tuple[ObjectChange, ...] = ()
+        explanation = verdict.explanation
+        if verdict.verdict == "altered" and verdict.record_cid in aligned and verdict.regions:
+            t = time.perf_counter()
+            object_changes = self._object_changes(rgb, *aligned[verdict.record_cid], verdict.regions)
+            timings["objects"] = (time.perf_counter() - t) * 1000
+            if object_changes:
+                explanation += "; " + ", ".join(c.description for c in object_changes)
         timings["total"] = (time.perf_counter() - t0) * 1000
         out = Verdict(verdict.verdict, verdict.record_cid, verdict.hash, verdict.model, verdict.candidates,
-                      verdict.policy, verdict.explanation, change_map, verdict.regions,
-                      {alg: h.value for alg, h in hashes.items()}, timings)
+                      verdict.policy, explanation, change_map, verdict.regions,
+                      {alg: h.value for alg, h in hashes.items()}, timings, object_changes)
         log.info("lookup", verdict=out.verdict, record=out.record_cid, candidates=len(candidates),
                  ms=round(timings["total"], 1))
         return out

@@ -48,6 +48,35 @@ class Region:
 
 
 @dataclass(frozen=True)
+class ObjectChange:
+    """An edit described at object level (``provenance.lookup.objects``): ``kind`` is added / removed / replaced /
+    changed, ``label`` the detector's class of the object now there (for *removed*: the one that was), ``box`` its
+    box in the original's pixels (the frame of ``regions`` and the change map), ``was`` the original's label for
+    *replaced*."""
+
+    kind: str
+    label: str
+    box: Region
+    score: float
+    was: str | None = None
+
+    @property
+    def near(self) -> tuple[int, int]:
+        return (self.box.x + self.box.width // 2, self.box.y + self.box.height // 2)
+
+    @property
+    def description(self) -> str:
+        x, y = self.near
+        what = f"{self.was} replaced by {self.label}" if self.kind == "replaced" and self.was else \
+            f"{self.label} {self.kind}"
+        return f"{what} near ({x}, {y})"
+
+    def to_obj(self) -> dict[str, Any]:
+        return {"kind": self.kind, "label": self.label, "was": self.was, "box": self.box.to_obj(),
+                "near": list(self.near), "score": self.score, "description": self.description}
+
+
+@dataclass(frozen=True)
 class Candidate:
     """One record examined by a lookup: how it was found, its distances, and what verification said."""
 
@@ -85,11 +114,13 @@ class Verdict:
     regions: tuple[Region, ...] = ()
     hashes: dict[str, str] = field(default_factory=dict)  # every channel's query hash, alg -> hex
     timings_ms: dict[str, float] = field(default_factory=dict)
+    object_changes: tuple[ObjectChange, ...] = ()  # for "altered", where the detector explains a changed region
 
     def to_obj(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "record_cid": self.record_cid, "hash": self.hash, "model": self.model,
                 "hashes": dict(self.hashes), "candidates": [c.to_obj() for c in self.candidates],
                 "change_map": self.change_map, "regions": [r.to_obj() for r in self.regions],
+                "object_changes": [c.to_obj() for c in self.object_changes],
                 "thresholds": self.policy.to_obj(), "explanation": self.explanation,
                 "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()}}
 

@@ -147,6 +147,12 @@
     }
 
     const facts = el("dl", { class: "facts" });
+    const objectChanges = data.verdict === "altered" ? (data.object_changes || []) : [];
+    if (objectChanges.length) {
+      // What the detector saw in the changed areas, in words (coordinates are the original's pixels).
+      fact(facts, "What changed", el("ul", { class: "object-changes" },
+        ...objectChanges.map((c) => el("li", { text: c.description }))));
+    }
     const publisher = record.publisher || {};
     fact(facts, "Publisher", publisher.id || "unknown");
     fact(facts, "Title", title);
@@ -188,7 +194,7 @@
   function technicalDetails(data) {
     const shown = {
       verdict: data.verdict, record_cid: data.record_cid, hash: data.hash, model: data.model,
-      thresholds: data.thresholds, candidates: data.candidates,
+      thresholds: data.thresholds, candidates: data.candidates, object_changes: data.object_changes,
     };
     return el("details", { class: "details" }, el("summary", { text: "Technical details" }),
       el("pre", { text: JSON.stringify(shown, null, 2) }));

@@ -14,7 +14,7 @@ from provenance.errors import InvalidImageError
 from provenance.records import PublisherMetadata
 from provenance.services import open_service
 
-PHOTOS = ("kodak24/kodim03.png", "kodak24/kodim15.png", "kodak24/kodim20.png")
+PHOTOS = ("kodak24/kodim03.png", "kodak24/kodim15.png", "kodak24/kodim20.png", "kodak24/kodim12.png")
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,78 @@ def test_a_pasted_object_is_altered_with_a_change_map(service, shared_photos):
     assert v.record_cid == service.cids[PHOTOS[1]]
     assert v.change_map is not None and Path(v.change_map).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert v.regions, "an altered verdict names the changed regions"
+
+
+def _rgb(path: Path):
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB")).copy()
+
+
+def _jpeg(rgb) -> bytes:  # type: ignore[no-untyped-def]
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _astronaut_pasted_into_the_airshow(shared_photos: Path) -> bytes:
+    """A person (the astronaut, from another photo) pasted into kodim20's lower right, re-shared as JPEG."""
+    import cv2
+
+    base = _rgb(shared_photos / PHOTOS[2])
+    person = cv2.resize(_rgb(shared_photos / "skimage/astronaut.png")[16:512, 6:359], (140, 197),
+                        interpolation=cv2.INTER_AREA)
+    base[280:477, 330:470] = person
+    return _jpeg(base)
+
+
+def test_an_inserted_person_is_described_as_an_added_object(service, shared_photos):
+    v = service.lookup.lookup(_astronaut_pasted_into_the_airshow(shared_photos))
+    assert v.verdict == "altered" and v.record_cid == service.cids[PHOTOS[2]], v.explanation
+    added = [c for c in v.object_changes if c.kind == "added"]
+    assert [c.label for c in added] == ["person"], v.object_changes
+    x, y = added[0].near
+    assert 330 <= x <= 470 and 280 <= y <= 477  # "near" lies inside the pasted block, in the original's pixels
+    assert "person added near" in v.explanation
+    obj = v.to_obj()
+    assert obj["object_changes"][0]["description"] == added[0].description and "objects" in obj["timings_ms"]
+
+
+def test_a_removed_person_is_described_as_a_removed_object(service, shared_photos):
+    import cv2
+    import numpy as np
+
+    photo = _rgb(shared_photos / PHOTOS[3])  # two surfers; the left one (x 83-167, y 101-337) is painted out
+    mask = np.zeros(photo.shape[:2], np.uint8)
+    mask[95:345, 78:172] = 255
+    v = service.lookup.lookup(_jpeg(cv2.inpaint(photo, mask, 5, cv2.INPAINT_TELEA)))
+    assert v.verdict == "altered" and v.record_cid == service.cids[PHOTOS[3]], v.explanation
+    removed = [c for c in v.object_changes if c.kind == "removed"]
+    assert [c.label for c in removed] == ["person"], v.object_changes
+    assert 78 <= removed[0].near[0] <= 172 and 95 <= removed[0].near[1] <= 345
+    assert all(c.kind != "added" for c in v.object_changes)
+
+
+def test_a_benign_copy_has_no_object_changes_and_a_failing_detector_costs_only_the_description(
+        service, shared_photos, monkeypatch):
+    v = service.lookup.lookup(benign_reshare((shared_photos / PHOTOS[3]).read_bytes()))
+    assert v.verdict == "match" and v.object_changes == () and v.to_obj()["object_changes"] == []
+
+    sensitive = service.lookup._hasher("oscar-net")
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("detector exploded")
+
+    monkeypatch.setattr(sensitive, "detect_objects", broken)
+    v = service.lookup.lookup(_astronaut_pasted_into_the_airshow(shared_photos))
+    assert v.verdict == "altered" and v.record_cid == service.cids[PHOTOS[2]] and v.regions
+    assert v.object_changes == ()
 
 
 def test_an_unrelated_photo_is_no_match(service, shared_photos):

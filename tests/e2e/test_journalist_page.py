@@ -1,6 +1,6 @@
 """A journalist checks three images on the page served by ``provenance serve``, in headless Debian Chromium:
-a re-shared copy of a registered photo (match), an edited copy (altered, with the change map over the original)
-and an unrelated photo (no match). Screenshots go to tests/e2e/artifacts/."""
+a re-shared copy of a registered photo (match), an edited copy (altered, with the change map over the original),
+a copy with a person pasted in (altered, the change named in words) and an unrelated photo (no match). Screenshots go to tests/e2e/artifacts/."""
 
 from __future__ import annotations
 
@@ -117,6 +117,22 @@ def test_edited_copy_is_altered_with_the_change_map(browser: Any, server: Server
     assert overlay is not None and overlay.evaluate("img => img.complete && img.naturalWidth > 0")
     page.click("label[for=toggle-changes]")  # the overlay can be hidden to compare
     assert overlay.evaluate("img => img.hidden")
+    page.close()
+
+
+def test_an_inserted_person_is_named_in_words(browser: Any, server: Server, registered: dict[str, str],
+                                             shared_photos: Path, tmp_path: Path) -> None:
+    """The astronaut pasted into the parrots photo's top-left corner: the card says what changed, not only where."""
+    img = Image.open(shared_photos / PHOTOS / "kodim23.png").convert("RGB")
+    person = Image.open(shared_photos / "skimage" / "astronaut.png").convert("RGB").crop((6, 16, 359, 512))
+    img.paste(person.resize((140, 197), Image.Resampling.BOX), (20, 0))
+    query = tmp_path / "person-added.jpg"
+    img.save(query, "JPEG", quality=90)
+    page, card = _check_on_page(browser, server, query, "altered-object.png")
+    text = card.inner_text()
+    assert card.get_attribute("data-verdict") == "altered", text
+    assert "What changed" in text and "person added near" in text, text
+    assert card.query_selector("ul.object-changes li") is not None
     page.close()
 
 

@@ -98,16 +98,25 @@ def main() -> int:
             latencies: list[float] = []
             per_kind: dict[str, list[str]] = {}
 
-            def run(data: bytes) -> dict:
+            evidence: list[dict] = []
+
+            def run(data: bytes, relation: str, kind: str, query: str, source: str | None) -> dict:
                 start = time.perf_counter()
                 v = service.lookup.lookup(data).to_obj()
                 latencies.append((time.perf_counter() - start) * 1000)
+                # the evidence of the verdict's candidate (or the true source's), for calibrate_policy.py
+                best = next((c for c in v["candidates"] if c["record_cid"] == (v["record_cid"] or source)), None)
+                evidence.append({"relation": relation, "kind": kind, "query": query, "verdict": v["verdict"],
+                                 "right_source": v["record_cid"] == source if source else v["record_cid"] is None,
+                                 "distance": best and best["distance"], "inliers": best and best["inliers"],
+                                 "passed": bool(best and best["passed"]),
+                                 "change_score": best and best["change_score"]})
                 return v
 
             fn = 0
             misses = []
             for p in benign:
-                v = run(ds.path(p.query).read_bytes())
+                v = run(ds.path(p.query).read_bytes(), "benign", p.kind, p.query, cid_of[p.reference])
                 ok = v["verdict"] == "match" and v["record_cid"] == cid_of[p.reference]
                 fn += not ok
                 if not ok:
@@ -117,11 +126,12 @@ def main() -> int:
                 per_kind.setdefault("benign:" + p.kind.split(":")[0], []).append(v["verdict"])
             fp = altered_ok = 0
             for p in manipulated:
-                v = run(ds.path(p.query).read_bytes())
+                v = run(ds.path(p.query).read_bytes(), "manipulated", p.kind, p.query, cid_of[p.reference])
                 fp += v["verdict"] == "match"
                 altered_ok += v["verdict"] == "altered" and v["record_cid"] == cid_of[p.reference]
                 per_kind.setdefault("edit:" + p.kind, []).append(v["verdict"])
-            no_match = sum(run(u.read_bytes())["verdict"] == "no_match" for u in unrelated)
+            no_match = sum(run(u.read_bytes(), "unrelated", "unrelated", str(u), None)["verdict"] == "no_match"
+                           for u in unrelated)
             lat = np.array(latencies)
             row = {"distractors": n, "fnr": fn / max(1, len(benign)), "fpr": fp / max(1, len(manipulated)),
                    "altered_recall": altered_ok / max(1, len(manipulated)),
@@ -131,7 +141,7 @@ def main() -> int:
                    "per_kind": {k: {x: v.count(x) for x in ("match", "altered", "no_match")}
                                 for k, v in sorted(per_kind.items())},
                    "queries": {"benign": len(benign), "manipulated": len(manipulated), "unrelated": len(unrelated)},
-                   "benign_misses": misses}
+                   "benign_misses": misses, "evidence": evidence}
             report.append(row)
             print(f"N={n:>9,}: FNR {row['fnr']:.3f}  FPR {row['fpr']:.3f}  altered recall "
                   f"{row['altered_recall']:.3f}  no_match precision {row['no_match_precision']:.3f}  latency p50 "

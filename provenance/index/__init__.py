@@ -2,8 +2,10 @@
 
 Layers, each usable alone:
 
-* :class:`Index` (``base``) -- binary codes under int64 ids; :class:`FlatBinaryIndex` (exact) and
-  :class:`MultiHashBinaryIndex` (large collections), chosen by :func:`create_index`; faiss files + JSON sidecar.
+* :class:`Index` (``base``) -- binary codes under int64 ids; :class:`FlatBinaryIndex` (exact, faiss) and
+  :class:`CompactMultiHashIndex` (multi-index hashing in numpy CSR tables, for large collections), chosen by
+  :func:`create_index`; :class:`MultiHashBinaryIndex` (faiss multi-hash) still loads and can be built by hand;
+  index file + JSON sidecar.
 * the catalog (``catalog``) -- the SQL table ``index_entries``, the source of truth the faiss files are built from.
 * :class:`HashIndex` (``service``) -- one faiss index per hash channel ("oscar", "pdq", ...) kept in step with the
   catalog: add, withdraw, search by hex code, rebuild, save.
@@ -14,6 +16,7 @@ from __future__ import annotations
 from provenance.index.base import Hit, Index
 from provenance.index.catalog import CatalogEntry
 from provenance.index.codes import code_from_hex, code_from_int, code_to_hex, code_to_int, codes_from_hex
+from provenance.index.compact_mih import CompactMultiHashIndex
 from provenance.index.errors import (
     DuplicateIdError,
     EmptyIndexError,
@@ -33,6 +36,7 @@ from provenance.index.service import HashIndex, IndexMatch
 __all__ = [
     "FLAT_MAX_CODES",
     "CatalogEntry",
+    "CompactMultiHashIndex",
     "DuplicateIdError",
     "EmptyIndexError",
     "FlatBinaryIndex",

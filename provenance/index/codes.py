@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from provenance.index.errors import InvalidCodeError
+from provenance.index.errors import DuplicateIdError, InvalidCodeError
 
 __all__ = [
     "check_bits",
@@ -113,3 +113,14 @@ def check_ids(ids: object) -> np.ndarray:
 def hamming_distances(codes: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Hamming distance of every row of ``codes`` to one ``query`` row (numpy, no faiss): a reference for tests."""
     return np.bitwise_count(np.bitwise_xor(codes, query[None, :])).sum(axis=1, dtype=np.int64)
+
+
+def check_batch(ids: object, codes: object, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validate one ``Index.add`` batch: ids and codes well formed, as many of each, no id twice."""
+    ids_arr = check_ids(ids)
+    codes_arr = check_codes(codes, bits)
+    if len(ids_arr) != len(codes_arr):
+        raise InvalidCodeError(f"{len(ids_arr)} ids for {len(codes_arr)} codes")
+    if len(ids_arr) > 1 and not np.all(ids_arr[1:] > ids_arr[:-1]) and len(np.unique(ids_arr)) != len(ids_arr):
+        raise DuplicateIdError("the same id appears more than once in one add")
+    return ids_arr, codes_arr

@@ -21,7 +21,7 @@ import faiss
 import numpy as np
 
 from provenance.index.base import Hit, Index
-from provenance.index.codes import check_bits, check_codes, check_ids
+from provenance.index.codes import check_batch, check_bits, check_codes, check_ids
 from provenance.index.errors import DuplicateIdError, IndexCorruptError, InvalidCodeError
 from provenance.index.idset import IdSet
 from provenance.index.persist import Sidecar, write_index_files
@@ -82,14 +82,9 @@ class FaissBinaryIndex(Index):
             return self._ids.max()
 
     def add(self, ids: np.ndarray, codes: np.ndarray) -> None:
-        ids = check_ids(ids)
-        codes = check_codes(codes, self._bits)
-        if len(ids) != len(codes):
-            raise InvalidCodeError(f"{len(ids)} ids for {len(codes)} codes")
+        ids, codes = check_batch(ids, codes, self._bits)
         if not len(ids):
             return
-        if len(ids) > 1 and not np.all(ids[1:] > ids[:-1]) and len(np.unique(ids)) != len(ids):
-            raise DuplicateIdError("the same id appears more than once in one add")
         with self._lock.write():
             present = self._ids.contains(ids)
             if present.any():

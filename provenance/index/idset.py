@@ -52,8 +52,10 @@ class IdSet:
         if not len(self) and _strictly_increasing(ids):
             self._base, self._added, self._removed = ids.copy(), set(), set()
             return
-        if len(ids) > _MIN_DELTA:
-            self._base = np.union1d(self.to_array(), ids)
+        if len(ids) > _MIN_DELTA:  # merge into the sorted array: O(n + m log m), no sort of the whole
+            fresh = np.sort(ids)
+            base = self.to_array()
+            self._base = np.insert(base, np.searchsorted(base, fresh), fresh)
             self._added, self._removed = set(), set()
             return
         for i in ids.tolist():
@@ -66,7 +68,8 @@ class IdSet:
     def remove(self, ids: np.ndarray) -> None:
         """Remove ids that are present (the caller has checked with :meth:`contains`)."""
         if len(ids) > _MIN_DELTA:
-            self._base = np.setdiff1d(self.to_array(), ids, assume_unique=True)
+            base = self.to_array()
+            self._base = np.delete(base, np.searchsorted(base, np.sort(ids)))
             self._added, self._removed = set(), set()
             return
         for i in ids.tolist():

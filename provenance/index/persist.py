@@ -1,8 +1,8 @@
 """Index files: faiss's binary serialisation plus a small JSON sidecar that says what the bytes should be.
 
-Layout: ``<path>`` holds the index bytes (``faiss.serialize_index_binary`` for the faiss-backed kinds, the compact
-multi-hash index's own layout for it, see :mod:`provenance.index.compact_mih`); ``<path>.json`` holds the format version, the
-index kind and parameters, the bit width, the live count and largest id, and the sha256 of ``<path>``. The sha256 is
+Layout: ``<path>`` holds the index bytes (``faiss.serialize_index_binary`` for the faiss-backed kinds, its own
+layout for :mod:`provenance.index.compact_mih`); ``<path>.json`` holds the format version, the index kind and
+parameters, the bit width, the live count and largest id, and the sha256 of ``<path>``. The sha256 is
 checked *before* faiss parses anything, so a truncated or bit-rotted file is refused with a clear message instead of
 crashing or loading garbage. Both files are written to temporary names and renamed into place; a crash between the
 two renames leaves a sha256 mismatch, which is detected, never a silently wrong index. The sidecar is not a

@@ -10,6 +10,7 @@ import pytest
 
 from provenance.index import (
     FLAT_MAX_CODES,
+    CompactMultiHashIndex,
     FlatBinaryIndex,
     InvalidCodeError,
     MultiHashBinaryIndex,
@@ -92,6 +93,25 @@ def test_idset_matches_a_python_set() -> None:
     assert ids.to_array().tolist() == sorted(ref)
 
 
+def test_idset_bulk_changes_merge_into_the_sorted_array() -> None:
+    """Batches past the fold size are merged into the sorted array (unsorted input, pending small changes)."""
+    rng = np.random.default_rng(2)
+    ids = IdSet()
+    ids.add(np.array([7, 3], dtype=np.int64))  # small changes pending in the Python sets
+    ids.add(np.arange(100_000, 90_000, -2, dtype=np.int64))  # 5000 ids, descending
+    ids.remove(np.array([3], dtype=np.int64))
+    big = rng.permutation(np.arange(1, 20_000, 2, dtype=np.int64))  # 10000 odd ids, shuffled
+    big = big[big != 7]
+    ids.add(big)
+    ref = {7} | set(range(90_002, 100_001, 2)) | set(big.tolist())
+    assert ids.to_array().tolist() == sorted(ref) and len(ids) == len(ref)
+    gone = rng.permutation(np.array(sorted(ref), dtype=np.int64))[:6000]
+    ids.remove(gone)
+    ref -= set(gone.tolist())
+    assert ids.to_array().tolist() == sorted(ref) and ids.max() == max(ref)
+    assert ids.contains(gone).sum() == 0 and ids.contains(np.array(sorted(ref))).all()
+
+
 def test_idset_max_skips_removed() -> None:
     ids = IdSet()
     ids.add(np.array([1, 5, 9], dtype=np.int64))
@@ -168,9 +188,10 @@ def test_create_index_picks_by_size() -> None:
     assert isinstance(create_index(64, 0), FlatBinaryIndex)
     assert isinstance(create_index(64, FLAT_MAX_CODES), FlatBinaryIndex)
     big = create_index(64, FLAT_MAX_CODES + 1)
-    assert isinstance(big, MultiHashBinaryIndex) and big.recall_radius == 8 and big.bits == 64
+    assert isinstance(big, CompactMultiHashIndex) and big.recall_radius == 11 and big.bits == 64  # covers pHash's 10
+    assert big.params() == {"nhash": 3, "b": 21, "nflip": 3}
     pdq = create_index(256, FLAT_MAX_CODES * 10)
-    assert isinstance(pdq, MultiHashBinaryIndex) and pdq.recall_radius == 31
+    assert isinstance(pdq, CompactMultiHashIndex) and pdq.recall_radius == 31
     with pytest.raises(InvalidCodeError, match="expected_size"):
         create_index(64, -1)
     with pytest.raises(InvalidCodeError, match="multiple of 8"):

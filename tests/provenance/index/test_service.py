@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 
 from provenance.errors import InvalidInputError
 from provenance.index import (
+    CompactMultiHashIndex,
     EmptyIndexError,
     FlatBinaryIndex,
     HashIndex,
@@ -22,6 +23,7 @@ from provenance.index import (
     IndexPermissionError,
     InvalidCodeError,
 )
+from provenance.index import factory
 from provenance.index.catalog import IndexCatalog, index_entries
 from provenance.index.service import inspect_channels
 
@@ -205,6 +207,28 @@ def test_rebuild(hidx: HashIndex, data_dir: Path) -> None:
     assert hidx.rebuild() == {OSCAR: 11, PDQ: 0}
     assert (data_dir / "index" / "pdq.faissbin").exists()
     assert hidx.rebuild("nothing") == {"nothing": 0}
+
+
+def test_large_channels_use_the_compact_index(data_dir: Path, sql_engine: Engine,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above ``FLAT_MAX_CODES`` the service runs on the compact multi-hash index: add, withdraw, save, reopen."""
+    monkeypatch.setattr(factory, "FLAT_MAX_CODES", -1)  # every channel counts as large
+    hidx = HashIndex(data_dir, sql_engine)
+    fill(hidx, 30)
+    assert hidx.rebuild(OSCAR) == {OSCAR: 30}
+    assert isinstance(hidx.index_for(OSCAR), CompactMultiHashIndex)
+    hidx.add(OSCAR, cid(40), "acme", hex64(40 << 32))
+    hidx.withdraw(cid(7), "acme")
+    matches = hidx.search(OSCAR, hex64(0), k=40)
+    assert len(matches) == 30 and cid(7) not in [m.record_cid for m in matches] and matches[0] == IndexMatch(cid(0), 0)
+    assert hidx.search(OSCAR, hex64(40 << 32), k=1) == [IndexMatch(cid(40), 0)]
+    hidx.save()
+    with capture_logs() as logs:
+        reopened = HashIndex(data_dir, sql_engine)
+        assert isinstance(reopened.index_for(OSCAR), CompactMultiHashIndex)
+    assert logs == []
+    assert reopened.search(OSCAR, hex64(0), k=40) == matches
+    assert [(s.file, s.kind) for s in inspect_channels(data_dir, sql_engine)] == [("ok", "compact-multihash")]
 
 
 # --- concurrency -------------------------------------------------------------------------------------------------

@@ -134,9 +134,8 @@ def time_queries(search: Callable[[np.ndarray], list[int]],
     return (float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), cpu_ms), found
 
 
-def _build_and_query(make: Callable[[], Index], ids: np.ndarray, codes: np.ndarray, near: np.ndarray,
-                     rand: np.ndarray, k: int) -> tuple[Index, float, float, list, list, list, list]:
-    """Build by one add (time, heap growth in MiB), then time single queries of both sets."""
+def _timed_build(make: Callable[[], Index], ids: np.ndarray, codes: np.ndarray) -> tuple[Index, float, float]:
+    """A new index filled by one add: the index, the build time (s) and the heap it added (MiB)."""
     gc.collect()
     before = heap_bytes()
     t = time.perf_counter()
@@ -144,7 +143,13 @@ def _build_and_query(make: Callable[[], Index], ids: np.ndarray, codes: np.ndarr
     index.add(ids, codes)
     build = time.perf_counter() - t
     gc.collect()
-    mem = (heap_bytes() - before) / 2**20
+    return index, build, (heap_bytes() - before) / 2**20
+
+
+def _build_and_query(make: Callable[[], Index], ids: np.ndarray, codes: np.ndarray, near: np.ndarray,
+                     rand: np.ndarray, k: int) -> tuple[Index, float, float, list, list, list, list]:
+    """Build by one add (time, heap growth in MiB), then time single queries of both sets."""
+    index, build, mem = _timed_build(make, ids, codes)
 
     def one(q: np.ndarray) -> list[int]:
         return [h.id for h in index.search(q[None, :], k)[0]]
@@ -220,13 +225,7 @@ def measure_compact(ids: np.ndarray, codes: np.ndarray, near: np.ndarray, rand: 
 
 def measure_build(make: Callable[[], Index], ids: np.ndarray, codes: np.ndarray) -> tuple[float, float]:
     """Build time (s) and memory (MB) only."""
-    gc.collect()
-    before = heap_bytes()
-    t = time.perf_counter()
-    index = make()
-    index.add(ids, codes)
-    build = time.perf_counter() - t
-    mem = (heap_bytes() - before) / 2**20
+    index, build, mem = _timed_build(make, ids, codes)
     del index
     gc.collect()
     return build, mem

@@ -39,19 +39,63 @@ from provenance.records import PublisherMetadata
 from provenance.services import open_service
 
 
-def pad_index(service, n: int, seed: int, first: int = 0) -> None:  # type: ignore[no-untyped-def]
-    """Bulk-insert ``n`` random codes per channel (named from ``first`` on) into the catalog, then rebuild the
-    FAISS indexes."""
+class GlobalIdDistractors:
+    """Distractor codes for the 256-bit global-id channel that look like real photos' codes, not uniform bits.
+
+    Uniform random 256-bit codes sit 128 +- 8 bits from everything, far easier to reject than real photos' codes,
+    whose bits are correlated. So the projected descriptors (before the sign) of a pool of real photos are modelled
+    as a Gaussian (their mean and covariance, shrunk by 10 % towards its mean variance), and each distractor code is
+    the sign of a sample. ``realism()`` compares the Hamming distances between pool photos with those between
+    samples, so the report can show the model is not easier than the real thing.
+    """
+
+    def __init__(self, photos: list[Path]) -> None:
+        from hasher.global_id import load_global_id
+
+        gid = load_global_id()
+        self.gid = gid
+        z = (np.stack([gid.descriptor(p) for p in photos]) - gid.mean) @ gid.projection.T
+        self.z = z
+        self.mu = z.mean(0)
+        cov = np.cov(z, rowvar=False)
+        cov = 0.9 * cov + 0.1 * np.trace(cov) / len(cov) * np.eye(len(cov))
+        self.chol = np.linalg.cholesky(cov)
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        z = self.mu + rng.standard_normal((n, len(self.mu))) @ self.chol.T
+        return np.packbits(z > 0, axis=1)
+
+    def realism(self, seed: int = 0) -> dict[str, list[float]]:
+        real = np.packbits(self.z > 0, axis=1)
+        fake = self.sample(len(real), np.random.default_rng(seed))
+
+        def pairwise(codes: np.ndarray) -> np.ndarray:
+            bits = np.unpackbits(codes, axis=1).astype(np.int32)
+            d = (bits[:, None, :] != bits[None, :, :]).sum(-1)
+            return d[np.triu_indices(len(bits), 1)]
+
+        qs = [0.0, 0.001, 0.01, 0.5]
+        return {"real_photos": [float(np.quantile(pairwise(real), q)) for q in qs],
+                "model_samples": [float(np.quantile(pairwise(fake), q)) for q in qs], "quantiles": qs}
+
+
+def pad_index(service, n: int, seed: int, first: int = 0,  # type: ignore[no-untyped-def]
+              global_id: GlobalIdDistractors | None = None) -> None:
+    """Bulk-insert ``n`` distractor codes per channel (named from ``first`` on) into the catalog, then rebuild the
+    indexes: uniform random codes for the 64-bit channels, modelled real-photo codes for global-id."""
     from provenance.index.catalog import index_entries
 
     rng = np.random.default_rng(seed)
     now = datetime.now(timezone.utc)
     widths = {"oscar-net": 64, "phash": 64}
+    if global_id is not None:
+        widths["global-id"] = 256
     for channel, bits in widths.items():
         done = 0
         while done < n:
             part = min(50_000, n - done)
-            raw = rng.integers(0, 256, size=(part, bits // 8), dtype=np.uint8)
+            raw = (global_id.sample(part, rng) if channel == "global-id" and global_id is not None
+                   else rng.integers(0, 256, size=(part, bits // 8), dtype=np.uint8))
             rows = [{"channel": channel, "record_cid": f"distractor-{channel}-{first + done + i}",
                      "publisher_id": "noise",
                      "code": raw[i].tobytes().hex(), "added_at": now} for i in range(part)]
@@ -68,6 +112,8 @@ def main() -> int:
     ap.add_argument("--distractors", default="1000,100000,1000000")
     ap.add_argument("--max-queries", type=int, default=0, help="cap on queries per relation (0: all)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/system"))
+    ap.add_argument("--distractor-model-photos", type=Path, default=Path("benchmarks/out/training-photos/train"),
+                    help="real photos (not in the dataset) whose global-id codes the distractor model imitates")
     args = ap.parse_args()
 
     ds = load_dataset(args.dataset)
@@ -91,9 +137,15 @@ def main() -> int:
         ingest_s = time.perf_counter() - t
         print(f"ingested {len(cid_of)} references in {ingest_s:.1f} s; "
               f"{len(benign)} benign, {len(manipulated)} manipulated, {len(unrelated)} unrelated queries")
+        global_id = None
+        if any(h.alg == "global-id" for h in service.lookup.hashers):
+            global_id = GlobalIdDistractors(list(expand_image_paths([args.distractor_model_photos])))
+            realism = global_id.realism()
+            print(f"global-id distractor model from {len(global_id.z)} photos: pairwise distance quantiles "
+                  f"{realism['quantiles']}: real {realism['real_photos']}, model {realism['model_samples']}")
         padded = 0
         for n in (int(v) for v in args.distractors.split(",")):
-            pad_index(service, n - padded, seed=n, first=padded)
+            pad_index(service, n - padded, seed=n, first=padded, global_id=global_id)
             padded = n
             latencies: list[float] = []
             per_kind: dict[str, list[str]] = {}
@@ -110,6 +162,8 @@ def main() -> int:
                                  "right_source": v["record_cid"] == source if source else v["record_cid"] is None,
                                  "distance": best and best["distance"], "inliers": best and best["inliers"],
                                  "passed": bool(best and best["passed"]),
+                                 "channels": best and best["channels"],
+                                 "tolerant_distances": best and best["tolerant_distances"],
                                  "change_score": best and best["change_score"]})
                 return v
 
@@ -141,7 +195,8 @@ def main() -> int:
                    "per_kind": {k: {x: v.count(x) for x in ("match", "altered", "no_match")}
                                 for k, v in sorted(per_kind.items())},
                    "queries": {"benign": len(benign), "manipulated": len(manipulated), "unrelated": len(unrelated)},
-                   "benign_misses": misses, "evidence": evidence}
+                   "benign_misses": misses, "evidence": evidence,
+                   "global_id_distractor_model": global_id.realism() if global_id is not None else None}
             report.append(row)
             print(f"N={n:>9,}: FNR {row['fnr']:.3f}  FPR {row['fpr']:.3f}  altered recall "
                   f"{row['altered_recall']:.3f}  no_match precision {row['no_match_precision']:.3f}  latency p50 "

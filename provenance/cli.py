@@ -407,7 +407,9 @@ def print_verdict(obj: dict[str, Any]) -> None:
     click.echo(f"  {obj['explanation']}")
     click.echo(f"  hash {obj['hash']} ({obj['model']}); thresholds {obj['thresholds']}")
     for c in obj["candidates"]:
-        click.echo(f"  candidate {c['record_cid']}: distance {c['distance']}, tolerant {c['tolerant_distance']}, "
+        tolerant = ", ".join(f"{alg} {d}" for alg, d in c.get("tolerant_distances", {}).items()) or \
+            f"tolerant {c['tolerant_distance']}"
+        click.echo(f"  candidate {c['record_cid']}: distance {c['distance']}, {tolerant}, "
                    f"inliers {c['inliers']}, {'passed' if c['passed'] else 'failed'}"
                    + (f", change {c['change_score']}" if c["change_score"] is not None else "")
                    + (f" ({c['reason']})" if c["reason"] else ""))

@@ -192,6 +192,15 @@ def configure_oscar(**load_kwargs: Any) -> None:
     _OSCAR_LOAD_KWARGS.update({k: v for k, v in load_kwargs.items() if v is not None})
 
 
+def _global_id_method() -> HashMethod:
+    """The 256-bit global identity code (``hasher.global_id``), lookup's second tolerant channel."""
+    from hasher.global_id import load_global_id
+
+    gid = load_global_id()
+    return HashMethod("global-id", gid.bits, gid.model_id,
+                      bits_fn=lambda img: gid.binarise(gid.descriptor(np.asarray(img)))[0])
+
+
 def _oscar_factories() -> dict[str, Callable[[], HashMethod]]:
     try:
         import hasher
@@ -203,7 +212,8 @@ def _oscar_factories() -> dict[str, Callable[[], HashMethod]]:
     if not callable(load):
         return {}
     factories: dict[str, Callable[[], HashMethod]] = {
-        "oscar": lambda: _model_method("oscar", load(**_OSCAR_LOAD_KWARGS))}
+        "oscar": lambda: _model_method("oscar", load(**_OSCAR_LOAD_KWARGS)),
+        "global-id": _global_id_method}
     variants = getattr(hasher, "OSCAR_VARIANTS", None) or ()
     if isinstance(variants, dict):  # name -> keyword arguments of hasher.load
         for name, kwargs in variants.items():

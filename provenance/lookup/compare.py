@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from provenance.hashing import uniform_borders
 from provenance.lookup.errors import AnalysisInputError, InsufficientOverlapError
 from provenance.lookup.features import check_rgb
 
@@ -46,8 +47,6 @@ Box = tuple[int, int, int, int]  # x, y, width, height in reference pixels (as `
 WORK_SIDE = 512  # long side of the reference at which the comparison runs (at most)
 EDGE_MARGIN = 6  # work pixels trimmed inside the warped query's outline and along the reference's edges
 MIN_OVERLAP = 0.15  # share of the reference the query must cover, or the comparison is refused
-BORDER_TOLERANCE = 18.0  # grey levels: how far a "uniform" border line may stray from one colour
-BORDER_MAX_SHARE = 0.3  # a band never covers more than this share of the side it grows from
 BLUR_SIGMAS = (0.0, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0)  # candidates for matching the blur of the two sides
 POOL_SIGMA = 2.5  # work pixels: pooling of the per-pixel difference (and of the local contrast) into the heat map
 FIT_SAMPLES = 20000  # pixels the colour model is fitted on (spread evenly over the compared area)
@@ -141,31 +140,6 @@ def _resize_long_side(rgb: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarra
     size = (max(1, round(w * s)), max(1, round(h * s)))
     out = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     return out, _scale_matrix(size[0] / w, size[1] / h)
-
-
-def uniform_borders(rgb: np.ndarray) -> tuple[int, int, int, int]:
-    """Widths (left, top, right, bottom) in pixels of uniform bands along the edges: padding, plain or noisy.
-
-    A band is the run of rows (columns) from an edge that are each nearly one colour, and the same colour as the
-    outermost one. It runs on a median-filtered copy with a long side of at most 256 px, where noise added to a
-    border averages out. Rotation wedges need no detector: they lie outside the reference once registered.
-    """
-    h, w = rgb.shape[:2]
-    small, _ = _resize_long_side(rgb, 256)
-    small = cv2.medianBlur(small, 5).astype(np.float32)
-    widths = []
-    for lines, full in ((small.transpose(1, 0, 2), w), (small, h), (small.transpose(1, 0, 2)[::-1], w),
-                        (small[::-1], h)):
-        n = 0
-        first = np.median(lines[0], axis=0)
-        for line in lines[: int(BORDER_MAX_SHARE * len(lines))]:
-            colour = np.median(line, axis=0)
-            spread = np.quantile(np.abs(line - colour).max(axis=1), 0.97)
-            if spread > BORDER_TOLERANCE or np.abs(colour - first).max() > BORDER_TOLERANCE:
-                break
-            n += 1
-        widths.append(int(np.ceil(n * full / len(lines))) if n else 0)
-    return widths[0], widths[1], widths[2], widths[3]
 
 
 def _inside_borders(rgb: np.ndarray) -> np.ndarray:

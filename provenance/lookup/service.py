@@ -1,7 +1,8 @@
 """Lookup: image in, ``Verdict`` out (issue 7). The one place that runs the whole chain:
 
-decode (limits) -> every hash -> top-k per index channel (the tamper-sensitive OSCAR-Net code and the
-tamper-tolerant identity code), merged -> for each candidate, geometric verification of the query's RootSIFT
+decode (limits) -> every hash -> top-k per index channel (the tamper-sensitive OSCAR-Net code and the two
+tamper-tolerant identity codes: pHash, also probed mirrored, and the 256-bit global-id code, which still finds
+rotated, padded and edited copies in a large index), merged -> for each candidate, geometric verification of the query's RootSIFT
 (and its mirror) against the record's stored features -> for candidates that pass, the aligned comparison against
 the original image from the block store -> ``verdict.decide``.
 
@@ -37,10 +38,13 @@ PARTNER_SCORE = 0.15  # detections this sure still count as "present" when descr
 
 @dataclass(frozen=True)
 class Channels:
-    """Which hash alg decides *match* (sensitive) and which finds the source of an altered copy (tolerant)."""
+    """Which hash alg decides *match* (sensitive) and which find the source of an altered copy (tolerant: each is
+    searched when a hasher for it is configured; those in ``mirrored`` are not flip-invariant and are also searched
+    with the mirrored query's code)."""
 
     sensitive: str = "oscar-net"
-    tolerant: str = "phash"
+    tolerant: tuple[str, ...] = ("phash", "global-id")
+    mirrored: tuple[str, ...] = ("phash",)
 
 
 def _mirrored_png(rgb: np.ndarray) -> bytes:
@@ -160,11 +164,12 @@ class Lookup:
 
         t = time.perf_counter()
         found: dict[str, set[str]] = {}
-        # The tolerant channel is also searched with the mirrored query's hash: flips are benign, and classical
-        # hashes are not flip-invariant (one extra pHash, a few ms).
-        searches = [(self.channels.sensitive, hashes[self.channels.sensitive].value),
-                    (self.channels.tolerant, hashes[self.channels.tolerant].value),
-                    (self.channels.tolerant, self._hasher(self.channels.tolerant).hash_image(_mirrored_png(rgb)).value)]
+        tolerant = [alg for alg in self.channels.tolerant if alg in hashes]
+        searches = [(self.channels.sensitive, sensitive.value)]
+        for alg in tolerant:
+            searches.append((alg, hashes[alg].value))
+            if alg in self.channels.mirrored:  # flips are benign, and classical hashes are not flip-invariant
+                searches.append((alg, self._hasher(alg).hash_image(_mirrored_png(rgb)).value))
         for alg, value in searches:
             try:
                 hits = self.index.search(alg, value, self.k)
@@ -188,19 +193,20 @@ class Lookup:
             rec_hashes = {h.alg: h.value for h in signed.record.hashes}
             dist = (_hamming_hex(sensitive.value, rec_hashes[self.channels.sensitive])
                     if self.channels.sensitive in rec_hashes else None)
-            tol = (_hamming_hex(hashes[self.channels.tolerant].value, rec_hashes[self.channels.tolerant])
-                   if self.channels.tolerant in rec_hashes else None)
+            tols = {alg: _hamming_hex(hashes[alg].value, rec_hashes[alg]) for alg in tolerant if alg in rec_hashes}
+            tol = next(iter(tols.values()), None)
             with self.ledger.reader.connect() as conn:
                 blob = self.ledger.store.get_features(conn, cid)
             if blob is None or qf is None:
-                candidates.append(Candidate(cid, tuple(sorted(found[cid])), dist, tol, reason="no stored features"))
+                candidates.append(Candidate(cid, tuple(sorted(found[cid])), dist, tol, reason="no stored features",
+                                            tolerant_distances=tols))
                 continue
             try:
                 reference = LocalFeatures.from_bytes(blob)
             except FeatureBlobError as exc:  # a damaged blob fails this candidate, not the lookup
                 log.warning("lookup.features_unreadable", record=cid, error=str(exc))
                 candidates.append(Candidate(cid, tuple(sorted(found[cid])), dist, tol,
-                                            reason=f"stored features unreadable: {exc}"))
+                                            reason=f"stored features unreadable: {exc}", tolerant_distances=tols))
                 continue
             geo = verify_query(qf, reference)
             score, regions, reason = None, (), geo.reason
@@ -217,7 +223,7 @@ class Lookup:
                         change_maps[cid] = render_change_map(original, analysis)
                     aligned[cid] = (original, geo.homography)
             candidates.append(Candidate(cid, tuple(sorted(found[cid])), dist, tol, geo.inliers, geo.inlier_ratio,
-                                        geo.passed, geo.mirrored, reason, score, regions))
+                                        geo.passed, geo.mirrored, reason, score, regions, tols))
         timings["verify"] = (time.perf_counter() - t) * 1000
 
         verdict = decide(candidates, self.policy, query_hash=sensitive.value, model=sensitive.model_id)

@@ -83,7 +83,7 @@ class Candidate:
     record_cid: str
     channels: tuple[str, ...]  # which index channels returned it
     distance: int | None  # sensitive-hash Hamming distance (None if the record has no such hash)
-    tolerant_distance: int | None
+    tolerant_distance: int | None  # the first tolerant channel's (pHash by default); all of them below
     inliers: int = 0
     inlier_ratio: float = 0.0
     passed: bool = False  # geometric verification
@@ -91,10 +91,12 @@ class Candidate:
     reason: str = ""
     change_score: float | None = None  # aligned comparison, only for candidates that passed
     regions: tuple[Region, ...] = ()
+    tolerant_distances: dict[str, int] = field(default_factory=dict)  # tolerant alg -> Hamming distance
 
     def to_obj(self) -> dict[str, Any]:
         return {"record_cid": self.record_cid, "channels": list(self.channels), "distance": self.distance,
-                "tolerant_distance": self.tolerant_distance, "inliers": self.inliers,
+                "tolerant_distance": self.tolerant_distance, "tolerant_distances": dict(self.tolerant_distances),
+                "inliers": self.inliers,
                 "inlier_ratio": round(self.inlier_ratio, 4), "passed": self.passed, "mirrored": self.mirrored,
                 "reason": self.reason,
                 "change_score": None if self.change_score is None else round(self.change_score, 4),

@@ -123,6 +123,36 @@ def test_a_benign_copy_has_no_object_changes_and_a_failing_detector_costs_only_t
     assert v.object_changes == ()
 
 
+def _rotated_and_padded(path: Path) -> bytes:
+    """Rotated 8 degrees (black wedges), shrunk, padded with a grey border, JPEG: a re-share pHash loses."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        rotated = im.convert("RGB").rotate(8, resample=Image.BILINEAR, expand=True)
+    small = rotated.resize((rotated.width * 2 // 3, rotated.height * 2 // 3), Image.BILINEAR)
+    canvas = Image.new("RGB", (small.width + 80, small.height + 40), (120, 120, 120))
+    canvas.paste(small, (40, 20))
+    import numpy as np
+
+    return _jpeg(np.asarray(canvas))
+
+
+def test_every_record_carries_the_global_identity_code_and_it_finds_a_rotated_padded_copy(service, shared_photos):
+    from provenance.lookup.service import Channels, Lookup
+
+    record = service.lookup.record(service.cids[PHOTOS[1]])
+    codes = {h.alg: h for h in record.record.hashes}
+    assert set(codes) == {"oscar-net", "phash", "global-id"}
+    assert codes["global-id"].bits == 256 and len(codes["global-id"].value) == 64
+    # Only the global-id channel, and only its nearest record: it must be the source.
+    lookup = Lookup(service.ledger, service.lookup.index, channels=Channels(tolerant=("global-id",), mirrored=()), k=1)
+    v = lookup.lookup(_rotated_and_padded(shared_photos / PHOTOS[1]))
+    assert v.verdict == "match" and v.record_cid == service.cids[PHOTOS[1]], v.explanation
+    source = next(c for c in v.candidates if c.record_cid == v.record_cid)
+    assert "global-id" in source.channels and source.tolerant_distances["global-id"] <= 70
+    assert v.to_obj()["candidates"][0]["tolerant_distances"].keys() == {"global-id"}
+
+
 def test_an_unrelated_photo_is_no_match(service, shared_photos):
     v = service.lookup.lookup((shared_photos / "kodak24/kodim08.png").read_bytes())
     assert v.verdict == "no_match" and v.record_cid is None

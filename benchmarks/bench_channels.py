@@ -7,7 +7,7 @@ plus its distractors, for benign and for manipulated queries, with ties broken a
 another image counts as a miss once the tie exceeds k).
 
     .venv/bin/python benchmarks/bench_channels.py --dataset benchmarks/out/train-data/test \
-        --methods phash-ours,pdq,dhash,whash,oscar [--k 10] [--distractor-dir benchmarks/out/training-photos/train]
+        --methods phash-ours,pdq,dhash,whash,oscar,global-id [--k 10] [--distractor-dir benchmarks/out/training-photos/train]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def recall(dist: np.ndarray, target: np.ndarray, k: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", required=True, type=Path)
-    ap.add_argument("--methods", default="phash-ours,pdq,dhash,whash,ahash,oscar")
+    ap.add_argument("--methods", default="phash-ours,pdq,dhash,whash,ahash,iscc,oscar,global-id")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--distractor-dir", type=Path, action="append", default=[],
                     help="folder of extra images for the database (never a query's source)")

@@ -137,7 +137,7 @@ def main() -> None:
         try:
             svc.ledger.add_publisher("bench")
             hasher = svc.lookup._hasher(svc.lookup.channels.sensitive)
-            impl = hasher._hasher()
+            impl = hasher._model()
             cids: dict[str, str] = {}
             detections: dict[str, list] = {}
             t = time.perf_counter()

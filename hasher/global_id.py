@@ -109,11 +109,13 @@ _LOADED: dict[str, GlobalId] = {}
 _LOAD_LOCK = threading.Lock()
 
 
-def load_global_id(weights: str | Path | None = None, device: str = "cpu") -> GlobalId:
-    """The code of the weights file (default: the shipped one); loaded once per process and file."""
-    from safetensors.numpy import load_file
+def load_global_id(weights: str | Path | None = None, device: str | None = None) -> GlobalId:
+    """The code of the weights file (default: the shipped one, sha256-checked) on ``device`` (default: CUDA when
+    available, else CPU); loaded once per process, file and device."""
     from safetensors import safe_open
+    from safetensors.numpy import load_file
 
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     key = f"{path.resolve()}@{device}"
     with _LOAD_LOCK:
@@ -129,11 +131,11 @@ def load_global_id(weights: str | Path | None = None, device: str = "cpu") -> Gl
             with safe_open(str(path), "np") as fh:
                 meta = fh.metadata() or {}
             settings = json.loads(meta["settings"])
+            mean, projection = tensors["mean"], tensors["projection"]
+            name, side, gem_p = str(settings["name"]), int(settings["side"]), float(settings["gem_p"])
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own types: any failure is a bad file
             raise WeightsIntegrityError(f"cannot read global-id weights {path}: {exc}") from exc
-        model_id = f"{settings['name']}-{digest[:8]}"
-        gid = GlobalId(tensors["mean"], tensors["projection"], side=int(settings["side"]),
-                       gem_p=float(settings["gem_p"]), model_id=model_id, device=device)
+        gid = GlobalId(mean, projection, side=side, gem_p=gem_p, model_id=f"{name}-{digest[:8]}", device=device)
         _LOADED[key] = gid
         return gid
 
@@ -158,6 +160,8 @@ def fit_projection(descriptors: np.ndarray, pairs: np.ndarray, bits: int, seed: 
     dim = descriptors.shape[1]
     if not 0 < bits <= dim or bits % 8:
         raise ValueError(f"bits must be a multiple of 8 in 8..{dim}, got {bits}")
+    if len(descriptors) <= bits:
+        raise ValueError(f"fitting {bits} bits needs more than {bits} descriptors, got {len(descriptors)}")
     if pairs.ndim != 2 or pairs.shape[1] != 2 or len(pairs) == 0:
         raise ValueError("fitting needs at least one matching pair")
     d = descriptors.astype(np.float64)

@@ -46,48 +46,70 @@ class PHashHasher:
         return PerceptualHash(alg=self.alg, model_id=self.model_id, bits=self.bits, value=f"{value:016x}")
 
 
-class OscarNetHasher:
+class _NetworkHasher:
+    """A hasher backed by a network from ``hasher``: loaded on first use (so importing this module, or a CLI command
+    that never hashes, does not pay for torch), once, under a lock; its decode errors become ``InvalidImageError``."""
+
+    alg: str
+    bits: int
+
+    def __init__(self) -> None:
+        self._impl: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        raise NotImplementedError
+
+    def _encode(self, impl: Any, data: bytes) -> Any:  # -> an object with .model_id, .bits and .hex
+        raise NotImplementedError
+
+    def _model(self) -> Any:
+        with self._lock:
+            if self._impl is None:
+                self._impl = self._load()
+            return self._impl
+
+    @property
+    def model_id(self) -> str:
+        return str(self._model().model_id)
+
+    def hash_image(self, data: bytes) -> PerceptualHash:
+        impl = self._model()
+        try:
+            code = self._encode(impl, data)
+        except HasherError as exc:
+            raise InvalidImageError(str(exc)) from exc
+        return PerceptualHash(alg=self.alg, model_id=code.model_id, bits=code.bits, value=code.hex)
+
+
+class OscarNetHasher(_NetworkHasher):
     """OSCAR-Net through ``hasher.load()`` (the shipped trained weights): the tamper-sensitive channel that decides
-    *match*. The network loads on first use, so importing this module (or a CLI command that never hashes) does not
-    pay for torch. ``threshold`` is the calibrated "same image" Hamming distance shipped with the weights."""
+    *match*. ``threshold`` is the calibrated "same image" Hamming distance shipped with the weights."""
 
     alg = "oscar-net"
     bits = 64
 
     def __init__(self, weights: str | None = None, device: str | None = None) -> None:
+        super().__init__()
         self._weights = weights
         self._device = device
-        self._impl = None
-        self._lock = threading.Lock()
 
-    def _hasher(self):  # type: ignore[no-untyped-def]
-        with self._lock:
-            if self._impl is None:
-                from hasher import load
+    def _load(self) -> Any:
+        from hasher import load
 
-                self._impl = load(self._weights, device=self._device)
-            return self._impl
+        return load(self._weights, device=self._device)
 
-    @property
-    def model_id(self) -> str:
-        return str(self._hasher().model_id)
+    def _encode(self, impl: Any, data: bytes) -> Any:
+        return impl.hash(data)
 
     @property
     def threshold(self) -> int | None:
-        return self._hasher().threshold
-
-    def hash_image(self, data: bytes) -> PerceptualHash:
-        impl = self._hasher()
-        try:
-            code = impl.hash(data)
-        except HasherError as exc:
-            raise InvalidImageError(str(exc)) from exc
-        return PerceptualHash(alg=self.alg, model_id=code.model_id, bits=code.bits, value=code.hex)
+        return self._model().threshold
 
     def detect_objects(self, rgb: Any, *, min_score: float = 0.3, max_objects: int = 16) -> list[DetectedObject]:
         """The hash's own object detector on a decoded H x W x 3 uint8 array (boxes in its pixels). Lookup uses it
         to describe an edit at object level; the defaults keep clear objects only."""
-        impl = self._hasher()
+        impl = self._model()
         try:
             found = impl.detect(rgb, max_objects=max_objects, min_score=min_score)
         except HasherError as exc:
@@ -95,38 +117,25 @@ class OscarNetHasher:
         return [DetectedObject(d.label_name, float(d.score), tuple(float(v) for v in d.box)) for d in found]
 
 
-class GlobalIdHasher:
+class GlobalIdHasher(_NetworkHasher):
     """The 256-bit global identity code (``hasher.global_id``): learned-whitened, binarised GeM descriptor of the
     ImageNet backbone. A second tamper-tolerant channel beside pHash that still finds rotated, padded and edited
-    copies in a large index. Loads on first use."""
+    copies in a large index."""
 
     alg = "global-id"
     bits = 256
 
     def __init__(self, weights: str | None = None) -> None:
+        super().__init__()
         self._weights = weights
-        self._impl = None
-        self._lock = threading.Lock()
 
-    def _code(self):  # type: ignore[no-untyped-def]
-        with self._lock:
-            if self._impl is None:
-                from hasher.global_id import load_global_id
+    def _load(self) -> Any:
+        from hasher.global_id import load_global_id
 
-                self._impl = load_global_id(self._weights)
-            return self._impl
+        return load_global_id(self._weights)
 
-    @property
-    def model_id(self) -> str:
-        return str(self._code().model_id)
-
-    def hash_image(self, data: bytes) -> PerceptualHash:
-        impl = self._code()
-        try:
-            code = impl.code(data)
-        except HasherError as exc:
-            raise InvalidImageError(str(exc)) from exc
-        return PerceptualHash(alg=self.alg, model_id=code.model_id, bits=code.bits, value=code.hex)
+    def _encode(self, impl: Any, data: bytes) -> Any:
+        return impl.code(data)
 
 
 def default_hashers() -> tuple[Hasher, ...]:

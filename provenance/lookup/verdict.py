@@ -24,16 +24,19 @@ MATCH, ALTERED, NO_MATCH = "match", "altered", "no_match"
 class Policy:
     """Thresholds of the decision. ``hash_threshold`` comes with the model's weights (calibrated at 99 % of benign
     pairs) and is reported; ``hash_altered`` (>= it) is the distance beyond which the hash alone says "edited" once
-    geometry holds; ``change_threshold`` is the aligned comparison's score threshold (``provenance.lookup.compare``).
+    geometry holds; ``change_threshold`` is the aligned comparison's score threshold (``provenance.lookup.compare``);
+    ``identity_gate`` is the global-id distance beyond which a candidate is a different photo and is not verified
+    (None: every candidate is verified).
     """
 
     hash_threshold: int
     hash_altered: int
     change_threshold: float
+    identity_gate: int | None = None
 
     def to_obj(self) -> dict[str, Any]:
         return {"hash_threshold": self.hash_threshold, "hash_altered": self.hash_altered,
-                "change_threshold": self.change_threshold}
+                "change_threshold": self.change_threshold, "identity_gate": self.identity_gate}
 
 
 @dataclass(frozen=True)

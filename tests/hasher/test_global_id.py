@@ -62,6 +62,8 @@ def test_the_fit_is_reproducible_from_its_seed_and_checks_its_input() -> None:
         fit_projection(d, np.zeros((0, 2), dtype=int), 8, seed=0)
     with pytest.raises(ValueError, match="two descriptors"):
         fit_projection(d[:1], p, 8, seed=0)
+    with pytest.raises(ValueError, match="more than 16 descriptors"):
+        fit_projection(d[:10], p[:2], 16, seed=0)
 
 
 def _jpeg(im: Image.Image, quality: int = 80) -> bytes:
@@ -118,3 +120,36 @@ def test_bad_weight_files_get_clear_errors(tmp_path: Path) -> None:
     broken.write_bytes(DEFAULT_WEIGHTS.read_bytes()[:1000])
     with pytest.raises(WeightsIntegrityError, match="cannot read"):
         load_global_id(broken)
+    from safetensors.numpy import save_file
+
+    bare = tmp_path / "bare.safetensors"  # readable tensors, but no settings
+    save_file({"mean": np.zeros(1280, np.float32), "projection": np.zeros((256, 1280), np.float32)}, str(bare))
+    with pytest.raises(WeightsIntegrityError, match="settings"):
+        load_global_id(bare)
+    wrong = tmp_path / "wrong.safetensors"  # settings, but tensors of another backbone's width
+    save_file({"mean": np.zeros(512, np.float32), "projection": np.zeros((256, 512), np.float32)}, str(wrong),
+              metadata={"settings": '{"name": "x", "side": 224, "gem_p": 3.0}'})
+    with pytest.raises(BackboneWeightsError, match="do not fit"):
+        load_global_id(wrong)
+
+
+def test_the_fit_command_writes_a_loadable_weights_file(tmp_path: Path, shared_photos: Path) -> None:
+    from hasher.global_id import main
+
+    rows = ["reference,query,relation,kind"]
+    for name in ("kodim03", "kodim15", "kodim20"):
+        im = Image.open(shared_photos / f"kodak24/{name}.png").convert("RGB")
+        im.save(tmp_path / f"{name}.png")
+        for i, quality in enumerate((60, 85)):
+            (tmp_path / f"{name}-{i}.jpg").write_bytes(_jpeg(im.resize((im.width // 2, im.height // 2)), quality))
+            rows.append(f"{name}.png,{name}-{i}.jpg,benign,jpeg")
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "gid.safetensors"
+    assert main(["fit", "--dataset", str(tmp_path), "--out", str(out), "--bits", "8", "--name", "gid-test"]) == 0
+    gid = load_global_id(out)
+    code = gid.code(tmp_path / "kodim03-0.jpg")
+    assert gid.bits == 8 and code.bits == 8 and len(code.hex) == 2 and gid.model_id.startswith("gid-test-")
+    with pytest.raises(SystemExit, match="no rows"):
+        (tmp_path / "empty").mkdir()
+        (tmp_path / "empty" / "pairs.csv").write_text("reference,query\n")
+        main(["fit", "--dataset", str(tmp_path / "empty"), "--out", str(out)])

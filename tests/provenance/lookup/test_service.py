@@ -153,6 +153,38 @@ def test_every_record_carries_the_global_identity_code_and_it_finds_a_rotated_pa
     assert v.to_obj()["candidates"][0]["tolerant_distances"].keys() == {"global-id"}
 
 
+def test_candidates_beyond_the_identity_gate_are_not_verified(service, shared_photos):
+    from dataclasses import replace
+
+    from provenance.lookup.service import Lookup
+
+    query = _rotated_and_padded(shared_photos / PHOTOS[1])
+    shipped = service.lookup.policy
+    assert shipped.identity_gate == 112 and shipped.to_obj()["identity_gate"] == 112
+    strict = Lookup(service.ledger, service.lookup.index, policy=replace(shipped, identity_gate=0))
+    v = strict.lookup(query)
+    assert v.verdict == "no_match" and v.candidates
+    assert all(not c.passed and c.reason.startswith("not verified: global-id distance") for c in v.candidates
+               if c.tolerant_distances.get("global-id", 0) > 0)
+    v = service.lookup.lookup(query)  # at the shipped gate the source is verified, and the others are not
+    assert v.verdict == "match" and v.record_cid == service.cids[PHOTOS[1]], v.explanation
+    skipped = [c for c in v.candidates if c.reason.startswith("not verified")]
+    assert all(c.tolerant_distances["global-id"] > 112 for c in skipped)
+
+
+def test_codes_of_another_global_id_model_are_not_compared(service, shared_photos, monkeypatch):
+    from dataclasses import replace
+
+    from provenance.lookup.service import Lookup
+
+    impl = service.lookup._hasher("global-id")._model()
+    monkeypatch.setattr(impl, "model_id", "global-id-v2-00000000")  # the query's code now comes from a newer model
+    strict = Lookup(service.ledger, service.lookup.index, policy=replace(service.lookup.policy, identity_gate=0))
+    v = strict.lookup(_rotated_and_padded(shared_photos / PHOTOS[1]))
+    assert v.verdict == "match" and v.record_cid == service.cids[PHOTOS[1]], v.explanation  # nothing was gated
+    assert all("global-id" not in c.tolerant_distances and "phash" in c.tolerant_distances for c in v.candidates)
+
+
 def test_an_unrelated_photo_is_no_match(service, shared_photos):
     v = service.lookup.lookup((shared_photos / "kodak24/kodim08.png").read_bytes())
     assert v.verdict == "no_match" and v.record_cid is None

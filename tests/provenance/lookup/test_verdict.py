@@ -48,4 +48,4 @@ def test_json_shape_has_the_documented_keys():
     assert {"verdict", "record_cid", "hash", "model", "candidates", "change_map", "thresholds"} <= set(obj)
     assert obj["candidates"][1] | {} == obj["candidates"][1]
     assert {"record_cid", "distance", "inliers", "passed"} <= set(obj["candidates"][0])
-    assert obj["thresholds"] == {"hash_threshold": 8, "hash_altered": 12, "change_threshold": 0.5}
+    assert obj["thresholds"] == {"hash_threshold": 8, "hash_altered": 12, "change_threshold": 0.5, "identity_gate": None}

@@ -4,7 +4,7 @@
                                                [--compact-sizes 1e6,1e7] [--delta-check] [--ivf-sizes 1e6]
                                                [--huge] [--queries 200] [--k 10] [--threads 2]
 
-For each size N, N random 64-bit codes (ids 0..N-1) go into ``FlatBinaryIndex`` (exact), at the approximate
+For each size N, N random 64-bit codes (``--bits 256``: the global-id channel's width) (ids 0..N-1) go into ``FlatBinaryIndex`` (exact), at the approximate
 sizes ``MultiHashBinaryIndex`` (faiss), and at the compact sizes ``CompactMultiHashIndex`` (the same multi-index
 hashing in numpy CSR tables; pure numpy, so it searches on one thread whatever ``--threads`` says); at
 ``--ivf-sizes`` a raw faiss ``IndexBinaryIVF`` is measured for comparison (it is not offered by
@@ -323,9 +323,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=1, help="passes over the queries; each keeps its fastest")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bits", type=int, default=64,
+                    help="code width: 64 (OSCAR-Net, pHash) or 256 (the global-id channel)")
     args = ap.parse_args()
-    global REPEAT
+    global REPEAT, BITS
     REPEAT = max(1, args.repeat)
+    BITS = args.bits
 
     faiss.omp_set_num_threads(args.threads)
     sizes = parse_sizes(args.sizes) + ([100_000_000] if args.huge else [])

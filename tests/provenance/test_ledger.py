@@ -48,7 +48,9 @@ def test_ingest_appends_signed_content_addressed_records(ledger, photo_bytes) ->
         signed = SignedRecord.from_bytes(record_bytes)
         assert signed.record.image_sha256 == hashlib.sha256(data).hexdigest()
         by_alg = {h.alg: h for h in signed.record.hashes}
-        assert set(by_alg) == {"oscar-net", "phash"} and all(len(h.value) == 16 for h in by_alg.values())
+        assert set(by_alg) == {"oscar-net", "phash", "global-id"}
+        assert all(len(h.value) == h.bits // 4 for h in by_alg.values()) and by_alg["global-id"].bits == 256
+        assert by_alg["global-id"].model_id.startswith("global-id-v1-")
         assert by_alg["oscar-net"].model_id.startswith("oscar-v1-")
         assert signed.record.metadata == META
 

@@ -82,7 +82,7 @@ def test_a_chain_ingests_an_image_into_ledger_and_index(stack: Stack, queue: Cel
         assert records_for(fresh, data) == [st.record_cid]
         signed = fresh.lookup.record(st.record_cid)
         assert signed is not None and signed.record.metadata == META and signed.record.publisher_id == "acme"
-        assert {h.alg for h in signed.record.hashes} == {"oscar-net", "phash"}
+        assert {h.alg for h in signed.record.hashes} == {"oscar-net", "phash", "global-id"}
         assert fresh.lookup.is_registered(st.record_cid)
         for h in signed.record.hashes:
             assert (st.record_cid, 0) in [(m.record_cid, m.distance) for m in fresh.lookup.search(h.alg, h.value)]

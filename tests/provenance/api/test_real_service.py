@@ -128,7 +128,7 @@ def test_unrelated_photo_is_no_match(live: Live) -> None:
 
 def test_soft_binding_resolution_on_the_real_index(live: Live) -> None:
     algs = {a["alg"] for a in live.client.get("/services/supportedAlgorithms").json()["fingerprints"]}
-    assert algs == {"oscar-net", "phash"}
+    assert algs == {"oscar-net", "phash", "global-id"}
     cid = live.cids["kodim23.png"]
     record = live.client.get(f"/manifests/{cid}").json()["record"]
     for h in record["hashes"]:

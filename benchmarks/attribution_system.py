@@ -2,8 +2,9 @@
 attribution dataset through the real lookup, against an index padded with distractor codes.
 
 Set-up per distractor size N: a fresh embedded service (SQLite, local block store, FAISS files) ingests the
-dataset's references through the real ingest pipeline (C2PA, OSCAR-Net + pHash, RootSIFT, signed, logged, indexed);
-then N random codes per channel are bulk-inserted into the index catalog under made-up record ids (they have no
+dataset's references through the real ingest pipeline (C2PA, OSCAR-Net + pHash + global-id, RootSIFT, signed,
+logged, indexed); then N distractor codes per channel (uniform random for the 64-bit channels, modelled real-photo
+codes for global-id: ``GlobalIdDistractors``) are bulk-inserted into the index catalog under made-up record ids (no
 record and no features, so a distractor that reaches the top-k only takes a candidate slot from the true source;
 its verification cost is not counted) and the index is rebuilt. Every query then runs through ``Lookup.lookup``.
 

@@ -105,8 +105,8 @@ def run_demo(service, *, photos: Path | None, publisher: str, out_dir: Path,  # 
     took = time.perf_counter() - start
     new = sum(not r.duplicate for r in results)
     echo(f"2. Ingested {len(results)} photos from {source} ({new} new) in {took:.1f} s "
-         f"({took / max(1, len(files)):.2f} s/photo: C2PA, OSCAR-Net + pHash, RootSIFT, IPFS-style CIDs, signed, "
-         f"logged, indexed).")
+         f"({took / max(1, len(files)):.2f} s/photo: C2PA, OSCAR-Net + pHash + global-id, RootSIFT, IPFS-style "
+         f"CIDs, signed, logged, indexed).")
 
     cp = ledger.anchor()
     receipt = cp.anchor

@@ -1,5 +1,5 @@
 """The API over the real service (``open_service`` on a temp data dir: SQLite, local block store, in-process EVM,
-in-process queue, OSCAR-Net + pHash, the real hash index and lookup) with real photos from ../shared/data/photos."""
+in-process queue, OSCAR-Net + pHash + global-id, the real hash index and lookup) with real photos from ../shared/data/photos."""
 
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ from hasher.borders import uniform_borders  # also lookup's: one definition of "
 from provenance.errors import InvalidImageError
 from provenance.records import PerceptualHash
 
-__all__ = ["DetectedObject", "GlobalIdHasher", "Hasher", "OscarNetHasher", "PHashHasher", "default_hashers", "uniform_borders"]
+__all__ = ["DetectedObject", "GlobalIdHasher", "Hasher", "OscarNetHasher", "PHashHasher", "default_hashers",
+           "uniform_borders"]
 
 
 @dataclass(frozen=True)

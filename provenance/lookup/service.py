@@ -2,9 +2,10 @@
 
 decode (limits) -> every hash -> top-k per index channel (the tamper-sensitive OSCAR-Net code and the two
 tamper-tolerant identity codes: pHash, also probed mirrored, and the 256-bit global-id code, which still finds
-rotated, padded and edited copies in a large index), merged -> for each candidate, geometric verification of the query's RootSIFT
-(and its mirror) against the record's stored features -> for candidates that pass, the aligned comparison against
-the original image from the block store -> ``verdict.decide``.
+rotated, padded and edited copies in a large index), merged -> for each candidate not ruled out by its global-id
+distance (``IDENTITY_GATE``), geometric verification of the query's RootSIFT (and its mirror) against the record's
+stored features -> for candidates that pass, the aligned comparison against the original image from the block
+store -> ``verdict.decide``.
 
 It also owns what ingest registers for lookup: the features blob beside the record and each hash in the index
 (``register``). The record store and block store come from the ledger; the index is a ``HashIndex``.

@@ -25,6 +25,7 @@ bench: install
 	.venv/bin/python benchmarks/bench_index.py
 	.venv/bin/python benchmarks/bench_geometry.py
 	.venv/bin/python benchmarks/bench_object_changes.py
+	.venv/bin/python benchmarks/bench_global_id_index.py
 	.venv/bin/python benchmarks/bench_ingest_queue.py
 	.venv/bin/python benchmarks/bench_api_load.py
 # The hasher and system benchmarks need the datasets of hasher/weights/MODEL_CARD.md (benchmarks/out/train-data):

@@ -44,7 +44,7 @@ __all__ = ["DEFAULT_SHA256", "DEFAULT_WEIGHTS", "GlobalId", "GlobalIdCode", "fit
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "global_id_v1.safetensors"
 #: sha256 of the shipped file, checked on every load of the default weights (as the other bundled weights are).
-DEFAULT_SHA256 = "95d2f9a1b3faaba8c4f26611642e63eadd9027d972d6e0855145c382c8d0e826"
+DEFAULT_SHA256 = "1b294740729387677eabf87ef3d588074f61389f4b711f63ac2db53c940df9fe"
 BACKBONE = "efficientnet_lite0"
 
 
@@ -63,7 +63,8 @@ class GlobalId:
     """Image -> descriptor -> ``bits``-bit code. ``mean`` [D] and ``projection`` [bits, D] come from the weights."""
 
     def __init__(self, mean: np.ndarray, projection: np.ndarray, *, side: int, gem_p: float, model_id: str,
-                 device: str | torch.device = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 device: str | torch.device = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS,
+                 identity_gate: int | None = None) -> None:
         backbone = create_backbone(BACKBONE)
         if projection.shape[1] != backbone.feature_dim or mean.shape != (backbone.feature_dim,):
             raise BackboneWeightsError(
@@ -79,6 +80,9 @@ class GlobalId:
         self.model_id = model_id
         self.bits = int(projection.shape[0])
         self.max_pixels = max_pixels
+        #: Hamming distance beyond which two codes are different photos (calibrated on a validation split and
+        #: shipped in the weights file, like OSCAR-Net's threshold); None when the file carries none.
+        self.identity_gate = identity_gate
         self._lock = threading.Lock()  # torch modules are not documented thread-safe for concurrent inference
 
     def descriptor(self, image: ImageInput) -> np.ndarray:
@@ -133,9 +137,11 @@ def load_global_id(weights: str | Path | None = None, device: str | None = None)
             settings = json.loads(meta["settings"])
             mean, projection = tensors["mean"], tensors["projection"]
             name, side, gem_p = str(settings["name"]), int(settings["side"]), float(settings["gem_p"])
+            gate = None if settings.get("identity_gate") is None else int(settings["identity_gate"])
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own types: any failure is a bad file
             raise WeightsIntegrityError(f"cannot read global-id weights {path}: {exc}") from exc
-        gid = GlobalId(mean, projection, side=side, gem_p=gem_p, model_id=f"{name}-{digest[:8]}", device=device)
+        gid = GlobalId(mean, projection, side=side, gem_p=gem_p, model_id=f"{name}-{digest[:8]}", device=device,
+                       identity_gate=gate)
         _LOADED[key] = gid
         return gid
 
@@ -206,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     fit.add_argument("--shrinkage", type=float, default=0.1)
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--name", default="global-id-v1")
+    fit.add_argument("--identity-gate", type=int, default=None,
+                     help="distance beyond which codes are different photos (calibrate on a validation split)")
     args = ap.parse_args(argv)
 
     from safetensors.numpy import save_file
@@ -223,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mean, projection = fit_projection(descs, np.concatenate(pairs), args.bits, args.seed, args.shrinkage)
     pool = hashlib.sha256("\n".join(sorted(sha256_file(p) for p in images)).encode()).hexdigest()
     settings = {"name": args.name, "side": args.side, "gem_p": args.gem_p, "bits": args.bits, "seed": args.seed,
-                "shrinkage": args.shrinkage, "backbone": BACKBONE, "pool_images": len(images),
+                "shrinkage": args.shrinkage, "identity_gate": args.identity_gate, "backbone": BACKBONE, "pool_images": len(images),
                 "pool_pairs": int(sum(len(p) for p in pairs)), "pool_sha256": pool}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_file({"mean": mean, "projection": projection}, str(args.out), metadata={"settings": json.dumps(settings)})

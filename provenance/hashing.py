@@ -138,6 +138,11 @@ class GlobalIdHasher(_NetworkHasher):
     def _encode(self, impl: Any, data: bytes) -> Any:
         return impl.code(data)
 
+    @property
+    def identity_gate(self) -> int | None:
+        """Distance beyond which a record is another photo (shipped with the weights; lookup skips verifying it)."""
+        return self._model().identity_gate
+
 
 def default_hashers() -> tuple[Hasher, ...]:
     """The hashes every record carries: OSCAR-Net (tamper-sensitive; decides *match*), and two tamper-tolerant

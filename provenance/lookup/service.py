@@ -3,7 +3,7 @@
 decode (limits) -> every hash -> top-k per index channel (the tamper-sensitive OSCAR-Net code and the two
 tamper-tolerant identity codes: pHash, also probed mirrored, and the 256-bit global-id code, which still finds
 rotated, padded and edited copies in a large index), merged -> for each candidate not ruled out by its global-id
-distance (``IDENTITY_GATE``), geometric verification of the query's RootSIFT (and its mirror) against the record's
+distance (the gate shipped with its weights), geometric verification of the query's RootSIFT (and its mirror) against the record's
 stored features -> for candidates that pass, the aligned comparison against the original image from the block
 store -> ``verdict.decide``.
 
@@ -34,10 +34,9 @@ from provenance.records import PerceptualHash, SignedRecord
 log = get_logger(__name__)
 
 DEFAULT_K = 10
-#: A candidate whose global-id code is farther than this from the query's (of 256 bits) is another photo and is not
-#: verified (geometric verification is most of a lookup's time). Calibrated on the validation split: sources of
-#: benign and edited copies lie at most 98 bits away, unrelated photos at 124 (median); 112 skips 76 % of them there.
-IDENTITY_GATE = 112
+#: The channel whose distance gates verification: a candidate farther from the query than the gate that ships with
+#: its weights (``identity_gate``; 112 of 256 bits for global-id-v1) is another photo and is not verified
+#: (geometric verification is most of a lookup's time).
 IDENTITY_CHANNEL = "global-id"
 PARTNER_SCORE = 0.15  # detections this sure still count as "present" when describing object changes
 
@@ -85,8 +84,10 @@ class Lookup:
             threshold = getattr(sensitive, "threshold", None)
             if threshold is None:
                 threshold = 10  # untrained or classical hash: the classic pHash "near duplicate" distance
+            identity = next((h for h in self.hashers if h.alg == IDENTITY_CHANNEL), None)
+            gate = getattr(identity, "identity_gate", None) if IDENTITY_CHANNEL in self.channels.tolerant else None
             self._policy = Policy(hash_threshold=int(threshold), hash_altered=int(threshold),
-                                  change_threshold=float(ALTERED_THRESHOLD), identity_gate=IDENTITY_GATE)
+                                  change_threshold=float(ALTERED_THRESHOLD), identity_gate=gate)
         return self._policy
 
     def _hasher(self, alg: str) -> Hasher:

@@ -91,6 +91,7 @@ def test_the_shipped_code_keeps_copies_close_and_other_photos_far(gid, shared_ph
     photos = [Image.open(shared_photos / n).convert("RGB") for n in names]
     codes = [gid.code(_jpeg(p, 95)) for p in photos]
     assert all(c.bits == 256 and len(c.hex) == 64 and c.model_id.startswith("global-id-v1-") for c in codes)
+    assert gid.identity_gate == 112  # calibrated on the validation split, shipped in the file
     copies = [gid.code(_reshare(p)) for p in photos]
     same = [(a.value ^ b.value).bit_count() for a, b in zip(codes, copies)]
     other = [(codes[i].value ^ copies[j].value).bit_count() for i in range(4) for j in range(4) if i != j]
@@ -131,6 +132,10 @@ def test_bad_weight_files_get_clear_errors(tmp_path: Path) -> None:
               metadata={"settings": '{"name": "x", "side": 224, "gem_p": 3.0}'})
     with pytest.raises(BackboneWeightsError, match="do not fit"):
         load_global_id(wrong)
+    ungated = tmp_path / "ungated.safetensors"  # a file without a gate: lookup then verifies every candidate
+    save_file({"mean": np.zeros(1280, np.float32), "projection": np.zeros((256, 1280), np.float32)}, str(ungated),
+              metadata={"settings": '{"name": "x", "side": 224, "gem_p": 3.0}'})
+    assert load_global_id(ungated).identity_gate is None
 
 
 def test_the_fit_command_writes_a_loadable_weights_file(tmp_path: Path, shared_photos: Path) -> None:
@@ -145,10 +150,12 @@ def test_the_fit_command_writes_a_loadable_weights_file(tmp_path: Path, shared_p
             rows.append(f"{name}.png,{name}-{i}.jpg,benign,jpeg")
     (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "gid.safetensors"
-    assert main(["fit", "--dataset", str(tmp_path), "--out", str(out), "--bits", "8", "--name", "gid-test"]) == 0
+    assert main(["fit", "--dataset", str(tmp_path), "--out", str(out), "--bits", "8", "--name", "gid-test",
+                 "--identity-gate", "3"]) == 0
     gid = load_global_id(out)
     code = gid.code(tmp_path / "kodim03-0.jpg")
     assert gid.bits == 8 and code.bits == 8 and len(code.hex) == 2 and gid.model_id.startswith("gid-test-")
+    assert gid.identity_gate == 3
     with pytest.raises(SystemExit, match="no rows"):
         (tmp_path / "empty").mkdir()
         (tmp_path / "empty" / "pairs.csv").write_text("reference,query\n")

@@ -156,11 +156,13 @@ def test_every_record_carries_the_global_identity_code_and_it_finds_a_rotated_pa
 def test_candidates_beyond_the_identity_gate_are_not_verified(service, shared_photos):
     from dataclasses import replace
 
-    from provenance.lookup.service import Lookup
+    from provenance.lookup.service import Channels, Lookup
 
     query = _rotated_and_padded(shared_photos / PHOTOS[1])
     shipped = service.lookup.policy
-    assert shipped.identity_gate == 112 and shipped.to_obj()["identity_gate"] == 112
+    assert shipped.identity_gate == 112 and shipped.to_obj()["identity_gate"] == 112  # from the weights file
+    without = Lookup(service.ledger, service.lookup.index, channels=Channels(tolerant=("phash",)))
+    assert without.policy.identity_gate is None  # no global-id channel searched: nothing gated
     strict = Lookup(service.ledger, service.lookup.index, policy=replace(shipped, identity_gate=0))
     v = strict.lookup(query)
     assert v.verdict == "no_match" and v.candidates

@@ -54,8 +54,7 @@ class GlobalIdDistractors:
         from hasher.global_id import load_global_id
 
         gid = load_global_id()
-        self.gid = gid
-        z = (np.stack([gid.descriptor(p) for p in photos]) - gid.mean) @ gid.projection.T
+        z = gid.project(np.stack([gid.descriptor(p) for p in photos]))
         self.z = z
         self.mu = z.mean(0)
         cov = np.cov(z, rowvar=False)
@@ -67,13 +66,13 @@ class GlobalIdDistractors:
         return np.packbits(z > 0, axis=1)
 
     def realism(self, seed: int = 0) -> dict[str, list[float]]:
+        from provenance.bench.metrics import hamming
+
         real = np.packbits(self.z > 0, axis=1)
         fake = self.sample(len(real), np.random.default_rng(seed))
 
         def pairwise(codes: np.ndarray) -> np.ndarray:
-            bits = np.unpackbits(codes, axis=1).astype(np.int32)
-            d = (bits[:, None, :] != bits[None, :, :]).sum(-1)
-            return d[np.triu_indices(len(bits), 1)]
+            return hamming(codes, codes)[np.triu_indices(len(codes), 1)]
 
         qs = [0.0, 0.001, 0.01, 0.5]
         return {"real_photos": [float(np.quantile(pairwise(real), q)) for q in qs],
@@ -138,7 +137,7 @@ def main() -> int:
         ingest_s = time.perf_counter() - t
         print(f"ingested {len(cid_of)} references in {ingest_s:.1f} s; "
               f"{len(benign)} benign, {len(manipulated)} manipulated, {len(unrelated)} unrelated queries")
-        global_id = None
+        global_id, realism = None, None
         if any(h.alg == "global-id" for h in service.lookup.hashers):
             global_id = GlobalIdDistractors(list(expand_image_paths([args.distractor_model_photos])))
             realism = global_id.realism()
@@ -197,7 +196,7 @@ def main() -> int:
                                 for k, v in sorted(per_kind.items())},
                    "queries": {"benign": len(benign), "manipulated": len(manipulated), "unrelated": len(unrelated)},
                    "benign_misses": misses, "evidence": evidence,
-                   "global_id_distractor_model": global_id.realism() if global_id is not None else None}
+                   "global_id_distractor_model": realism}
             report.append(row)
             print(f"N={n:>9,}: FNR {row['fnr']:.3f}  FPR {row['fpr']:.3f}  altered recall "
                   f"{row['altered_recall']:.3f}  no_match precision {row['no_match_precision']:.3f}  latency p50 "

@@ -4,9 +4,10 @@
                                                [--compact-sizes 1e6,1e7] [--delta-check] [--ivf-sizes 1e6]
                                                [--huge] [--queries 200] [--k 10] [--threads 2]
 
-For each size N, N random 64-bit codes (``--bits 256``: the global-id channel's width) (ids 0..N-1) go into ``FlatBinaryIndex`` (exact), at the approximate
-sizes ``MultiHashBinaryIndex`` (faiss), and at the compact sizes ``CompactMultiHashIndex`` (the same multi-index
-hashing in numpy CSR tables; pure numpy, so it searches on one thread whatever ``--threads`` says); at
+For each size N, N random 64-bit codes (``--bits 256``: the global-id channel's width; ids 0..N-1) go into
+``FlatBinaryIndex`` (exact), at the approximate sizes ``MultiHashBinaryIndex`` (faiss), and at the compact sizes
+``CompactMultiHashIndex`` (the same multi-index hashing in numpy CSR tables; pure numpy, so it searches on one
+thread whatever ``--threads`` says); at
 ``--ivf-sizes`` a raw faiss ``IndexBinaryIVF`` is measured for comparison (it is not offered by
 ``provenance.index``: see the multihash module for why). Two query sets of ``--queries`` each:
 
@@ -180,8 +181,9 @@ def measure_compact(ids: np.ndarray, codes: np.ndarray, near: np.ndarray, rand: 
     def one(q: np.ndarray) -> list[int]:
         return [h.id for h in index.search(q[None, :], k)[0]]
 
-    run = Run(f"CompactMultiHash 3x21 nflip={nflip}", build, mem, near_lat, rand_lat, near_ids, rand_ids,
-              note=f"guaranteed radius {index.recall_radius}")
+    p = index.params()
+    run = Run(f"CompactMultiHash {p['nhash']}x{p['b']} nflip={nflip}", build, mem, near_lat, rand_lat, near_ids,
+              rand_ids, note=f"guaranteed radius {index.recall_radius}")
     line = ""
     if delta_check:
         fill = index._merge_threshold()  # the delta merges once it holds more than this

@@ -98,10 +98,15 @@ class GlobalId:
         pooled = maps.clamp_min(1e-6).pow(self.gem_p).mean((2, 3)).pow(1.0 / self.gem_p).sum(0)
         return F.normalize(pooled, dim=0).numpy()
 
-    def binarise(self, descriptors: np.ndarray) -> np.ndarray:
-        """[N, D] (or [D]) descriptors -> [N, bits] booleans (sign of the projection of the centred descriptor)."""
+    def project(self, descriptors: np.ndarray) -> np.ndarray:
+        """[N, D] (or [D]) descriptors -> [N, bits] projections of the centred descriptors (the code before its
+        sign)."""
         d = np.atleast_2d(np.asarray(descriptors, dtype=np.float32))
-        return ((d - self.mean) @ self.projection.T) > 0
+        return (d - self.mean) @ self.projection.T
+
+    def binarise(self, descriptors: np.ndarray) -> np.ndarray:
+        """[N, D] (or [D]) descriptors -> [N, bits] booleans: the signs of :meth:`project`."""
+        return self.project(descriptors) > 0
 
     def code(self, image: ImageInput) -> GlobalIdCode:
         bits = self.binarise(self.descriptor(image))[0]
@@ -231,8 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     mean, projection = fit_projection(descs, np.concatenate(pairs), args.bits, args.seed, args.shrinkage)
     pool = hashlib.sha256("\n".join(sorted(sha256_file(p) for p in images)).encode()).hexdigest()
     settings = {"name": args.name, "side": args.side, "gem_p": args.gem_p, "bits": args.bits, "seed": args.seed,
-                "shrinkage": args.shrinkage, "identity_gate": args.identity_gate, "backbone": BACKBONE, "pool_images": len(images),
-                "pool_pairs": int(sum(len(p) for p in pairs)), "pool_sha256": pool}
+                "shrinkage": args.shrinkage, "identity_gate": args.identity_gate, "backbone": BACKBONE,
+                "pool_images": len(images), "pool_pairs": int(sum(len(p) for p in pairs)), "pool_sha256": pool}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_file({"mean": mean, "projection": projection}, str(args.out), metadata={"settings": json.dumps(settings)})
     print(f"wrote {args.out} ({len(images)} images, {settings['pool_pairs']} pairs; sha256 {sha256_file(args.out)})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -47,7 +48,7 @@ class PHashHasher:
         return PerceptualHash(alg=self.alg, model_id=self.model_id, bits=self.bits, value=f"{value:016x}")
 
 
-class _NetworkHasher:
+class _NetworkHasher(ABC):
     """A hasher backed by a network from ``hasher``: loaded on first use (so importing this module, or a CLI command
     that never hashes, does not pay for torch), once, under a lock; its decode errors become ``InvalidImageError``."""
 
@@ -58,11 +59,13 @@ class _NetworkHasher:
         self._impl: Any = None
         self._lock = threading.Lock()
 
+    @abstractmethod
     def _load(self) -> Any:
-        raise NotImplementedError
+        """Build the network (called once, on first use)."""
 
-    def _encode(self, impl: Any, data: bytes) -> Any:  # -> an object with .model_id, .bits and .hex
-        raise NotImplementedError
+    @abstractmethod
+    def _encode(self, impl: Any, data: bytes) -> Any:
+        """The code of one image: an object with ``.model_id``, ``.bits`` and ``.hex``."""
 
     def _model(self) -> Any:
         with self._lock:

@@ -1,7 +1,10 @@
 """Audit the whole ledger, layer by layer, trusting none of them.
 
 For every record: (1) re-derive its CID from the stored bytes and re-check the block store copies, (2) verify the
-publisher's signature, (3) verify inclusion in the latest signed checkpoint. Across checkpoints: (4) verify each
+publisher's signature under a key the log's key events say the publisher held at that leaf (not revoked, not
+rotated away), and the service attestation of v2 records, (3) verify inclusion in the latest signed checkpoint.
+Key events (registrations, rotations, revocations, withdrawals) are log entries too: each is replayed in log order
+and must be signed by who it must be. Across checkpoints: (4) verify each
 signature and each consecutive consistency proof. Against the chain: (5) read each checkpoint's anchor back and
 compare roots, reporting the block timestamp. Every failure is a :class:`Finding` naming the layer and the subject.
 """
@@ -9,6 +12,7 @@ compare roots, reporting the block timestamp. Every failure is a :class:`Finding
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -22,14 +26,18 @@ from provenance.errors import (
     BlockStoreError,
     CheckpointError,
     InvalidRecordError,
+    KeyEventError,
     ProofError,
+    RevokedKeyError,
     SignatureError,
-    UnknownPublisherError,
 )
 from provenance.ledger import Ledger
-from provenance.records import SignedRecord
+from provenance.keyevents import KeyHistory, KeyState
+from provenance.records import AttestedRecord, parse_record
 from provenance.records_store import StoredCheckpoint
 from provenance.translog import leaf_hash, verify_checkpoint_note, verify_consistency, verify_inclusion
+from provenance.translog.cosignature import WitnessKey
+from provenance.witness.audit import audit_cosignatures
 
 Severity = Literal["failure", "warning"]
 
@@ -72,6 +80,9 @@ class AuditReport:
     pending: int = 0
     checkpoints: int = 0
     latest_checkpoint_size: int | None = None
+    key_events: int = 0
+    withdrawn: int = 0
+    publishers: dict[str, dict[str, Any]] = field(default_factory=dict)
     anchors: list[AnchorStatus] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
 
@@ -103,6 +114,9 @@ class AuditReport:
             "pending": self.pending,
             "checkpoints": self.checkpoints,
             "latest_checkpoint_size": self.latest_checkpoint_size,
+            "key_events": self.key_events,
+            "withdrawn": self.withdrawn,
+            "publishers": self.publishers,
             "anchors": [asdict(a) | {"timestamp": a.timestamp_iso} for a in self.anchors],
             "failures": [asdict(f) for f in self.failures],
             "warnings": [asdict(f) for f in self.warnings],
@@ -113,7 +127,12 @@ class AuditReport:
             f"audit: {'OK' if self.ok else 'FAILED'}",
             f"  log size {self.log_size}; {self.records} records, {self.records_verified} fully verified, "
             f"{self.pending} pending (after the latest checkpoint)",
+            f"  {self.key_events} key events; {self.withdrawn} records withdrawn",
             f"  {self.checkpoints} checkpoints; latest covers {self.latest_checkpoint_size or 0} leaves",
+        ]
+        lines += [f"  publisher {pub}: {info['custody']} custody, {info['keys']} key(s)"
+                  for pub, info in sorted(self.publishers.items())]
+        lines += [
             f"  chain: {self.chain}",
         ]
         if self.chain_ephemeral:
@@ -128,7 +147,15 @@ class AuditReport:
         return "\n".join(lines)
 
 
-def audit_ledger(ledger: Ledger, *, log_public_key: Ed25519PublicKey, anchor: Anchor | None) -> AuditReport:
+def audit_ledger(ledger: Ledger, *, log_public_key: Ed25519PublicKey, anchor: Anchor | None,
+                 witnesses: Sequence[WitnessKey | str] = (), witness_quorum: int = 0,
+                 trust_operator_rotations: bool = False) -> AuditReport:
+    """``witnesses`` (verifier keys) and ``witness_quorum``: each checkpoint's cosignatures must verify and reach the
+    quorum (:func:`provenance.witness.audit.audit_cosignatures`).
+
+    ``trust_operator_rotations``: a publisher-custody record signed with a key the *operator* installed (a
+    rotation for a lost key) is a failure by default, because the operator could have signed it; with this flag it
+    is a warning (the auditor accepts the operator's word for that key)."""
     cfg = ledger.config
     report = AuditReport(
         chain=anchor.describe() if anchor else "none configured", chain_ephemeral=bool(anchor and anchor.ephemeral)
@@ -150,15 +177,21 @@ def audit_ledger(ledger: Ledger, *, log_public_key: Ed25519PublicKey, anchor: An
             if report.log_size < latest.tree_size:
                 report.fail("log.size", "log", f"log has {report.log_size} leaves, fewer than checkpoint "
                                                 f"{latest.tree_size}: it was truncated")
+        history = _audit_key_events(report, ledger, conn, latest, log_public_key)
         for rec in ledger.store.iter_records(conn):
             report.records += 1
-            if _audit_record(report, ledger, conn, rec, latest):
+            if _audit_record(report, ledger, conn, rec, latest, history, log_public_key, trust_operator_rotations):
                 report.records_verified += 1
-        if report.records != report.log_size:
+        report.publishers = {pub: {"custody": history.custody(pub) or "service",
+                                   "keys": len(history.keys.get(pub, {}))} for pub in history.keys}
+        report.withdrawn = len(history.withdrawals)
+        if report.records + report.key_events != report.log_size:
             report.fail("log.size", "log", f"log has {report.log_size} leaves but the store has {report.records} "
-                                           "records: leaves and records must correspond one to one")
+                                           f"records and {report.key_events} key events: leaves and entries must "
+                                           "correspond one to one")
     if report.pending:
-        report.warn("log.pending", "log", f"{report.pending} records are not yet in a checkpoint (run provenance anchor)")
+        report.warn("log.pending", "log", f"{report.pending} log entries are not yet in a checkpoint (run provenance anchor)")
+    audit_cosignatures(report, good_cps, witnesses, witness_quorum)
     _audit_anchors(report, good_cps, anchor, cfg.log_id)
     return report
 
@@ -183,14 +216,70 @@ def _verify_checkpoints(report, stored_cps, origin, key_name, public_key) -> lis
     return good
 
 
-def _audit_record(report: AuditReport, ledger: Ledger, conn, rec, latest) -> bool:  # type: ignore[no-untyped-def]
-    failures_before = len(report.failures)
-    subject = f"record {rec.cid} (leaf {rec.leaf_index})"
-    derived = cid_for_bytes(rec.record_bytes)
-    if derived != rec.cid:
-        report.fail("record.cid", subject, f"stored record bytes hash to {derived}: the record row was altered")
+def _audit_key_events(report: AuditReport, ledger: Ledger, conn, latest, operator_key):  # type: ignore[no-untyped-def]
+    """Replay every key event in log order: each must be signed by who it must be (keyevents.KeyHistory), and be
+    a well-formed log entry like a record. Publishers registered before key events existed get their table keys as
+    custodial keys (reported as a warning)."""
+    history = KeyHistory(operator_key)
+    for ev in ledger.events.iter_events(conn):
+        report.key_events += 1
+        subject = f"key event {ev.cid} ({ev.event.kind} of {ev.event.publisher}, leaf {ev.leaf_index})"
+        _audit_entry(report, ledger, conn, ev.cid, ev.event_bytes, ev.leaf_index, latest, subject, "keyevent")
+        owner = None
+        if ev.event.record_cid is not None:
+            rec = ledger.store.get(conn, ev.event.record_cid)
+            owner = rec.publisher_id if rec is not None and rec.leaf_index < ev.leaf_index else None
+        try:
+            history.apply(ev.event, ev.leaf_index, record_publisher=owner)
+        except (KeyEventError, SignatureError) as exc:
+            report.fail("keyevent.invalid", subject, str(exc))
+    for pub, key_id in ledger.store.list_publishers(conn):
+        if pub not in history.keys:
+            report.warn("keyevent.legacy", f"publisher {pub}", "registered before key events were logged: its key "
+                                                              "is taken from the record store, custody service")
+            history.keys[pub] = {key_id: KeyState(key_id, ledger.store.public_key(conn, pub, key_id), "service", -1,
+                                                  "legacy")}
+    return history
+
+
+def _audit_entry(report: AuditReport, ledger: Ledger, conn, cid: str, data: bytes, leaf_index: int, latest,  # type: ignore[no-untyped-def]
+                 subject: str, kind: str) -> None:
+    """The checks every log entry gets: CID, block store copy, leaf hash, inclusion in the latest checkpoint."""
+    derived = cid_for_bytes(data)
+    if derived != cid:
+        report.fail(f"{kind}.cid", subject, f"stored bytes hash to {derived}: the {kind} row was altered")
     try:
-        signed = SignedRecord.from_bytes(rec.record_bytes)
+        if ledger.blockstore.get(cid) != data:
+            report.fail(f"blob.{kind}", subject, "block store copy differs from the database copy")
+    except BlockStoreError as exc:
+        report.fail(f"blob.{kind}", subject, f"block store: {exc}")
+    expected_leaf = leaf_hash(cid.encode("utf-8"))
+    try:
+        stored_leaf = ledger.log.leaf(conn, leaf_index)
+    except Exception as exc:  # noqa: BLE001 - any failure to read the leaf is an audit finding
+        report.fail("log.leaf", subject, f"cannot read log leaf: {exc}")
+        stored_leaf = None
+    if stored_leaf is not None and stored_leaf != expected_leaf:
+        report.fail("log.leaf", subject, f"log leaf {leaf_index} is {stored_leaf.hex()}, but the entry's "
+                                         f"leaf hash is {expected_leaf.hex()}")
+    if latest is None or leaf_index >= latest.tree_size:
+        report.pending += 1
+        return
+    try:
+        proof = ledger.log.inclusion_proof(conn, leaf_index, latest.tree_size)
+        verify_inclusion(leaf_index, latest.tree_size, expected_leaf, proof, latest.root)
+    except (ProofError, ValueError) as exc:
+        report.fail("log.inclusion", subject, f"not included in checkpoint {latest.tree_size}: {exc}")
+
+
+def _audit_record(report: AuditReport, ledger: Ledger, conn, rec, latest, history: KeyHistory,  # type: ignore[no-untyped-def]
+                  service_key: Ed25519PublicKey, trust_operator_rotations: bool = False) -> bool:
+    failures_before = len(report.failures)
+    pending_before = report.pending
+    subject = f"record {rec.cid} (leaf {rec.leaf_index})"
+    _audit_entry(report, ledger, conn, rec.cid, rec.record_bytes, rec.leaf_index, latest, subject, "record")
+    try:
+        signed = parse_record(rec.record_bytes)
     except InvalidRecordError as exc:
         report.fail("record.schema", subject, str(exc))
         return False
@@ -198,38 +287,41 @@ def _audit_record(report: AuditReport, ledger: Ledger, conn, rec, latest) -> boo
     if (r.publisher_id, r.image_sha256, r.image_cid) != (rec.publisher_id, rec.image_sha256, rec.image_cid):
         report.fail("record.row", subject, "indexed columns (publisher, image sha256/CID) differ from the record")
     try:
-        if ledger.blockstore.get(rec.cid) != rec.record_bytes:
-            report.fail("blob.record", subject, "block store copy differs from the database copy")
-    except BlockStoreError as exc:
-        report.fail("blob.record", subject, f"block store: {exc}")
-    try:
         image = ledger.blockstore.get(r.image_cid)
         if hashlib.sha256(image).hexdigest() != r.image_sha256:
             report.fail("blob.image", subject, "image bytes do not match the record's sha256")
     except BlockStoreError as exc:
         report.fail("blob.image", subject, f"image {r.image_cid}: {exc}")
+    signed_at = signed.statement.statement.issued_at if isinstance(signed, AttestedRecord) else None
+    state = None
     try:
-        signed.verify(ledger.store.public_key(conn, r.publisher_id, r.key_id))
-    except (SignatureError, UnknownPublisherError) as exc:
-        report.fail("record.signature", subject, str(exc))
-    expected_leaf = leaf_hash(rec.cid.encode("utf-8"))
-    try:
-        stored_leaf = ledger.log.leaf(conn, rec.leaf_index)
-    except Exception as exc:  # noqa: BLE001 - any failure to read the leaf is an audit finding
-        report.fail("log.leaf", subject, f"cannot read log leaf: {exc}")
-        stored_leaf = None
-    if stored_leaf is not None and stored_leaf != expected_leaf:
-        report.fail("log.leaf", subject, f"log leaf {rec.leaf_index} is {stored_leaf.hex()}, but the record's "
-                                         f"leaf hash is {expected_leaf.hex()}")
-    if latest is None or rec.leaf_index >= latest.tree_size:
-        report.pending += 1
-        return False
-    try:
-        proof = ledger.log.inclusion_proof(conn, rec.leaf_index, latest.tree_size)
-        verify_inclusion(rec.leaf_index, latest.tree_size, expected_leaf, proof, latest.root)
-    except (ProofError, ValueError) as exc:
-        report.fail("log.inclusion", subject, f"not included in checkpoint {latest.tree_size}: {exc}")
-    return len(report.failures) == failures_before
+        state = history.check_signer(r.publisher_id, r.key_id, rec.leaf_index, signed_at=signed_at)
+    except RevokedKeyError as exc:
+        report.fail("record.revoked", subject, str(exc))
+        state = history.key(r.publisher_id, r.key_id)
+    except KeyEventError as exc:
+        report.fail("record.key", subject, str(exc))
+    if state is not None:
+        try:
+            signed.verify(state.public_key)
+        except SignatureError as exc:
+            report.fail("record.signature", subject, str(exc))
+        if state.authority == "operator" and state.custody == "publisher":
+            message = (f"signed with key {state.key_id}, which the operator installed (a rotation on the operator's "
+                       "authority, for a lost key): the operator could have signed this record")
+            if trust_operator_rotations:
+                report.warn("record.operator_key", subject, message)
+            else:
+                report.fail("record.operator_key", subject, message + " (audit --trust-operator-rotations accepts)")
+    if isinstance(signed, AttestedRecord):
+        try:
+            signed.verify_attestation(service_key)
+        except SignatureError as exc:
+            report.fail("record.attestation", subject, str(exc))
+        if state is not None and state.authority != "legacy" and signed.custody != state.custody:
+            report.fail("record.custody", subject, f"record claims {signed.custody} custody, but the key was "
+                                                   f"registered in {state.custody} custody")
+    return len(report.failures) == failures_before and report.pending == pending_before
 
 
 def _audit_anchors(report: AuditReport, cps: list[StoredCheckpoint], anchor: Anchor | None, log_id: bytes) -> None:

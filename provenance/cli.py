@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from provenance.auditor.cli import refuse_tiles_options, tiles_audit_options
 from provenance.config import Settings, get_settings
 from provenance.errors import ChainUnavailableError, InvalidImageError, ProvenanceError, UnknownPublisherError
 from provenance.ledger import IngestFailure, IngestResult, Ledger, expand_image_paths
@@ -83,34 +84,96 @@ def publishers() -> None:
 
 @publishers.command("add")
 @click.argument("name")
+@click.option("--public-key", "public_key", type=click.File("rb"), default=None,
+              help="The publisher's Ed25519 public key (PEM file, or - for stdin): publisher custody, the service "
+                   "never sees the private key. Without it: a custodial key is created in the local keyring.")
 @click.pass_obj
-def publishers_add(state: _State, name: str) -> None:
-    """Create an Ed25519 key for NAME in the local keyring, register the publisher, and print its HTTP API key
+def publishers_add(state: _State, name: str, public_key: Any) -> None:
+    """Register NAME (a key-registration event in the log, signed by the operator) and print its HTTP API key
     (shown once: only its hash is stored)."""
     from provenance.api.keys import issue_api_key_message
+    from provenance.client.keys import parse_public_key
 
-    key_id = state.ledger.add_publisher(name)
-    click.echo(f"publisher {name} registered with key {key_id}")
+    key = parse_public_key(public_key.read(), public_key.name) if public_key is not None else None
+    key_id = state.ledger.add_publisher(name, key)
+    custody = "publisher" if key is not None else "service"
+    click.echo(f"publisher {name} registered with key {key_id} ({custody} custody)")
     click.echo(issue_api_key_message(state.ledger.engine, name))
+
+
+@publishers.command("rotate")
+@click.argument("name")
+@click.option("--public-key", "public_key", type=click.File("rb"), default=None,
+              help="The new key of a publisher that lost its old one: the rotation is signed by the operator and "
+                   "marked so in the log. Without it: a service-custody publisher's key is rotated (signed by the "
+                   "old key).")
+@click.pass_obj
+def publishers_rotate(state: _State, name: str, public_key: Any) -> None:
+    """Rotate NAME's key. A publisher holding its own key rotates with `provenance client rotate` instead."""
+    from provenance import keyevents
+    from provenance.client.keys import parse_public_key
+
+    ledger = state.ledger
+    if public_key is None:
+        click.echo(f"publisher {name}: new custodial key {ledger.rotate_custodial_key(name)}")
+        return
+    new = parse_public_key(public_key.read(), public_key.name)
+    current = [k for k in ledger.key_history().keys.get(name, {}).values() if k.valid_at(2**62)]
+    if not current:
+        raise click.ClickException(f"publisher {name!r} has no valid key to rotate")
+    event = keyevents.rotation(name, current[-1].key_id, new, "publisher",
+                               ledger.keyring.service_key(ledger.config.log_key_name), by_operator=True)
+    cid = ledger.append_key_event(event)
+    click.echo(f"publisher {name}: key {current[-1].key_id} replaced by {event.subject_key_id} on the operator's "
+               f"authority (event {cid})")
+
+
+@publishers.command("revoke")
+@click.argument("name")
+@click.argument("key_id")
+@click.option("--revoked-at", default=None, help="RFC 3339 UTC time from which the key is revoked (default: now).")
+@click.option("--reason", default="", help="Why (kept in the log).")
+@click.pass_obj
+def publishers_revoke(state: _State, name: str, key_id: str, revoked_at: str | None, reason: str) -> None:
+    """Revoke KEY_ID of NAME on the operator's authority (a publisher revokes its own with `client revoke`)."""
+    from provenance import keyevents
+
+    ledger = state.ledger
+    event = keyevents.revocation(name, key_id, ledger.keyring.service_key(ledger.config.log_key_name),
+                                 revoked_at=revoked_at, reason=reason, by_operator=True)
+    click.echo(f"revoked {key_id} of {name} (event {ledger.append_key_event(event)})")
 
 
 @publishers.command("list")
 @click.pass_obj
 def publishers_list(state: _State) -> None:
+    """One line per key: publisher, key id, custody, state (valid / rotated / revoked at ...)."""
+    history = state.ledger.key_history()
     with state.ledger.reader.connect() as conn:
         for pub, key_id in state.ledger.store.list_publishers(conn):
-            click.echo(f"{pub}\t{key_id}")
+            k = history.key(pub, key_id)
+            custody = k.custody if k else "service"
+            status = "valid" if k is None or (k.revoked_leaf is None and k.retired_leaf is None) else (
+                f"revoked at {k.revoked_at}" if k.revoked_leaf is not None else "rotated")
+            click.echo(f"{pub}\t{key_id}\t{custody}\t{status}")
 
 
 # --- ingest ---------------------------------------------------------------------------------------------------------
 def _parse_meta(pairs: tuple[str, ...]) -> PublisherMetadata:
-    out: dict[str, str] = {}
+    """``--meta KEY=VALUE`` pairs under the HTTP API's metadata rules (``provenance.api.schemas.MetadataIn``)."""
+    from provenance.api.schemas import metadata_from_pairs
+    from provenance.errors import InvalidMetadataError
+
+    out: list[tuple[str, str]] = []
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--meta")
-        out[key] = value
-    return PublisherMetadata.from_pairs(out)
+        out.append((key, value))
+    try:
+        return metadata_from_pairs(out)
+    except InvalidMetadataError as exc:
+        raise click.BadParameter(str(exc), param_hint="--meta") from None
 
 
 def run_ingest(pipeline: IngestPipeline, paths: list[Path], publisher: str, metadata: PublisherMetadata,
@@ -219,7 +282,7 @@ def anchor(state: _State, as_json: bool) -> None:
                    "timestamp. Set PROVENANCE_CHAIN_RPC_URL for a real chain.")
 
 
-def run_audit(state: _State, as_json: bool) -> bool:
+def run_audit(state: _State, as_json: bool, trust_operator_rotations: bool = False) -> bool:
     from provenance.audit import audit_ledger
 
     ledger = state.ledger
@@ -228,7 +291,10 @@ def run_audit(state: _State, as_json: bool) -> bool:
     except ProvenanceError as exc:
         click.echo(f"WARNING: chain not available for the audit: {exc}", err=True)
         backend = None
-    report = audit_ledger(ledger, log_public_key=ledger.log_public_key(), anchor=backend)
+    report = audit_ledger(ledger, log_public_key=ledger.log_public_key(), anchor=backend,
+                          witnesses=[w.key for w in state.settings.witness_endpoints],
+                          witness_quorum=state.settings.witness_quorum,
+                          trust_operator_rotations=trust_operator_rotations)
     if as_json:
         _echo_json(report.to_obj())
     else:
@@ -238,10 +304,23 @@ def run_audit(state: _State, as_json: bool) -> bool:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--trust-operator-rotations", is_flag=True,
+              help="Accept (warn about) publisher-custody records signed with a key the operator installed for a "
+                   "lost key; by default they fail, since the operator could have signed them.")
+@tiles_audit_options
 @click.pass_obj
-def audit(state: _State, as_json: bool) -> None:
-    """Verify every record, checkpoint and anchor; non-zero exit on any failure."""
-    if not run_audit(state, as_json):
+def audit(state: _State, as_json: bool, trust_operator_rotations: bool, from_tiles: str | None,
+          **tiles: Any) -> None:
+    """Verify every record, checkpoint and anchor; non-zero exit on any failure. With --from-tiles, from public
+    data only (tiles, record blobs, the chain): no data directory, no database."""
+    if from_tiles is not None:
+        from provenance.auditor.cli import run_tiles_audit
+
+        ok = run_tiles_audit(from_tiles=from_tiles, as_json=as_json,
+                             default_contract=state.settings.chain_contract_address, **tiles)
+        sys.exit(0 if ok else 1)
+    refuse_tiles_options(tiles)
+    if not run_audit(state, as_json, trust_operator_rotations):
         sys.exit(1)
 
 
@@ -273,6 +352,33 @@ def chain_deploy(state: _State, if_missing: bool) -> None:
 
 
 # --- log / records ----------------------------------------------------------------------------------------------
+@cli.group("log")
+def log_group() -> None:
+    """The transparency log as public, static resources."""
+
+
+@log_group.command("export-tiles")
+@click.argument("out_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_obj
+def log_export_tiles(state: _State, out_dir: Path) -> None:
+    """Write DIR/checkpoint (the latest published checkpoint) and DIR/tile/... (C2SP tlog-tiles), the same bytes
+    as GET /checkpoint and GET /tile/..., so any static web server or CDN can serve the log."""
+    from provenance.tlog_tiles import export_tiles
+
+    done = export_tiles(state.ledger, out_dir)
+    click.echo(f"wrote {done.files} files ({done.bytes} bytes) to {out_dir}: checkpoint at tree size {done.tree_size}")
+
+
+@log_group.command("key")
+@click.pass_obj
+def log_key(state: _State) -> None:
+    """Print the log's signed-note verifier key (<name>+<key ID>+<base64 key>): what checks its checkpoints and its
+    lookup receipts (verify-receipt --service-key), the same string records proof gives as verifier_key."""
+    from provenance.translog import encode_verifier_key
+
+    click.echo(encode_verifier_key(state.settings.log_key_name, state.ledger.log_public_key()))
+
+
 @cli.group()
 def records() -> None:
     """Read records and their proofs."""
@@ -338,7 +444,8 @@ def records_c2pa_copy(state: _State, cid: str, out: Path) -> None:
 @click.argument("out", type=click.Path(path_type=Path))
 @click.pass_obj
 def export_car(state: _State, out: Path) -> None:
-    """Export every record and image from the local block store as a CAR file any IPFS node can import."""
+    """Export every log entry (records and key events) and every image from the local block store as a CAR file
+    any IPFS node can import (and `audit --from-tiles --blocks` can read)."""
     from provenance.blockstore.local import LocalBlockStore
 
     store = state.ledger.blockstore
@@ -348,6 +455,8 @@ def export_car(state: _State, out: Path) -> None:
     with state.ledger.reader.connect() as conn:
         for rec in state.ledger.store.iter_records(conn):
             cids.extend([rec.cid, rec.image_cid])
+        cids.extend(state.ledger.log.record_cid_run(conn, 0, state.ledger.log.size(conn)))  # key events too
+    cids = list(dict.fromkeys(cids))
     store.export_car(cids, out)
     click.echo(f"wrote {len(cids)} roots to {out}")
 
@@ -424,14 +533,63 @@ def print_verdict(obj: dict[str, Any]) -> None:
 @cli.command()
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object (the same keys as POST /v1/lookup).")
+@click.option("--receipt", "receipt_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the signed lookup receipt to FILE (check it with provenance verify-receipt).")
 @click.pass_obj
-def lookup(state: _State, image: Path, as_json: bool) -> None:
-    """Is IMAGE a registered image (match), an edited copy of one (altered), or neither (no_match)?"""
-    verdict = state.service.lookup.lookup(image.read_bytes(), name=str(image)).to_obj()
+def lookup(state: _State, image: Path, as_json: bool, receipt_out: Path | None) -> None:
+    """Is IMAGE a registered image (match), an edited copy of one (altered), or neither (no_match)? Every answer
+    comes with a receipt signed with the log's key (the JSON key receipt)."""
+    from provenance.lookup_receipts import lookup_with_receipt
+
+    data = image.read_bytes()
+    verdict, signed = lookup_with_receipt(state.service, state.settings, data, name=str(image))
+    if receipt_out is not None:
+        receipt_out.write_bytes(signed.to_bytes())
     if as_json:
         _echo_json(verdict)
-    else:
-        print_verdict(verdict)
+        return
+    print_verdict(verdict)
+    r = signed.receipt
+    if r.record_cid is None:
+        click.echo(f"  {r.no_match_statement} of {r.checkpoint.origin}")
+    click.echo(f"  receipt {r.receipt_id}: signed by {r.service.name}+{r.service.key_id}, as of checkpoint "
+               f"{r.checkpoint.size}" + (f", written to {receipt_out}" if receipt_out is not None else ""))
+
+
+@cli.command("verify-receipt")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--service-key", "service_key", required=True, metavar="VKEY",
+              help="The log's verifier key, as provenance log key prints it (name+hex8+base64).")
+@click.option("--json", "as_json", is_flag=True)
+def verify_receipt_command(file: Path, service_key: str, as_json: bool) -> None:
+    """Check a lookup receipt offline (no data directory, no server): exit 0 when it verifies under VKEY, 1 when it
+    does not, naming what failed."""
+    from provenance.errors import ReceiptError
+    from provenance.receipts import MAX_RECEIPT_BYTES, verify_receipt
+
+    try:
+        try:
+            with file.open("rb") as fh:
+                data = fh.read(MAX_RECEIPT_BYTES + 1)
+        except OSError as exc:
+            raise ReceiptError(f"cannot read {file}: {exc.strerror or exc}", check="file") from None
+        r = verify_receipt(data, service_key)
+    except ReceiptError as exc:
+        if as_json:
+            _echo_json({"ok": False, "check": exc.check, "error": str(exc)})
+        else:
+            click.echo(f"FAILED ({exc.check}): {exc}", err=True)
+        sys.exit(1)
+    statement = r.no_match_statement if r.verdict == "no_match" else f"{r.verdict}: record {r.record_cid}"
+    if as_json:
+        _echo_json({"ok": True, "receipt_id": r.receipt_id, "issued_at": r.issued_at, "verdict": r.verdict,
+                    "record_cid": r.record_cid, "statement": statement, "query_sha256": r.query_sha256,
+                    "service_key": f"{r.service.name}+{r.service.key_id}", "checkpoint": r.checkpoint.to_obj()})
+        return
+    click.echo(f"OK: receipt {r.receipt_id} verifies under {r.service.name}+{r.service.key_id}")
+    click.echo(f"  {statement}")
+    click.echo(f"  query sha256 {r.query_sha256}, issued {r.issued_at}")
+    click.echo(f"  checkpoint {r.checkpoint.origin} size {r.checkpoint.size} root {r.checkpoint.to_obj()['root']}")
 
 
 # --- the main job ---------------------------------------------------------------------------------------------------
@@ -457,7 +615,12 @@ def _register_subcommands() -> None:
     from provenance.api.cli import api_keys, serve
     from provenance.bench.cli import bench
     from provenance.index.cli import index
+    from provenance.client.cli import client
+    from provenance.witness.cli import witness
     from workers.cli import worker
+
+    cli.add_command(witness)
+    cli.add_command(client)
 
     for command in (bench, index, serve, api_keys, worker):
         cli.add_command(command)

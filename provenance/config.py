@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from provenance.witness.endpoints import WitnessEndpoint
 
 
 class Settings(BaseSettings):
@@ -49,6 +52,16 @@ class Settings(BaseSettings):
     log_origin: str = Field("provenance.example/log", description="Origin line of checkpoints; names this log.")
     log_key_name: str = Field("provenance-log", description="Signed-note key name of the checkpoint signer.")
 
+    # --- witnesses (C2SP tlog-witness) ----------------------------------------------------------------------------
+    witnesses: str | None = Field(
+        None, description="Comma-separated URL=VKEY: the witnesses asked to cosign each checkpoint (VKEY from "
+        "'provenance witness keygen'). Unset: none."
+    )
+    witness_quorum: int = Field(
+        0, ge=0, description="Cosignatures a checkpoint needs before it is published and anchored (0: no witnesses)."
+    )
+    witness_timeout_s: float = Field(10.0, gt=0, description="Seconds to wait for one witness's answer.")
+
     # --- C2PA (Content Credentials) -----------------------------------------------------------------------------
     c2pa_trust_anchors: Path | None = Field(
         None, description="PEM bundle of C2PA trust anchors (roots). Unset: no signer is Trusted, at best Valid."
@@ -71,6 +84,62 @@ class Settings(BaseSettings):
     api_lookup_rate_per_s: float = Field(2.0, gt=0, description="Lookups per second refilled per client IP.")
     api_lookup_burst: int = Field(20, ge=1, description="Lookups a client IP may make at once (token bucket size).")
     api_change_map_ttl_s: float = Field(3600.0, gt=0, description="Seconds a lookup's change-map PNG is served.")
+    # hardening of the HTTP edge (docs/hardening.md)
+    api_max_json_bytes: int = Field(
+        64 * 1024, gt=0, description="Largest JSON request body or JSON form field (metadata); 413 beyond."
+    )
+    api_max_json_depth: int = Field(
+        32, ge=1, le=256, description="Deepest nesting of [ and { a JSON body or field may have; 400 beyond. Checked "
+        "on the bytes before parsing, so no recursion limit (ours or a dependency's) ever decides."
+    )
+    api_heavy_concurrency: int = Field(
+        2, ge=1, description="Heavy requests (lookups, /matches/byContent, thumbnail renders) run at once, over all "
+        "clients; a request waits up to api_heavy_wait_s for a slot, then gets 503 + Retry-After."
+    )
+    api_heavy_per_client: int = Field(
+        1, ge=1, description="Heavy requests one client IP may have running at once; 429 + Retry-After beyond."
+    )
+    api_heavy_wait_s: float = Field(5.0, ge=0, description="Seconds a heavy request waits for a free slot.")
+    api_image_rate_per_s: float = Field(
+        10.0, gt=0, description="GET /v1/records/{cid}/image requests per second refilled per client IP."
+    )
+    api_image_burst: int = Field(60, ge=1, description="Image requests a client IP may make at once (token bucket).")
+    api_trusted_proxies: str = Field(
+        "", description="Comma-separated IPs or CIDR networks of reverse proxies whose X-Forwarded-For is believed. "
+        "Empty (default): the header is ignored and the peer address is the client."
+    )
+    api_header_timeout_s: float = Field(
+        10.0, gt=0, description="Seconds a connection may take to send a request's headers before it is closed."
+    )
+    api_body_idle_timeout_s: float = Field(
+        30.0, gt=0, description="Seconds a request body may stall between two chunks before 408 (and close)."
+    )
+    api_body_timeout_s: float = Field(
+        300.0, gt=0, description="Seconds a whole request body may take to arrive before 408 (and close)."
+    )
+    api_keep_alive_timeout_s: float = Field(
+        5.0, gt=0, description="Seconds an idle keep-alive connection stays open between requests."
+    )
+    lookup_decode_max_side: int = Field(
+        2048, ge=1024, description="Lookup queries larger than this (long side, px) are decoded shrunk to it by a "
+        "whole factor (lookup itself works at <= 1024 px), bounding a query's memory and time."
+    )
+
+    # --- publishers and their keys (docs/publisher-keys.md) ---------------------------------------------------
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token of the admin routes (POST /v1/admin/publishers). Unset: admin routes are off."
+    )
+    statement_max_age_s: float = Field(
+        600.0, gt=0, description="A publisher statement issued longer ago (or further ahead) than this is refused."
+    )
+
+    # --- lookup receipts (docs/receipts.md) --------------------------------------------------------------------
+    receipt_retention_days: float = Field(
+        365.0, gt=0, description="Days a signed lookup receipt stays at its permalink (GET /v1/receipts/{id})."
+    )
+    receipt_max_count: int = Field(
+        1_000_000, ge=1, description="Most receipts kept for permalinks; the oldest beyond it are deleted."
+    )
 
     # --- ingest queue (workers/) ----------------------------------------------------------------------------------
     queue: Literal["inprocess", "celery"] = Field(
@@ -93,6 +162,23 @@ class Settings(BaseSettings):
         2.0, gt=0, description="Base of the retry backoff: waits of half to all of base * 2**retry seconds."
     )
     ingest_retry_backoff_max_s: float = Field(300.0, gt=0, description="Longest wait between two retries.")
+    ingest_duplicate_policy: Literal["flag", "refuse"] = Field(
+        "flag", description="An upload whose image another publisher registered first (same sha256, or a verified "
+        "near-duplicate): 'flag' ingests it and names the earlier record in the task result; 'refuse' answers 409 "
+        "(or fails the task) naming the earlier record."
+    )
+    ingest_task_retention_s: float = Field(
+        30 * 86400.0, gt=0, description="Seconds a finished in-process ingest task stays queryable by its id."
+    )
+
+    # --- operations: probes and metrics (docs/operations.md) --------------------------------------------------------
+    index_max_staleness_s: float = Field(
+        60.0, gt=0, description="/readyz fails when the hash index lags the catalog by more than this many seconds."
+    )
+    worker_metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="Port on which each ingest worker serves Prometheus /metrics. Unset: none."
+    )
+    worker_metrics_host: str = Field("127.0.0.1", description="Address the worker metrics port listens on.")
 
     # --- logging ---------------------------------------------------------------------------------------------------
     log_level: str = Field("INFO")
@@ -103,6 +189,26 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'ledger.sqlite3').resolve()}"
+
+    @model_validator(mode="after")
+    def _check_witnesses(self) -> Settings:
+        from provenance.errors import ConfigError
+
+        try:
+            count = len(self.witness_endpoints)
+        except ConfigError as exc:
+            raise ValueError(f"PROVENANCE_WITNESSES: {exc}") from exc
+        if self.witness_quorum > count:
+            raise ValueError(f"PROVENANCE_WITNESS_QUORUM is {self.witness_quorum} but only {count} witness(es) are "
+                             "configured in PROVENANCE_WITNESSES: no checkpoint could ever be published")
+        return self
+
+    @property
+    def witness_endpoints(self) -> tuple[WitnessEndpoint, ...]:
+        """``witnesses`` parsed (see :func:`provenance.witness.endpoints.parse_witnesses`)."""
+        from provenance.witness.endpoints import parse_witnesses
+
+        return parse_witnesses(self.witnesses)
 
     @property
     def keyring_dir(self) -> Path:

@@ -46,7 +46,14 @@ def create_schema(engine: Engine) -> None:
     # Import the modules that define tables so they register on ``metadata``.
     import provenance.api.keys  # noqa: F401
     import provenance.index.catalog  # noqa: F401
+    import provenance.keyevents_store  # noqa: F401
+    import provenance.receipts_store  # noqa: F401
     import provenance.records_store  # noqa: F401
     import provenance.translog.sql  # noqa: F401
+    import provenance.ingest_tasks_store  # noqa: F401
 
     metadata.create_all(engine)
+    # create_all adds indexes only with new tables: an index added to an existing table is created here.
+    for table in metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(engine, checkfirst=True)

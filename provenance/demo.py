@@ -69,6 +69,20 @@ def paste_object(target: bytes, donor: bytes) -> bytes:
     return buf.getvalue()
 
 
+def _lookup_with_receipt(service, data: bytes, label: str):  # type: ignore[no-untyped-def]
+    """The lookup's ``Verdict`` and its signed receipt (docs/receipts.md)."""
+    from provenance.lookup_receipts import answer_with_receipt
+
+    seen = []
+
+    def answer():  # type: ignore[no-untyped-def]
+        seen.append(service.lookup.lookup(data, name=label))
+        return seen[0].to_obj()
+
+    _, signed = answer_with_receipt(service, service.settings, data, answer)
+    return seen[0], signed
+
+
 def run_demo(service, *, photos: Path | None, publisher: str, out_dir: Path,  # type: ignore[no-untyped-def]
              echo: Callable[[str], None], audit: Callable[[], bool]) -> DemoOutcome:
     ledger, pipeline, lookup = service.ledger, service.pipeline, service.lookup
@@ -123,12 +137,14 @@ def run_demo(service, *, photos: Path | None, publisher: str, out_dir: Path,  # 
                         f"{edited_src.name} with a piece of {donor.name} pasted in", "altered"),
         "unrelated photo": (unrelated_path.read_bytes(), f"{unrelated_path.name}, never ingested", "no_match"),
     }
-    echo("4. Lookups:")
+    from provenance.receipts import verify_receipt
+
+    echo("4. Lookups, each with a receipt signed with the log's key:")
     verdicts: dict[str, str] = {}
     ok = True
     for label, (data, what, expected) in queries.items():
         (out_dir / f"query-{label.replace(' ', '-')}.jpg").write_bytes(data)
-        v = lookup.lookup(data, name=label)
+        v, signed = _lookup_with_receipt(service, data, label)
         verdicts[label] = v.verdict
         ok &= v.verdict == expected
         best = next((c for c in v.candidates if c.record_cid == v.record_cid), None)
@@ -138,6 +154,12 @@ def run_demo(service, *, photos: Path | None, publisher: str, out_dir: Path,  # 
              f"{v.timings_ms.get('total', 0):.0f} ms")
         if v.change_map:
             echo(f"      changed regions: {[r.to_obj() for r in v.regions]}; change map {v.change_map}")
+        receipt_path = out_dir / f"receipt-{label.replace(' ', '-')}.json"
+        receipt_path.write_bytes(signed.to_bytes())
+        r = verify_receipt(receipt_path.read_bytes(), service.receipts.verifier_key)
+        said = r.no_match_statement if r.record_cid is None else f"as of checkpoint {r.checkpoint.size}"
+        echo(f"      signed receipt {receipt_path}: {said}; verifies offline under {r.service.name}+"
+             f"{r.service.key_id} (provenance verify-receipt)")
     echo("5. Audit:")
     ok &= audit()
     return DemoOutcome(ok, verdicts)

@@ -24,6 +24,27 @@ class InvalidImageError(InvalidInputError):
     """The bytes are not a decodable image, or exceed the configured limits."""
 
 
+class InvalidMetadataError(InvalidInputError):
+    """Publisher metadata breaks its schema (key count, lengths, types, UTF-8, capture_time, duplicate keys)."""
+
+
+class IngestConflictError(InvalidInputError):
+    """An upload conflicts with what is registered already; ``record_cid`` / ``publisher_id`` name that record."""
+
+    def __init__(self, message: str, *, record_cid: str, publisher_id: str) -> None:
+        super().__init__(message)
+        self.record_cid = record_cid
+        self.publisher_id = publisher_id
+
+
+class MetadataConflictError(IngestConflictError):
+    """The same publisher already registered these bytes with other metadata (records are immutable)."""
+
+
+class DuplicateImageError(IngestConflictError):
+    """Another publisher registered this image first and the duplicate policy is ``refuse``."""
+
+
 class InvalidRecordError(InvalidInputError):
     """A record does not match the schema or its canonical form."""
 
@@ -34,6 +55,39 @@ class UnknownPublisherError(InvalidInputError):
 
 class SignatureError(InvalidInputError):
     """A signature does not verify under the claimed key."""
+
+
+class ReceiptError(InvalidInputError):
+    """A lookup receipt is malformed, or does not verify under the given service key; ``check`` names what failed
+    (``json``, ``field:<path>``, ``service_key``, ``key_mismatch``, ``signature``)."""
+
+    def __init__(self, message: str, *, check: str = "receipt") -> None:
+        super().__init__(message)
+        self.check = check
+
+
+class StatementError(InvalidInputError):
+    """A publisher statement is malformed, stale, replayed, or names another image or publisher."""
+
+
+class ReplayError(StatementError):
+    """A signed statement or key event that was already used is presented again."""
+
+
+class KeyEventError(InvalidInputError):
+    """A key event (registration, rotation, revocation, withdrawal) is malformed or not signed by who it must be."""
+
+
+class RevokedKeyError(SignatureError):
+    """The signing key was revoked (or rotated away) before this signature was presented."""
+
+
+class BundleError(ProvenanceError):
+    """A proof bundle is malformed, or one of its checks failed; ``check`` names which."""
+
+    def __init__(self, message: str, *, check: str = "bundle") -> None:
+        super().__init__(message)
+        self.check = check
 
 
 # --- content addressing / block stores -------------------------------------------------------------------------
@@ -84,6 +138,39 @@ class RootMismatchError(ProofError):
 
 class CheckpointError(LogError):
     """A checkpoint note is malformed, or its signature does not verify."""
+
+
+class TilePathError(InvalidInputError):
+    """A path is not a well-formed C2SP tlog-tiles tile or entry-bundle path (HTTP 400)."""
+
+
+class TileNotFoundError(LogError):
+    """A tile (or the checkpoint) does not exist in the log as it stands, e.g. beyond its size (HTTP 404)."""
+
+
+class TileSourceError(LogError):
+    """Tiles to audit cannot be read: a server unreachable or answering errors, a directory missing; ``where``
+    names it."""
+
+    def __init__(self, message: str, *, where: str) -> None:
+        super().__init__(message if where in message else f"{message} (at {where})")
+        self.where = where
+
+
+class CosignatureError(CheckpointError):
+    """A witness cosignature (C2SP tlog-cosignature) is malformed, or does not verify under the witness's key."""
+
+
+# --- witnesses -----------------------------------------------------------------------------------------------------
+class WitnessError(ProvenanceError):
+    """Talking to a witness, or being one, failed."""
+
+
+class WitnessQuorumError(WitnessError):
+    """Fewer witnesses than the configured quorum cosigned a checkpoint: it is neither published nor anchored.
+
+    Nothing is lost (appended records stay in the log); publication waits for the next try.
+    """
 
 
 # --- chain anchoring ---------------------------------------------------------------------------------------------

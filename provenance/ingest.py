@@ -14,15 +14,23 @@ queue that re-runs a step after a worker died (``acks_late``) never duplicates a
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provenance.errors import InvalidImageError, ProvenanceError
+from provenance.errors import InvalidImageError, MetadataConflictError, ProvenanceError
 from provenance.images import inspect_image
 from provenance.ledger import IngestFailure, IngestResult, Ledger, expand_image_paths
 from provenance.logging import get_logger
+from provenance.precedence import (
+    DuplicatePolicy,
+    PriorRegistration,
+    earliest_near_duplicate,
+    earliest_same_image,
+    refuse,
+)
 from provenance.records import PerceptualHash, PublisherMetadata
 
 log = get_logger(__name__)
@@ -46,17 +54,91 @@ class Analysis:
     features: bytes
 
 
+@dataclass(frozen=True)
+class IngestReport:
+    """An ingest's result and what the uploader should know about it: ``prior`` is another publisher's earlier
+    record of the same image (``provenance.precedence``); ``metadata_conflict`` says the bytes were registered
+    already by this publisher with other metadata, which the existing record kept (records are immutable)."""
+
+    result: IngestResult
+    prior: PriorRegistration | None = None
+    metadata_conflict: bool = False
+
+    def details(self) -> dict[str, Any]:
+        """The extra fields of a task result (empty when there is nothing to say)."""
+        out: dict[str, Any] = self.prior.to_obj() if self.prior is not None else {}
+        if self.metadata_conflict:
+            out["metadata_conflict"] = True
+        return out
+
+
+def record_metadata(record_bytes: bytes) -> PublisherMetadata:
+    from provenance.records import parse_record
+
+    return parse_record(record_bytes).record.metadata
+
+
 class IngestPipeline:
-    def __init__(self, ledger: Ledger, lookup: Any, *, c2pa_trust_anchors: str | None = None) -> None:
+    def __init__(self, ledger: Ledger, lookup: Any, *, c2pa_trust_anchors: str | None = None,
+                 duplicate_policy: DuplicatePolicy = "flag") -> None:
         self.ledger = ledger
         self.lookup = lookup  # provenance.lookup.service.Lookup: the index and feature store it searches
         self.c2pa_trust_anchors = c2pa_trust_anchors
+        self.duplicate_policy = duplicate_policy  # another publisher's earlier record: flag it, or refuse
 
     # --- steps ------------------------------------------------------------------------------------------------------
     def check(self, data: bytes, *, source: str = "image") -> None:
         """Refuse what can never be ingested (not an image, over the limits) before any work is queued."""
         inspect_image(data, max_bytes=self.ledger.config.max_image_bytes,
                       max_pixels=self.ledger.config.max_image_pixels, name=source)
+
+    def admit(self, data: bytes, *, publisher: str, metadata: PublisherMetadata, source: str = "image") -> None:
+        """Everything a queue's ``submit`` refuses before answering (nothing is written): :meth:`check`; these bytes
+        registered already by this publisher with other metadata (``MetadataConflictError``: the record is
+        immutable, so the new metadata could only be dropped); and, under the ``refuse`` policy, the same bytes
+        registered earlier by another publisher (``DuplicateImageError``). A near-duplicate needs the hashes: the
+        ingest itself refuses those (:meth:`precedence`)."""
+        self.check(data, source=source)
+        sha = hashlib.sha256(data).hexdigest()
+        with self.ledger.reader.connect() as conn:
+            own = self.ledger.store.find_by_image(conn, publisher, sha)
+        if own is not None and record_metadata(own.record_bytes) != metadata:
+            raise MetadataConflictError(
+                f"{source}: publisher {publisher!r} registered these bytes already as record {own.cid} with other "
+                "metadata; records are immutable, so that record and its metadata stand (send the same metadata "
+                "to get the existing record back)", record_cid=own.cid, publisher_id=publisher)
+        if own is None and self.duplicate_policy == "refuse":
+            prior = earliest_same_image(self.ledger, data, other_than=publisher)
+            if prior is not None:
+                raise refuse(prior, publisher)
+
+    def precedence(self, data: bytes, *, publisher: str,
+                   hashes: tuple[PerceptualHash, ...]) -> PriorRegistration | None:
+        """Another publisher's earlier record of this image (same bytes, or a near-duplicate a lookup verifies as a
+        match), or None. Under the ``refuse`` policy finding one raises ``DuplicateImageError``; under ``flag`` a
+        failure of the near-duplicate search (a service down) costs the flag, never the ingest."""
+        prior = earliest_same_image(self.ledger, data, other_than=publisher)
+        if prior is None:
+            try:
+                prior = earliest_near_duplicate(self.lookup, data, hashes, other_than=publisher)
+            except ProvenanceError as exc:
+                if self.duplicate_policy == "refuse":
+                    raise
+                log.warning("ingest.precedence_unchecked", publisher=publisher, error=str(exc))
+        if prior is not None and self.duplicate_policy == "refuse":
+            raise refuse(prior, publisher)
+        if prior is not None:
+            log.info("ingest.registered_earlier", publisher=publisher, earlier=prior.record_cid,
+                     earlier_publisher=prior.publisher_id, match=prior.match)
+        return prior
+
+    def metadata_conflict(self, result: IngestResult, metadata: PublisherMetadata) -> bool:
+        """Whether an ingest that found its record already made was asked for other metadata than it holds."""
+        if not result.duplicate:
+            return False
+        with self.ledger.reader.connect() as conn:
+            stored = self.ledger.store.get(conn, result.cid)
+        return stored is not None and record_metadata(stored.record_bytes) != metadata
 
     def read_c2pa(self, data: bytes) -> dict[str, Any] | None:
         from provenance.c2pa import read_c2pa
@@ -84,15 +166,22 @@ class IngestPipeline:
 
     def ingest(self, data: bytes, *, publisher: str, metadata: PublisherMetadata, source: str = "image") -> IngestResult:
         """Every step in this process (the embedded default: no broker)."""
+        return self.ingest_report(data, publisher=publisher, metadata=metadata, source=source).result
+
+    def ingest_report(self, data: bytes, *, publisher: str, metadata: PublisherMetadata,
+                      source: str = "image") -> IngestReport:
+        """:meth:`ingest`, with what the uploader should be told (an earlier registration, a metadata conflict)."""
         self.check(data, source=source)
         existing = self.ledger.find_existing(data, publisher)
         if existing is not None and self.lookup.is_registered(existing.cid):
-            return existing
+            return IngestReport(existing, earliest_same_image(self.ledger, data, other_than=publisher),
+                                self.metadata_conflict(existing, metadata))
         analysis = self.analyse(data)
+        prior = None if existing is not None else self.precedence(data, publisher=publisher, hashes=analysis.hashes)
         result = self.append(data, publisher=publisher, metadata=metadata, hashes=analysis.hashes,
                              c2pa=analysis.c2pa, source=source)
         self.register(result, publisher=publisher, hashes=analysis.hashes, features=analysis.features)
-        return result
+        return IngestReport(result, prior, self.metadata_conflict(result, metadata))
 
     def ingest_paths(self, paths: Iterable[Path], *, publisher: str,
                      metadata: PublisherMetadata) -> Iterator[IngestResult | IngestFailure]:

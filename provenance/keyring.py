@@ -41,6 +41,18 @@ class Keyring:
         _write_private(path, key)
         return key
 
+    def replace_publisher_key(self, name: str) -> Ed25519PrivateKey:
+        """A new custodial key for ``name`` (a rotation); the old one is kept beside it as ``.rotated-<n>``."""
+        path = self._path("publishers", name)
+        if path.exists():
+            n = 1
+            while path.with_name(f"{path.name}.rotated-{n}").exists():
+                n += 1
+            path.rename(path.with_name(f"{path.name}.rotated-{n}"))
+        key = Ed25519PrivateKey.generate()
+        _write_private(path, key)
+        return key
+
     def publisher_key(self, name: str) -> Ed25519PrivateKey:
         path = self._path("publishers", name)
         if not path.exists():

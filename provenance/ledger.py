@@ -16,27 +16,38 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
 from sqlalchemy.engine import Engine
 
 from provenance.anchor.base import Anchor
 from provenance.blockstore import BlockStore
 from provenance.cid import cid_for_bytes
 from provenance.db import reader
-from provenance.errors import IntegrityError, InvalidImageError, LogError, ProvenanceError, UnknownPublisherError
+from provenance.errors import (
+    IntegrityError,
+    InvalidImageError,
+    InvalidInputError,
+    KeyEventError,
+    LogError,
+    ProvenanceError,
+    ReplayError,
+    SignatureError,
+    StatementError,
+    UnknownPublisherError,
+)
 from provenance.hashing import Hasher
 from provenance.images import IMAGE_SUFFIXES, inspect_image
 from provenance.keyring import Keyring, validate_name
 from provenance.logging import get_logger
-from provenance.records import (
-    PerceptualHash,
-    ProvenanceRecord,
-    PublisherMetadata,
-    SignedRecord,
-    key_id_for,
-    utc_now,
-)
+from provenance import keyevents
+from provenance.keyevents import KeyEvent
+from provenance.keyevents_store import KeyEventStore, StoredKeyEvent
+from provenance.records import AnyRecord, AttestedRecord, PerceptualHash, PublisherMetadata, SignedRecord
+from provenance.statements import PublisherStatement, SignedStatement, key_id_for, parse_utc, utc_now
 from provenance.records_store import RecordStore, StoredCheckpoint, StoredRecord
 from provenance.translog import Checkpoint, SqlTransparencyLog, sign_checkpoint
+from provenance.witness.cosigning import CheckpointWitnesses
 
 log = get_logger(__name__)
 
@@ -47,6 +58,7 @@ class LedgerConfig:
     log_key_name: str
     max_image_bytes: int
     max_image_pixels: int
+    statement_max_age_s: float = 600.0  # a publisher statement older (or further in the future) than this is stale
 
     @property
     def log_id(self) -> bytes:
@@ -77,6 +89,7 @@ class Ledger:
         hashers: tuple[Hasher, ...],
         config: LedgerConfig,
         anchor_factory: Callable[[Ledger], Anchor],
+        witnesses: CheckpointWitnesses | None = None,
     ) -> None:
         self.engine = engine  # writes: on SQLite each transaction takes the write lock at BEGIN
         self.reader = reader(engine)  # reads: never hold or wait for the write lock
@@ -85,28 +98,145 @@ class Ledger:
         self.hashers = hashers
         self.config = config
         self.store = RecordStore()
+        self.events = KeyEventStore()
         self.log = SqlTransparencyLog()
         self._anchor_factory = anchor_factory
         self._anchor: Anchor | None = None
+        self.witnesses = witnesses  # with a quorum, checkpoints are published only once witnesses cosigned them
 
-    # --- publishers --------------------------------------------------------------------------------------------
-    def add_publisher(self, name: str) -> str:
-        """Create an Ed25519 key for ``name`` in the keyring and register its public half. Returns the key id."""
+    # --- publishers and their keys ------------------------------------------------------------------------------
+    def add_publisher(self, name: str, public_key: Ed25519PublicKey | None = None) -> str:
+        """Register ``name``. With ``public_key`` the publisher holds its own key (custody ``publisher``: the service
+        never sees the private half); without, a custodial key is created in the keyring (custody ``service``).
+        The registration is a key event in the log, signed by the operator. Returns the key id."""
         validate_name(name)
-        with self.engine.begin() as conn:
+        with self.reader.connect() as conn:
             if self.store.has_publisher(conn, name):
-                raise ProvenanceError(f"publisher {name!r} is already registered")
-            key = self.keyring.create_publisher_key(name)
-            key_id = key_id_for(key.public_key())
-            self.store.add_publisher(conn, name, key_id, key.public_key())
-        log.info("publisher.added", publisher=name, key_id=key_id)
+                raise InvalidInputError(f"publisher {name!r} is already registered")
+        custody = "publisher" if public_key is not None else "service"
+        if public_key is None:
+            public_key = self.keyring.create_publisher_key(name).public_key()
+        event = keyevents.registration(name, public_key, custody, self._service_key())
+        key_id = key_id_for(public_key)
+        self._append_event(event, add_key=(name, key_id, public_key), new_publisher=True)
+        log.info("publisher.added", publisher=name, key_id=key_id, custody=custody)
         return key_id
+
+    def custody(self, publisher: str) -> str:
+        with self.reader.connect() as conn:
+            if not self.store.has_publisher(conn, publisher):
+                raise UnknownPublisherError(f"publisher {publisher!r} is not registered")
+            history = self._history(conn, publisher)
+        return history.custody(publisher) or "service"  # registered before key events existed: custodial
+
+    def append_key_event(self, event: KeyEvent) -> str:
+        """Append a key event a publisher (or the operator) signed: rotation, revocation or withdrawal. It is checked
+        against the publisher's history first; nothing is written when it does not hold. Returns its CID."""
+        add_key = None
+        if event.kind in ("key-rotation",):
+            new = event.new_key
+            assert new is not None
+            add_key = (event.publisher, key_id_for(new), new)
+        return self._append_event(event, add_key=add_key)
+
+    def rotate_custodial_key(self, publisher: str) -> str:
+        """A service-custody publisher's key, replaced by a new custodial key (signed by the old one)."""
+        if self.custody(publisher) != "service":
+            raise InvalidInputError(f"publisher {publisher!r} holds its own key: it signs its own rotation "
+                                    "(provenance client rotate)")
+        old = self.keyring.publisher_key(publisher)
+        new = self.keyring.replace_publisher_key(publisher)
+        event = keyevents.rotation(publisher, key_id_for(old.public_key()), new.public_key(), "service", old)
+        self.append_key_event(event)
+        return key_id_for(new.public_key())
+
+    def withdraw(self, record_cid: str, publisher: str, event: KeyEvent | None = None) -> str:
+        """Log the withdrawal of ``record_cid``: ``event`` as the publisher signed it, or (service custody only)
+        signed here with the custodial key. Returns the event's CID."""
+        if event is None:
+            if self.custody(publisher) != "service":
+                raise SignatureError(f"publisher {publisher!r} holds its own key: a withdrawal must carry its "
+                                     "signed record-withdrawal event")
+            event = keyevents.withdrawal(publisher, record_cid, self.keyring.publisher_key(publisher))
+        if event.kind != "record-withdrawal" or event.record_cid != record_cid or event.publisher != publisher:
+            raise KeyEventError(f"the event must be {publisher!r}'s record-withdrawal of {record_cid}")
+        return self._append_event(event)
+
+    def withdrawal(self, record_cid: str) -> StoredKeyEvent | None:
+        with self.reader.connect() as conn:
+            return self.events.withdrawal(conn, record_cid)
+
+    def key_history(self, *, below_leaf: int | None = None) -> keyevents.KeyHistory:
+        with self.reader.connect() as conn:
+            return self._history(conn, None, below_leaf=below_leaf)
+
+    def _history(self, conn, publisher: str | None, *, below_leaf: int | None = None) -> keyevents.KeyHistory:  # type: ignore[no-untyped-def]
+        def rows():  # type: ignore[no-untyped-def]
+            for ev in self.events.iter_events(conn, publisher=publisher, below_leaf=below_leaf):
+                owner = None
+                if ev.event.record_cid is not None:
+                    rec = self.store.get(conn, ev.event.record_cid)
+                    owner = rec.publisher_id if rec is not None and rec.leaf_index < ev.leaf_index else None
+                yield ev.leaf_index, ev.event, owner
+        return keyevents.replay(self.log_public_key(), rows())
+
+    def _append_event(self, event: KeyEvent, *, add_key: tuple[str, str, Ed25519PublicKey] | None = None,
+                      new_publisher: bool = False) -> str:
+        data = event.to_bytes()
+        cid = cid_for_bytes(data)
+        got = self.blockstore.put(data)
+        if got != cid:
+            raise IntegrityError(f"block store returned CID {got}, expected {cid}")
+        with self.engine.begin() as conn:
+            if new_publisher:
+                if self.store.has_publisher(conn, event.publisher):
+                    raise InvalidInputError(f"publisher {event.publisher!r} is already registered")
+            elif not self.store.has_publisher(conn, event.publisher):
+                raise UnknownPublisherError(f"publisher {event.publisher!r} is not registered")
+            if self.events.get(conn, cid) is not None:
+                raise ReplayError(f"key event {cid} is already in the log (a replay)")
+            history = self._history(conn, event.publisher)
+            self._adopt_legacy_keys(conn, history, event.publisher)
+            leaf = self.log.size(conn)
+            owner = None
+            if event.record_cid is not None:
+                rec = self.store.get(conn, event.record_cid)
+                owner = rec.publisher_id if rec is not None else None
+            history.apply(event, leaf, record_publisher=owner)  # raises: nothing written
+            if new_publisher:
+                assert add_key is not None
+                self.store.add_publisher(conn, event.publisher, add_key[1], add_key[2])
+            elif add_key is not None:
+                self.store.add_publisher_key(conn, *add_key)
+            appended = self.log.append(conn, cid)
+            self.events.insert(conn, cid, appended.index, event, data)
+        log.info("key_event.appended", kind=event.kind, publisher=event.publisher, cid=cid, leaf_index=appended.index,
+                 signer=event.signer_role)
+        return cid
+
+    def _adopt_legacy_keys(self, conn, history: keyevents.KeyHistory, publisher: str) -> None:  # type: ignore[no-untyped-def]
+        """A publisher registered before key events existed has keys in the table but no registration in the log:
+        treat them as custodial keys registered at leaf -1, so its events can be checked like anyone's."""
+        if history.keys.get(publisher) or not self.store.has_publisher(conn, publisher):
+            return
+        for pub, key_id in self.store.list_publishers(conn):
+            if pub == publisher:
+                key = self.store.public_key(conn, pub, key_id)
+                history.keys.setdefault(pub, {})[key_id] = keyevents.KeyState(key_id, key, "service", -1,
+                                                                              "legacy")
+
+    def _service_key(self) -> Ed25519PrivateKey:
+        return self.keyring.service_key(self.config.log_key_name)
 
     # --- ingest ---------------------------------------------------------------------------------------------------
     def ingest(self, data: bytes, *, publisher: str, metadata: PublisherMetadata, source: str = "image",
-               hashes: tuple[PerceptualHash, ...] | None = None, c2pa: dict[str, Any] | None = None) -> IngestResult:
-        """Hash (unless ``hashes`` were computed already, e.g. by a GPU worker), sign with the publisher's local key
-        and append one image. ``c2pa`` is the summary of the image's C2PA manifest, if read."""
+               hashes: tuple[PerceptualHash, ...] | None = None, c2pa: dict[str, Any] | None = None,
+               statement: SignedStatement | None = None) -> IngestResult:
+        """Hash (unless ``hashes`` were computed already, e.g. by a GPU worker), attest and append one image.
+
+        ``statement`` is the publisher's signed statement (required for a publisher-custody publisher; its metadata
+        is what the record carries). Without it, a service-custody publisher's statement is signed here with its
+        custodial key. ``c2pa`` is the summary of the image's C2PA manifest, if read."""
         info = inspect_image(
             data, max_bytes=self.config.max_image_bytes, max_pixels=self.config.max_image_pixels, name=source
         )
@@ -117,22 +247,48 @@ class Ledger:
             existing = self.store.find_by_image(conn, publisher, sha)
         if existing is not None:
             return _result(existing, duplicate=True)
-        key = self.keyring.publisher_key(publisher)
-        record = ProvenanceRecord(
-            image_sha256=sha,
-            image_cid=cid_for_bytes(data),
-            media_type=info.media_type,
-            width=info.width,
-            height=info.height,
-            byte_size=len(data),
-            hashes=hashes if hashes is not None else self.hash_image(data),
-            publisher_id=publisher,
-            key_id=key_id_for(key.public_key()),
-            metadata=metadata,
-            c2pa=c2pa,
-            ingested_at=utc_now(),
-        )
-        return self._append(record.sign(key), data, source=source)
+        custody = self.custody(publisher)
+        if statement is None:
+            if custody != "service":
+                raise StatementError(f"publisher {publisher!r} holds its own key: an upload must carry its signed "
+                                     "statement (provenance client submit)")
+            key = self.keyring.publisher_key(publisher)
+            statement = PublisherStatement(sha, cid_for_bytes(data), info.media_type, metadata, publisher,
+                                           key_id_for(key.public_key()), utc_now()).sign(key)
+        else:
+            self.check_statement(statement, data, publisher=publisher)
+        record = AttestedRecord.attest(
+            statement, custody=custody, width=info.width, height=info.height, byte_size=len(data),
+            hashes=hashes if hashes is not None else self.hash_image(data), c2pa=c2pa,
+            service_key=self._service_key())
+        return self._append(record, data, source=source)
+
+    def check_statement(self, signed: SignedStatement, data: bytes | None = None, *, publisher: str,
+                        now: datetime | None = None) -> None:
+        """Everything that can refuse a publisher's statement, before any work is queued: it names this publisher
+        and (when given) these bytes, it is fresh and unused, and it verifies under a key the publisher holds now.
+        StatementError / SignatureError / RevokedKeyError naming what failed; nothing is written."""
+        st = signed.statement
+        if st.publisher_id != publisher:
+            raise StatementError(f"statement is by publisher {st.publisher_id!r}, but the upload is {publisher!r}'s")
+        if data is not None:
+            if hashlib.sha256(data).hexdigest() != st.image_sha256:
+                raise StatementError("statement names another image: its sha256 differs from the uploaded bytes")
+            if cid_for_bytes(data) != st.image_cid:
+                raise StatementError("statement names another image: its CID differs from the uploaded bytes")
+        now = now or datetime.now(timezone.utc)
+        age = (now - parse_utc(st.issued_at)).total_seconds()
+        if abs(age) > self.config.statement_max_age_s:
+            raise StatementError(f"statement was issued at {st.issued_at}, {age:.0f} s from now: more than the "
+                                 f"{self.config.statement_max_age_s:.0f} s allowed (sign it again)")
+        with self.reader.connect() as conn:
+            used = self.events.statement_use(conn, signed.digest)
+            if used is not None:
+                raise ReplayError(f"statement was already used for record {used} (a replay)")
+            history = self._history(conn, publisher)
+            self._adopt_legacy_keys(conn, history, publisher)
+            state = history.check_signer(publisher, st.key_id, self.log.size(conn), signed_at=st.issued_at)
+        signed.verify(state.public_key)
 
     def hash_image(self, data: bytes) -> tuple[PerceptualHash, ...]:
         return tuple(h.hash_image(data) for h in self.hashers)
@@ -143,7 +299,7 @@ class Ledger:
             existing = self.store.find_by_image(conn, publisher, hashlib.sha256(data).hexdigest())
         return None if existing is None else _result(existing, duplicate=True)
 
-    def ingest_signed(self, signed: SignedRecord, image: bytes, *, source: str = "image") -> IngestResult:
+    def ingest_signed(self, signed: AnyRecord, image: bytes, *, source: str = "image") -> IngestResult:
         """Append a record the publisher signed. Refused (nothing written) unless it verifies and matches the image."""
         rec = signed.record
         if hashlib.sha256(image).hexdigest() != rec.image_sha256 or cid_for_bytes(image) != rec.image_cid:
@@ -154,13 +310,16 @@ class Ledger:
                 raise UnknownPublisherError(f"publisher {rec.publisher_id!r} is not registered")
         return self._append(signed, image, source=source)
 
-    def _append(self, signed: SignedRecord, image: bytes, *, source: str) -> IngestResult:
-        """Verify the signature under the registered key, then write: blobs first, then row + leaf in one transaction.
-        Callers have already checked the image and that the publisher exists."""
+    def _append(self, signed: AnyRecord, image: bytes, *, source: str) -> IngestResult:
+        """Verify the signatures under the registered keys, then write: blobs first, then row + leaf (+ the
+        statement's one use) in one transaction, where the signing key is checked once more against the log's key
+        events (a revocation that raced this ingest wins). Callers have checked the image and the publisher."""
         rec = signed.record
         with self.reader.connect() as conn:
             public_key = self.store.public_key(conn, rec.publisher_id, rec.key_id)
         signed.verify(public_key)
+        if isinstance(signed, AttestedRecord):
+            signed.verify_attestation(self.log_public_key())
         record_bytes = signed.to_bytes()
         cid = cid_for_bytes(record_bytes)
         for blob, expected in ((image, rec.image_cid), (record_bytes, cid)):
@@ -171,6 +330,15 @@ class Ledger:
             existing = self.store.find_by_image(conn, rec.publisher_id, rec.image_sha256)
             if existing is not None:  # a concurrent ingest of the same bytes won the race
                 return _result(existing, duplicate=True)
+            history = self._history(conn, rec.publisher_id)
+            self._adopt_legacy_keys(conn, history, rec.publisher_id)
+            signed_at = signed.statement.statement.issued_at if isinstance(signed, AttestedRecord) else None
+            history.check_signer(rec.publisher_id, rec.key_id, self.log.size(conn), signed_at=signed_at)
+            if isinstance(signed, AttestedRecord):
+                used = self.events.statement_use(conn, signed.statement.digest)
+                if used is not None:
+                    raise ReplayError(f"statement was already used for record {used} (a replay)")
+                self.events.use_statement(conn, signed.statement.digest, cid)
             leaf = self.log.append(conn, cid)
             stored = StoredRecord(cid, rec.publisher_id, rec.image_sha256, rec.image_cid, record_bytes, leaf.index)
             self.store.insert_record(conn, stored, datetime.now(timezone.utc))
@@ -191,7 +359,10 @@ class Ledger:
 
     # --- checkpoints and anchoring ----------------------------------------------------------------------------
     def checkpoint(self) -> StoredCheckpoint:
-        """Sign a checkpoint of the current tree (or return the latest if the tree has not grown)."""
+        """Sign a checkpoint of the current tree (or return the latest if the tree has not grown). With witnesses
+        configured, it is stored (published) only with a quorum of cosignatures, else WitnessQuorumError."""
+        if self.witnesses is not None:
+            return self.witnesses.publish(self)
         with self.engine.begin() as conn:
             size = self.log.size(conn)
             latest = self.store.latest_checkpoint(conn, self.config.log_id)
@@ -238,6 +409,8 @@ class Ledger:
         return self.keyring.service_key(self.config.log_key_name).public_key()
 
     def close(self) -> None:
+        if self.witnesses is not None:
+            self.witnesses.close()
         self.blockstore.close()
         self.engine.dispose()
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
     select,
 )
+from sqlalchemy import Index as SqlIndex
 from sqlalchemy.engine import Connection
 
 from provenance.anchor.base import AnchorReceipt
@@ -57,6 +58,8 @@ records = Table(
     Column("leaf_index", BigInteger, nullable=False, unique=True),
     Column("ingested_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("publisher_id", "image_sha256", name="uq_records_publisher_image"),
+    # Who registered these bytes first, whatever the publisher (ingest precedence): by sha256 alone.
+    SqlIndex("ix_records_image_sha256", "image_sha256"),
 )
 
 checkpoints = Table(
@@ -73,6 +76,16 @@ checkpoints = Table(
     Column("anchor_block_time", BigInteger),
     Column("anchor_gas", Integer),
     Column("anchor_ephemeral", Boolean),
+)
+
+witness_sizes = Table(
+    # Per witness (``name+keyid`` of its verifier key), the tree size it last cosigned for this log, as last learned
+    # (from its cosignature or from its 409 answer): the ``old`` size of the next add-checkpoint request.
+    "witness_sizes",
+    metadata,
+    Column("witness", String(300), primary_key=True),
+    Column("tree_size", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 local_features = Table(
@@ -109,6 +122,15 @@ class StoredRecord:
 
 
 @dataclass(frozen=True)
+class CheckpointSummary:
+    tree_size: int
+    created_at: datetime
+    anchored: bool
+    ephemeral: bool
+    anchored_tree_size: int  # of the latest anchored checkpoint (0: none)
+
+
+@dataclass(frozen=True)
 class StoredCheckpoint:
     tree_size: int
     root: bytes
@@ -126,6 +148,12 @@ class RecordStore:
                 key_id=key_id, publisher_id=publisher_id, public_key=public_key.public_bytes_raw(), created_at=now
             )
         )
+
+    def add_publisher_key(self, conn: Connection, publisher_id: str, key_id: str,
+                          public_key: Ed25519PublicKey) -> None:
+        """Another key of a registered publisher (a rotation's new key)."""
+        conn.execute(publisher_keys.insert().values(key_id=key_id, publisher_id=publisher_id,
+                                                    public_key=public_key.public_bytes_raw(), created_at=_now()))
 
     def has_publisher(self, conn: Connection, publisher_id: str) -> bool:
         return conn.execute(select(publishers.c.id).where(publishers.c.id == publisher_id)).first() is not None
@@ -164,6 +192,16 @@ class RecordStore:
         row = conn.execute(
             select(records).where(records.c.publisher_id == publisher_id, records.c.image_sha256 == image_sha256)
         ).first()
+        return _stored(row) if row else None
+
+    def earliest_by_image(self, conn: Connection, image_sha256: str, *,
+                          other_than: str | None = None) -> StoredRecord | None:
+        """The record of these bytes first appended to the log (lowest leaf index), of any publisher but
+        ``other_than``."""
+        stmt = select(records).where(records.c.image_sha256 == image_sha256)
+        if other_than is not None:
+            stmt = stmt.where(records.c.publisher_id != other_than)
+        row = conn.execute(stmt.order_by(records.c.leaf_index).limit(1)).first()
         return _stored(row) if row else None
 
     def get(self, conn: Connection, cid: str) -> StoredRecord | None:
@@ -216,6 +254,17 @@ class RecordStore:
             )
         )
 
+    def replace_checkpoint_note(self, conn: Connection, tree_size: int, note: str) -> None:
+        """Replace a checkpoint's note by the same signed note with more (cosignature) lines."""
+        conn.execute(checkpoints.update().where(checkpoints.c.tree_size == tree_size).values(note=note))
+
+    def witness_sizes(self, conn: Connection) -> dict[str, int]:
+        return {r.witness: int(r.tree_size) for r in conn.execute(select(witness_sizes))}
+
+    def set_witness_size(self, conn: Connection, witness: str, tree_size: int) -> None:
+        conn.execute(witness_sizes.delete().where(witness_sizes.c.witness == witness))
+        conn.execute(witness_sizes.insert().values(witness=witness, tree_size=tree_size, updated_at=_now()))
+
     def checkpoints(self, conn: Connection, log_id: bytes) -> list[StoredCheckpoint]:
         rows = conn.execute(select(checkpoints).order_by(checkpoints.c.tree_size)).all()
         return [_checkpoint(r, log_id) for r in rows]
@@ -223,6 +272,19 @@ class RecordStore:
     def latest_checkpoint(self, conn: Connection, log_id: bytes) -> StoredCheckpoint | None:
         row = conn.execute(select(checkpoints).order_by(checkpoints.c.tree_size.desc()).limit(1)).first()
         return _checkpoint(row, log_id) if row else None
+
+    def checkpoint_summary(self, conn: Connection) -> CheckpointSummary | None:
+        """The latest checkpoint's size, time and anchor, and the size the latest anchored one covers (metrics)."""
+        row = conn.execute(select(checkpoints.c.tree_size, checkpoints.c.created_at, checkpoints.c.anchor_tx,
+                                  checkpoints.c.anchor_ephemeral)
+                           .order_by(checkpoints.c.tree_size.desc()).limit(1)).first()
+        if row is None:
+            return None
+        anchored = conn.execute(select(checkpoints.c.tree_size).where(checkpoints.c.anchor_tx.is_not(None))
+                                .order_by(checkpoints.c.tree_size.desc()).limit(1)).scalar()
+        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=timezone.utc)
+        return CheckpointSummary(int(row.tree_size), created, row.anchor_tx is not None, bool(row.anchor_ephemeral),
+                                 int(anchored or 0))
 
     # --- chain deployments ---------------------------------------------------------------------------------------
     def deployed_contract(self, conn: Connection, chain_id: int) -> str | None:

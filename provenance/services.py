@@ -15,6 +15,7 @@ from provenance.ingest import IngestPipeline
 from provenance.keyring import Keyring
 from provenance.ledger import Ledger, LedgerConfig
 from provenance.lookup.service import Lookup
+from provenance.witness.cosigning import CheckpointWitnesses
 
 
 def open_ledger(settings: Settings) -> Ledger:
@@ -31,9 +32,19 @@ def open_ledger(settings: Settings) -> Ledger:
             log_key_name=settings.log_key_name,
             max_image_bytes=settings.max_image_bytes,
             max_image_pixels=settings.max_image_pixels,
+            statement_max_age_s=settings.statement_max_age_s,
         ),
         anchor_factory=lambda ledger: make_anchor(settings, ledger),
+        witnesses=make_witnesses(settings),
     )
+
+
+def make_witnesses(settings: Settings) -> CheckpointWitnesses | None:
+    """The witnesses that must cosign each checkpoint (PROVENANCE_WITNESSES / _QUORUM); None when the quorum is 0."""
+    if settings.witness_quorum == 0:
+        return None
+    return CheckpointWitnesses(settings.witness_endpoints, settings.witness_quorum,
+                               timeout_s=settings.witness_timeout_s)
 
 
 @dataclass
@@ -45,6 +56,7 @@ class Service:
     lookup: Lookup
     pipeline: IngestPipeline
     queue: Any = None  # workers.queue.IngestQueue, attached by the API / CLI
+    receipts: Any = None  # provenance.lookup_receipts.ReceiptIssuer, attached by the first lookup
 
     def close(self) -> None:
         if self.queue is not None and hasattr(self.queue, "close"):
@@ -57,14 +69,16 @@ def open_lookup(settings: Settings, ledger: Ledger) -> Lookup:
     from provenance.index import HashIndex
 
     index = HashIndex(settings.data_dir, ledger.engine)
-    return Lookup(ledger, index, change_map_dir=settings.data_dir / "change-maps")
+    return Lookup(ledger, index, change_map_dir=settings.data_dir / "change-maps",
+                  decode_max_side=settings.lookup_decode_max_side)
 
 
 def open_pipeline(settings: Settings, ledger: Ledger | None = None) -> IngestPipeline:
     ledger = ledger or open_ledger(settings)
     from provenance.c2pa import trust_anchors_from_settings
 
-    return IngestPipeline(ledger, open_lookup(settings, ledger), c2pa_trust_anchors=trust_anchors_from_settings(settings))
+    return IngestPipeline(ledger, open_lookup(settings, ledger), c2pa_trust_anchors=trust_anchors_from_settings(settings),
+                          duplicate_policy=settings.ingest_duplicate_policy)
 
 
 def open_service(settings: Settings, ledger: Ledger | None = None) -> Service:

@@ -125,6 +125,19 @@ def _close_pipeline(**_: Any) -> None:
         app.close_pipeline()
 
 
+@signals.worker_init.connect
+def _serve_metrics(sender: Any = None, **_: Any) -> None:
+    """``PROVENANCE_WORKER_METRICS_PORT``: this worker's Prometheus /metrics (with a prefork pool, its children's
+    too when PROMETHEUS_MULTIPROC_DIR is set: ``provenance worker`` sets it)."""
+    app = getattr(sender, "app", None)
+    if not isinstance(app, IngestApp) or app.provenance_settings.worker_metrics_port is None:
+        return
+    from provenance.metrics import serve_worker_metrics
+
+    settings = app.provenance_settings
+    serve_worker_metrics(settings.worker_metrics_host, settings.worker_metrics_port)
+
+
 _app: IngestApp | None = None
 _app_lock = threading.Lock()
 

@@ -5,7 +5,11 @@ Registered in ``provenance/cli.py``; nothing here reads settings or imports Cele
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import click
@@ -35,6 +39,19 @@ def worker_argv(*, queues: str, concurrency: int | None, pool: str, beat: bool, 
     return argv
 
 
+def _multiprocess_metrics_dir(data_dir: Path) -> None:
+    """With a prefork pool the tasks run in child processes: their metrics reach the parent's /metrics only through
+    prometheus-client's multiprocess mode. Give it a fresh directory (no counts of an earlier run) unless the
+    operator chose one; prometheus-client reads the variable when first imported, which is after this."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    root = Path(data_dir) / "worker-metrics"
+    root.mkdir(parents=True, exist_ok=True)
+    path = tempfile.mkdtemp(prefix=f"pid{os.getpid()}-", dir=root)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+
+
 @click.command("worker")
 @click.option("--queues", default="ingest,hash", show_default=True, callback=_queues,
               help="Queues to consume: 'ingest' (C2PA, features, append, register, anchor) and/or 'hash' (the "
@@ -58,6 +75,8 @@ def worker(state: Any, queues: str, concurrency: int | None, pool: str, beat: bo
     slots = concurrency or (1 if pool == "solo" else cpus)
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cpus // slots)))  # read when a task first imports torch
     settings = state.settings
+    if settings.worker_metrics_port is not None and pool == "prefork":
+        _multiprocess_metrics_dir(settings.data_dir)
     app = create_app(settings)
     app.worker_main(worker_argv(queues=queues, concurrency=concurrency, pool=pool, beat=beat, name=name,
                                 loglevel=settings.log_level))

@@ -20,3 +20,12 @@ class QueueUnavailableError(QueueError):
 
 class UnknownTaskError(QueueError, InvalidInputError):
     """No ingest task of that id was submitted (or its status has expired)."""
+
+
+class QueueFullError(QueueError):
+    """Every pending slot of the queue is taken: the caller should retry after ``retry_after_s`` (HTTP 503 with
+    Retry-After). Raised at once, so a full queue never holds a caller's thread."""
+
+    def __init__(self, message: str, *, retry_after_s: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

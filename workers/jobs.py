@@ -56,6 +56,8 @@ class IngestJob:
     record: dict[str, Any] | None = None  # IngestResult fields, from ``append``
     done: bool = False  # the record exists and is registered already: later steps pass the job through
     retries: int = 0  # retries after transient errors so far, over all steps
+    submitted_at: float | None = None  # Unix time of the 202 (the ingest-duration metric)
+    details: dict[str, Any] = field(default_factory=dict)  # IngestReport.details(): earlier registration, conflict
 
     def to_obj(self) -> dict[str, Any]:
         return asdict(self)

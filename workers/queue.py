@@ -8,7 +8,10 @@ whichever Redis happens to answer would surprise.
 * :class:`CeleryQueue` puts the bytes in the block store (step 0) and sends one chain per image carrying the
   image's CID; separate ``provenance worker`` processes run it. Status lives in the result backend, so any process
   can ask about any ingest.
-* :class:`InProcessQueue` runs ``IngestPipeline.ingest`` on a thread pool; status is kept in memory, in this process.
+* :class:`InProcessQueue` runs ``IngestPipeline.ingest`` on a thread pool. Each accepted upload is durable before
+  ``submit`` returns: its bytes in the block store and its task in the database (``ingest_tasks``), so a task that a
+  crash interrupted is run again by :meth:`InProcessQueue.resume` (``provenance serve`` calls it at start) and its id
+  keeps answering after a restart.
 
 Both refuse what can never be ingested (not an image, corrupt, over the limits) in ``submit`` itself, with an
 :class:`~provenance.errors.InvalidImageError` naming the source, before anything is written or queued.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -32,8 +36,9 @@ from provenance.errors import ConfigError, InvalidInputError, ProvenanceError
 from provenance.ingest import IngestPipeline
 from provenance.ledger import expand_image_paths
 from provenance.logging import get_logger
-from provenance.records import PublisherMetadata
-from workers.errors import QueueUnavailableError, UnknownTaskError
+from provenance.ingest_tasks_store import IngestTaskStore, StoredTask
+from provenance.metadata import PublisherMetadata
+from workers.errors import QueueFullError, QueueUnavailableError, UnknownTaskError
 from workers.status import TaskState, TaskStatus
 
 __all__ = ["BulkItem", "CeleryQueue", "InProcessQueue", "IngestQueue", "ProgressCallback", "TaskState",
@@ -78,6 +83,10 @@ class IngestQueue(ABC):
 
     def close(self) -> None:
         """Release what the queue holds (threads, broker connections)."""
+
+    def depth(self) -> dict[str, int]:
+        """How much work waits (``pending``) and runs (``running``), for the queue-depth metric."""
+        return {}
 
     def wait(self, task_id: str, *, timeout_s: float | None = None, poll_s: float = 0.1) -> TaskStatus:
         """Block until the task is finished (or ``timeout_s`` passed: then its latest, unfinished status)."""
@@ -165,10 +174,10 @@ class CeleryQueue(IngestQueue):
         from workers.jobs import IngestJob, ingest_chain
         from workers.status import save_status
 
-        self.pipeline.check(data, source=source)
+        self.pipeline.admit(data, publisher=publisher, metadata=metadata, source=source)
         image_cid = self.pipeline.ledger.blockstore.put(data)  # step 0: the chain carries the CID, not the bytes
         job = IngestJob(id=uuid.uuid4().hex, image_cid=image_cid, publisher=publisher, metadata=metadata.to_obj(),
-                        source=source)
+                        source=source, submitted_at=time.time())
         with self._reaching("result backend", self.settings.result_backend):
             save_status(self.app.backend, TaskStatus(job.id, "pending", source=source))  # before a worker can start
         with self._reaching("broker", self.settings.broker_url):
@@ -194,12 +203,20 @@ class CeleryQueue(IngestQueue):
 
 # --- in-process ----------------------------------------------------------------------------------------------------
 class InProcessQueue(IngestQueue):
-    """``IngestPipeline.ingest`` on a thread pool. ``submit`` blocks while ``max_pending`` images wait (their bytes
-    are held in memory until ingested); statuses of the last ``keep_finished`` finished ingests are kept."""
+    """``IngestPipeline.ingest`` on a thread pool. While ``max_pending`` images wait (their bytes are held in memory
+    until ingested), ``submit`` blocks (the CLI's bulk ingest: backpressure) or, with ``block_when_full=False`` (the
+    HTTP API: a blocked submit would hold a thread of the shared pool and leave the client without its task id),
+    raises ``QueueFullError`` at once. Statuses of the last ``keep_finished`` finished ingests are kept."""
 
     def __init__(self, pipeline: IngestPipeline, *, threads: int = 1, max_pending: int = 64,
-                 keep_finished: int = 100_000) -> None:
+                 keep_finished: int = 100_000, block_when_full: bool = True,
+                 task_retention_s: float = 30 * 86400.0) -> None:
         super().__init__(pipeline)
+        self._store = IngestTaskStore(pipeline.ledger.engine)  # durable tasks: see resume()
+        self._retention_s = task_retention_s
+        self._live: dict[str, str] = {}  # unfinished task id -> state, for depth()
+        self.max_pending = max_pending
+        self.block_when_full = block_when_full
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ingest")
         self._slots = threading.BoundedSemaphore(max_pending)
         self._statuses: OrderedDict[str, TaskStatus] = OrderedDict()
@@ -211,53 +228,134 @@ class InProcessQueue(IngestQueue):
         with self._lock:
             self._statuses[st.id] = st
             if st.finished:
+                self._live.pop(st.id, None)
+            else:
+                self._live[st.id] = st.state
+            if st.finished:
                 self._finished[st.id] = None
                 while len(self._finished) > self._keep_finished:
                     old, _ = self._finished.popitem(last=False)
                     self._statuses.pop(old, None)
 
     def submit(self, data: bytes, *, publisher: str, metadata: PublisherMetadata, source: str = "upload") -> str:
-        self.pipeline.check(data, source=source)
+        self.pipeline.admit(data, publisher=publisher, metadata=metadata, source=source)
         task_id = uuid.uuid4().hex
-        self._slots.acquire()
-        self._set(TaskStatus(task_id, "pending", source=source))
+        if not self._slots.acquire(blocking=self.block_when_full):
+            raise QueueFullError(f"ingest queue full: {self.max_pending} images are waiting to be ingested; "
+                                 "retry later")
         try:
-            self._executor.submit(self._run, task_id, data, publisher, metadata, source)
+            # Durable before the caller hears of it: the bytes, then the task (a crash from here on is resumed).
+            image_cid = self.pipeline.ledger.blockstore.put(data)
+            self._store.add(task_id, publisher_id=publisher, image_cid=image_cid, source=source,
+                            metadata_obj=metadata.to_obj())
+            self._set(TaskStatus(task_id, "pending", source=source))
+            self._executor.submit(self._run, task_id, data, publisher, metadata, source, image_cid=image_cid)
         except BaseException:
             self._slots.release()
             raise
         return task_id
 
-    def _run(self, task_id: str, data: bytes, publisher: str, metadata: PublisherMetadata, source: str) -> None:
+    def _run(self, task_id: str, data: bytes | None, publisher: str, metadata: PublisherMetadata, source: str, *,
+             image_cid: str, holds_slot: bool = True, submitted_at: float | None = None) -> None:
+        from provenance.metrics import ingest_outcome, record_error, record_ingest
+
+        started = time.time() if submitted_at is None else submitted_at
+        outcome = "failed"
         try:
+            self._store.start(task_id, "ingest")
             self._set(TaskStatus(task_id, "running", "ingest", source=source))
-            result = self.pipeline.ingest(data, publisher=publisher, metadata=metadata, source=source)
+            if data is None:  # resumed after a restart: the bytes are in the block store since submit
+                data = self.pipeline.ledger.blockstore.get(image_cid)
+            report = self.pipeline.ingest_report(data, publisher=publisher, metadata=metadata, source=source)
         except ProvenanceError as exc:
-            self._set(TaskStatus(task_id, "failed", "ingest", error=f"ingest: {exc}", source=source))
+            outcome = ingest_outcome(exc)
+            record_error(exc)
+            self._finish(TaskStatus(task_id, "failed", "ingest", error=f"ingest: {exc}", source=source))
         except Exception as exc:  # noqa: BLE001 - a bug must fail this ingest, not kill the pool thread silently
             log.exception("ingest.internal_error", task=task_id, source=source)
-            self._set(TaskStatus(task_id, "failed", "ingest", error=f"ingest: internal error "
-                                 f"({type(exc).__name__}: {exc})", source=source))
+            record_error(exc)
+            self._finish(TaskStatus(task_id, "failed", "ingest", error=f"ingest: internal error "
+                                    f"({type(exc).__name__}: {exc})", source=source))
         else:
-            self._set(TaskStatus(task_id, "succeeded", "ingest", result.cid, result.duplicate, source=source))
+            result = report.result
+            outcome = "duplicate" if result.duplicate else "appended"
+            self._finish(TaskStatus(task_id, "succeeded", "ingest", result.cid, result.duplicate, source=source)
+                         .with_details(report.details()))
         finally:
-            self._slots.release()
+            record_ingest(outcome, time.time() - started)
+            if holds_slot:
+                self._slots.release()
+
+    def _finish(self, st: TaskStatus) -> None:
+        self._set(st)
+        details = {k: v for k, v in st.to_obj().items() if k.startswith("earlier_") or k == "metadata_conflict"}
+        try:
+            self._store.finish(st.id, state=st.state, step=st.step, record_cid=st.record_cid,
+                               duplicate=st.duplicate, error=st.error,
+                               details={k: v for k, v in details.items() if v})
+        except Exception as exc:  # noqa: BLE001 - the row stays "running": a restart runs it again (idempotent)
+            log.warning("ingest.task_not_saved", task=st.id, state=st.state, error=f"{type(exc).__name__}: {exc}")
 
     def status(self, task_id: str) -> TaskStatus:
         with self._lock:
             st = self._statuses.get(task_id)
         if st is None:
-            raise UnknownTaskError(f"no ingest task {task_id!r} in this process")
+            stored = self._store.get(task_id)  # accepted before a restart, or finished long ago
+            if stored is None:
+                raise UnknownTaskError(f"no ingest task {task_id!r}")
+            st = _status_of(stored)
         return st
+
+    def depth(self) -> dict[str, int]:
+        with self._lock:
+            states = list(self._live.values())
+        return {state: states.count(state) for state in ("pending", "running")}
+
+    def resume(self) -> int:
+        """Run again every task an earlier process accepted but did not finish (its bytes are in the block store),
+        oldest first; give up on one that was interrupted ``MAX_ATTEMPTS`` times (it may be what kills the
+        process); forget finished tasks older than the retention. Returns how many were resumed."""
+        cutoff = datetime.now(timezone.utc) - timedelta(seconds=self._retention_s)
+        pruned = self._store.prune(cutoff)
+        resumed = gave_up = 0
+        for task in self._store.unfinished():
+            with self._lock:
+                if task.id in self._statuses:  # this process's own
+                    continue
+            if task.attempts >= MAX_ATTEMPTS:
+                gave_up += 1
+                self._finish(TaskStatus(task.id, "failed", task.step or "ingest", source=task.source, error=(
+                    f"ingest: interrupted {task.attempts} times (the process ended while ingesting it); "
+                    "not tried again")))
+                continue
+            self._set(TaskStatus(task.id, "pending", source=task.source))
+            self._executor.submit(self._run, task.id, None, task.publisher_id,
+                                  PublisherMetadata.from_obj(task.metadata), task.source, image_cid=task.image_cid,
+                                  holds_slot=False, submitted_at=task.created_at.timestamp())
+            resumed += 1
+        if resumed or gave_up or pruned:
+            log.warning("ingest.resumed", resumed=resumed, gave_up=gave_up, pruned=pruned)
+        return resumed
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
 
 
-def open_queue(settings: Settings, pipeline: IngestPipeline) -> IngestQueue:
-    """Celery exactly when ``settings.queue == "celery"``; otherwise in-process (see the module docstring)."""
+#: Starts of one in-process task after which a restart stops running it again (it may be what kills the process).
+MAX_ATTEMPTS = 3
+
+
+def _status_of(task: StoredTask) -> TaskStatus:
+    return TaskStatus(task.id, task.state, task.step, task.record_cid, task.duplicate, task.error,  # type: ignore[arg-type]
+                      source=task.source).with_details(task.details)
+
+
+def open_queue(settings: Settings, pipeline: IngestPipeline, *, block_when_full: bool = True) -> IngestQueue:
+    """Celery exactly when ``settings.queue == "celery"``; otherwise in-process (see the module docstring);
+    ``block_when_full=False`` makes a full in-process queue refuse at once (see :class:`InProcessQueue`)."""
     if settings.queue == "celery":
         if not settings.broker_url.strip():
             raise ConfigError("PROVENANCE_QUEUE=celery needs PROVENANCE_BROKER_URL (a Redis URL)")
         return CeleryQueue(pipeline, settings)
-    return InProcessQueue(pipeline)
+    return InProcessQueue(pipeline, block_when_full=block_when_full,
+                          task_retention_s=settings.ingest_task_retention_s)

@@ -29,7 +29,9 @@ class TaskStatus:
     ``step`` is the step running or last run (``read_c2pa``, ``hash``, ``features``, ``append``, ``register`` in a
     Celery chain; ``ingest`` in-process); ``duplicate`` is true when the record already existed when this ingest
     appended (a re-submission, or an append redelivered after a worker died); ``error`` says why it failed;
-    ``retries`` counts retries after transient errors so far.
+    ``retries`` counts retries after transient errors so far; ``earlier_*`` name another publisher's earlier record
+    of the same image (flagged by the duplicate policy); ``metadata_conflict`` says a duplicate's record kept its
+    own metadata, which differs from this upload's.
     """
 
     id: str
@@ -40,6 +42,12 @@ class TaskStatus:
     error: str | None = None
     retries: int = 0
     source: str | None = None
+    # Precedence (``provenance.precedence``): another publisher's earlier record of the same image.
+    earlier_record_cid: str | None = None
+    earlier_publisher: str | None = None
+    earlier_leaf_index: int | None = None
+    earlier_match: str | None = None  # "sha256" or "near-duplicate"
+    metadata_conflict: bool = False  # a duplicate whose existing record kept other metadata than this upload's
 
     @property
     def finished(self) -> bool:
@@ -54,6 +62,10 @@ class TaskStatus:
 
     def evolve(self, **changes: Any) -> TaskStatus:
         return replace(self, **changes)
+
+    def with_details(self, details: dict[str, Any]) -> TaskStatus:
+        """With an ingest report's extra fields (``IngestReport.details()``)."""
+        return replace(self, **{k: v for k, v in details.items() if k in self.__dataclass_fields__})
 
 
 def may_replace(current: TaskStatus | None, new: TaskStatus) -> bool:

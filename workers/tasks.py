@@ -9,6 +9,7 @@ its status. Every step is idempotent, so a redelivered or replayed step never du
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,9 +25,12 @@ from provenance.errors import (
     InvalidInputError,
     LogError,
     ProvenanceError,
+    WitnessQuorumError,
 )
 from provenance.ingest import IngestPipeline
 from provenance.logging import get_logger
+from provenance.metrics import INGEST_STEP_SECONDS, ingest_outcome, record_error, record_ingest
+from provenance.precedence import earliest_same_image
 from workers.anchoring import AnchorGuard
 from workers.jobs import ANCHOR_TASK, IngestJob, task_name
 from workers.status import TaskStatus, save_status
@@ -75,11 +79,14 @@ class IngestStep(Task):
             log.warning("ingest.redelivered", ingest=job.id, step=self.step, source=job.source)
         settings = self.app.provenance_settings
         save_status(self.app.backend, TaskStatus(job.id, "running", self.step, retries=job.retries, source=job.source))
+        started = time.perf_counter()
         try:
             out = work(self.app.pipeline(), job)
         except TRANSIENT as exc:
             if req.retries >= settings.ingest_max_retries:  # this step's own retries
+                _observe_step(self.step, "failed", started)
                 raise
+            _observe_step(self.step, "retry", started)
             wait = backoff_s(req.retries, settings.ingest_retry_backoff_s, settings.ingest_retry_backoff_max_s)
             again = job.evolve(retries=job.retries + 1)
             log.warning("ingest.retry", ingest=job.id, step=self.step, retry=req.retries + 1, wait_s=round(wait, 2),
@@ -88,22 +95,45 @@ class IngestStep(Task):
                                                      error=f"retrying in {wait:.1f} s: {exc}", source=job.source))
             raise self.retry(args=(again.to_obj(),), exc=exc, countdown=wait,
                              max_retries=settings.ingest_max_retries) from exc
+        except BaseException:
+            _observe_step(self.step, "failed", started)
+            raise
+        _observe_step(self.step, "ok", started)
         if out.done or self.step == "register":
             result = out.result
             save_status(self.app.backend, TaskStatus(job.id, "succeeded", self.step, result.cid, result.duplicate,
-                                                     retries=out.retries, source=job.source))
+                                                     retries=out.retries, source=job.source)
+                        .with_details(out.details))
+            record_ingest("duplicate" if result.duplicate else "appended", _since(job), details=out.details)
         return out.to_obj()
 
     def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
         job = IngestJob.from_obj(args[0])
         message = failure_message(self.step, exc, self.request.retries)
         log.warning("ingest.failed", ingest=job.id, step=self.step, source=job.source, error=message)
+        record_ingest(ingest_outcome(exc), _since(job))
+        record_error(exc)
         save_status(self.app.backend, TaskStatus(job.id, "failed", self.step, error=message, retries=job.retries,
                                                  source=job.source))
 
 
 def _image(pipeline: IngestPipeline, job: IngestJob) -> bytes:
     return pipeline.ledger.blockstore.get(job.image_cid)
+
+
+def _observe_step(step: str, outcome: str, started: float) -> None:
+    INGEST_STEP_SECONDS.labels(step, outcome).observe(time.perf_counter() - started)
+
+
+def _since(job: IngestJob) -> float:
+    return 0.0 if job.submitted_at is None else time.time() - job.submitted_at
+
+
+def _details(pipeline: IngestPipeline, job: IngestJob, result, prior=None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """``IngestReport.details()`` of a finished chain: the earlier registration and the metadata conflict."""
+    from provenance.ingest import IngestReport
+
+    return IngestReport(result, prior, pipeline.metadata_conflict(result, job.publisher_metadata)).details()
 
 
 # --- the chain -----------------------------------------------------------------------------------------------------
@@ -114,7 +144,8 @@ def read_c2pa(self: IngestStep, job: dict[str, Any]) -> dict:
         p.check(data, source=j.source)
         existing = p.ledger.find_existing(data, j.publisher)
         if existing is not None and p.lookup.is_registered(existing.cid):
-            return j.with_result(existing).evolve(done=True)
+            prior = earliest_same_image(p.ledger, data, other_than=j.publisher)
+            return j.with_result(existing).evolve(done=True, details=_details(p, j, existing, prior))
         return j.evolve(c2pa=p.read_c2pa(data))
 
     return self.run_step(job, work)
@@ -133,11 +164,15 @@ def extract_features(self: IngestStep, job: dict[str, Any]) -> dict:
 @shared_task(bind=True, base=IngestStep, name=task_name("append"), step="append")
 def append(self: IngestStep, job: dict[str, Any]) -> dict:
     def work(p: IngestPipeline, j: IngestJob) -> IngestJob:
-        result = p.append(_image(p, j), publisher=j.publisher, metadata=j.publisher_metadata,
+        data = _image(p, j)
+        # Another publisher's earlier record of this image: flagged in the result, or refused (the policy).
+        prior = None if p.ledger.find_existing(data, j.publisher) else p.precedence(
+            data, publisher=j.publisher, hashes=j.perceptual_hashes)
+        result = p.append(data, publisher=j.publisher, metadata=j.publisher_metadata,
                           hashes=j.perceptual_hashes, c2pa=j.c2pa, source=j.source)
         if not result.duplicate:
             _maybe_trigger_anchor(self, p, tree_size=result.leaf_index + 1)
-        return j.with_result(result)
+        return j.with_result(result).evolve(details=_details(p, j, result, prior))
 
     return self.run_step(job, work)
 
@@ -175,7 +210,7 @@ def anchor_checkpoint(self: Task, reason: str = "periodic") -> dict[str, Any]:
         except AnchorRejectedError as exc:  # a larger tree is on chain already (another anchorer got there first)
             log.warning("anchor.rejected", reason=reason, error=str(exc))
             return {"skipped": str(exc)}
-        except ChainUnavailableError as exc:
+        except (ChainUnavailableError, WitnessQuorumError) as exc:  # nothing published yet: retry with back-off
             if self.request.retries >= settings.ingest_max_retries:
                 raise
             wait = backoff_s(self.request.retries, settings.ingest_retry_backoff_s, settings.ingest_retry_backoff_max_s)

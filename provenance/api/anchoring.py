@@ -13,7 +13,7 @@ import asyncio
 from starlette.concurrency import run_in_threadpool
 
 from provenance.config import Settings
-from provenance.errors import ProvenanceError
+from provenance.errors import ProvenanceError, WitnessQuorumError
 from provenance.ledger import Ledger
 from provenance.logging import get_logger
 
@@ -38,10 +38,25 @@ def anchor_if_grown(ledger: Ledger) -> bool:
     return True
 
 
+def retry_wait_s(failures: int, interval_s: float, base_s: float = 2.0) -> float:
+    """Seconds before the next anchor run: the interval normally; after ``failures`` runs in a row that missed the
+    witness quorum, an exponential back-off (2, 4, 8 ... s) capped at the interval, so publication resumes soon
+    after the witnesses are back."""
+    if failures <= 0:
+        return interval_s
+    return min(interval_s, base_s * 2 ** min(failures - 1, 32))
+
+
 async def anchor_loop(get_ledger, interval_s: float) -> None:  # type: ignore[no-untyped-def]
+    failures = 0
     while True:
-        await asyncio.sleep(interval_s)
+        await asyncio.sleep(retry_wait_s(failures, interval_s))
         try:
             await run_in_threadpool(lambda: anchor_if_grown(get_ledger()))
+            failures = 0
+        except WitnessQuorumError as exc:  # nothing published; records are safe in the log: ask again, backing off
+            failures += 1
+            log.warning("api.anchor.witnesses", error=str(exc), retry_in_s=retry_wait_s(failures, interval_s))
         except ProvenanceError as exc:  # a chain or store outage must not stop the loop: try again next time
+            failures = 0
             log.warning("api.anchor.failed", error=str(exc))

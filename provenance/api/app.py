@@ -2,8 +2,10 @@
 opened when ``create_app`` runs (the service lazily, on first use or at startup), so tests pass their own.
 
 Routes: ingest (``routes/assets.py``), lookup (``routes/lookup.py``), records/proofs/checkpoints
-(``routes/records.py``), the C2PA Soft Binding Resolution API (``routes/softbinding.py``) and the journalist page
-(``routes/pages.py`` + ``static/``). Errors: ``errors.py`` (the one status-code mapping). OpenAPI docs at /docs.
+(``routes/records.py``), the C2PA Soft Binding Resolution API (``routes/softbinding.py``), the log as C2SP
+tiles (``routes/tlog.py``: ``/checkpoint``, ``/tile/...``) and the journalist page
+(``routes/pages.py`` + ``static/``), probes and metrics (``routes/ops.py``: ``/healthz``, ``/readyz``,
+``/metrics``). Errors: ``errors.py`` (the one status-code mapping). OpenAPI docs at /docs.
 """
 
 from __future__ import annotations
@@ -20,11 +22,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from provenance.api.anchoring import anchor_interval, anchor_loop
 from provenance.api.change_maps import ChangeMapStore
 from provenance.api.deps import ApiContext, ProvenanceService
+from provenance.api.docs import DOCS_CSP
+from provenance.api.docs import router as docs_router
 from provenance.api.errors import install_error_handlers
+from provenance.api.index_refresh import index_refresh_loop, refresh_interval
 from provenance.api.keys import ensure_api_keys_table
 from provenance.api.ratelimit import TokenBucketLimiter
-from provenance.api.routes import assets, lookup, pages, records, softbinding
+from provenance.api.routes import assets, lookup, ops, pages, records, softbinding, tlog
+from provenance.api.routes import publishers as publisher_routes
+from provenance.api.routes import receipts as receipt_routes
 from provenance.api.routes.pages import STATIC_DIR
+from provenance.api.json_limits import JsonLimitMiddleware
+from provenance.api.timeouts import BodyTimeoutMiddleware
 from provenance.api.uploads import BodySizeLimitMiddleware
 from provenance.config import Settings, get_settings
 
@@ -49,14 +58,13 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        strict = not scope.get("path", "").startswith(("/docs", "/redoc"))  # Swagger UI loads from a CDN
+        csp = DOCS_CSP if scope.get("path", "").startswith("/docs") else _PAGE_CSP[1]  # Swagger UI: self-hosted
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.extend(_SECURITY_HEADERS)
-                if strict:
-                    headers.append(_PAGE_CSP)
+                headers.append((b"content-security-policy", csp))
                 message["headers"] = headers
             await send(message)
 
@@ -77,7 +85,10 @@ def open_api_service(settings: Settings) -> ProvenanceService:
 
     service = open_service(settings)
     if service.queue is None:
-        service.queue = open_queue(settings, service.pipeline)
+        service.queue = open_queue(settings, service.pipeline, block_when_full=False)  # full: 503 at once
+        resume = getattr(service.queue, "resume", None)
+        if callable(resume):  # in-process: run again what a crashed or killed server had accepted (202)
+            resume()
     return service
 
 
@@ -100,13 +111,16 @@ def create_app(service_factory: Callable[[], ProvenanceService] | None = None, *
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         ensure_api_keys_table(ctx.service.ledger.engine)  # opens the service now: misconfiguration fails at start
         task = asyncio.create_task(anchor_loop(lambda: ctx.service.ledger, interval)) if interval else None
+        refresher = asyncio.create_task(index_refresh_loop(
+            lambda: ctx.opened_service, refresh_interval(settings.index_max_staleness_s)))
         try:
             yield
         finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for background in (task, refresher):
+                if background is not None:
+                    background.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await background
             ctx.close()
 
     app = FastAPI(
@@ -116,13 +130,21 @@ def create_app(service_factory: Callable[[], ProvenanceService] | None = None, *
                     "from and whether it was changed; resolve C2PA soft bindings. Publishers authenticate with "
                     "`Authorization: Bearer <API key>`; lookups are public and rate-limited per client IP.",
         lifespan=lifespan,
+        docs_url=None,  # our own /docs (docs.py): Swagger UI without a CDN
+        redoc_url=None,
     )
     app.state.api = ctx
     install_error_handlers(app)
     max_body = settings.api_max_upload_bytes or settings.max_image_bytes + _ENVELOPE_BYTES
+    app.add_middleware(JsonLimitMiddleware, limits=ctx.json_limits)  # before any JSON parser (docs/hardening.md)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body)
+    app.add_middleware(BodyTimeoutMiddleware, idle_s=settings.api_body_idle_timeout_s,
+                       total_s=settings.api_body_timeout_s)
     app.add_middleware(SecurityHeadersMiddleware)
-    for module in (assets, lookup, records, softbinding, pages):
+    for module in (assets, lookup, records, softbinding, tlog, pages, ops):
         app.include_router(module.router)
+    app.include_router(receipt_routes.router)  # GET /v1/receipts/{id}: lookup receipts' permalinks
+    app.include_router(publisher_routes.router)  # whoami, signed key events, admin registration by public key
+    app.include_router(docs_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -21,10 +21,16 @@ def serve(state: Any, host: str, port: int) -> None:
 
     from provenance.api.app import create_app
 
-    app = create_app(settings=state.settings)
-    # Proxy headers are trusted only from FORWARDED_ALLOW_IPS (uvicorn's default: 127.0.0.1), so the rate limit
-    # sees real client addresses behind a local reverse proxy and cannot be dodged with a forged header.
-    uvicorn.run(app, host=host, port=port, proxy_headers=True, log_config=None, access_log=False)
+    from provenance.api.timeouts import header_timeout_protocol
+
+    settings = state.settings
+    app = create_app(settings=settings)
+    # uvicorn's own proxy-header handling is off (its default trusts any X-Forwarded-For from 127.0.0.1): the app
+    # believes the header only from PROVENANCE_API_TRUSTED_PROXIES (provenance/api/clients.py). Headers must arrive
+    # within PROVENANCE_API_HEADER_TIMEOUT_S; h11 bounds their size (docs/hardening.md).
+    uvicorn.run(app, host=host, port=port, proxy_headers=False, log_config=None, access_log=False,
+                http=header_timeout_protocol(settings.api_header_timeout_s),
+                timeout_keep_alive=max(1, round(settings.api_keep_alive_timeout_s)))
 
 
 @click.group("api-keys")

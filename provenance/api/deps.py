@@ -13,10 +13,13 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from provenance.api.change_maps import ChangeMapStore
+from provenance.api.clients import ClientResolver, parse_trusted_proxies
 from provenance.api.errors import ApiError
 from provenance.api.images import ThumbnailCache
+from provenance.api.json_limits import JsonLimits
 from provenance.api.keys import AuthenticationError, authenticate
 from provenance.api.ratelimit import TokenBucketLimiter
+from provenance.api.workslots import WorkSlots
 from provenance.config import Settings
 from provenance.ledger import Ledger
 from provenance.logging import get_logger
@@ -42,6 +45,18 @@ class ApiContext:
     thumbnails: ThumbnailCache = field(default_factory=ThumbnailCache)
     _service: ProvenanceService | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # the HTTP edge's own limits (docs/hardening.md), all from settings
+    work: WorkSlots = field(init=False)
+    image_limiter: TokenBucketLimiter = field(init=False)
+    clients: ClientResolver = field(init=False)
+    json_limits: JsonLimits = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.work = WorkSlots(s.api_heavy_concurrency, s.api_heavy_per_client, s.api_heavy_wait_s)
+        self.image_limiter = TokenBucketLimiter(s.api_image_rate_per_s, s.api_image_burst)
+        self.clients = ClientResolver(parse_trusted_proxies(s.api_trusted_proxies))
+        self.json_limits = JsonLimits(max_bytes=s.api_max_json_bytes, max_depth=s.api_max_json_depth)
 
     @property
     def service(self) -> ProvenanceService:
@@ -49,6 +64,11 @@ class ApiContext:
             with self._lock:
                 if self._service is None:
                     self._service = self.service_factory()
+        return self._service
+
+    @property
+    def opened_service(self) -> ProvenanceService | None:
+        """The service if it is open, without opening it (probes and metrics must not)."""
         return self._service
 
     @property
@@ -93,21 +113,31 @@ PublisherDep = Annotated[str, Depends(get_publisher)]
 
 
 def client_address(request: Request) -> str:
-    # Behind a reverse proxy uvicorn's --proxy-headers (trusted via FORWARDED_ALLOW_IPS) has already put the
-    # original client here; X-Forwarded-For is never read directly, so clients cannot pick their own bucket.
-    return request.client.host if request.client else "unknown"
+    """The client for rate limits and work slots: the socket peer, or, when the peer is a configured trusted proxy
+    (PROVENANCE_API_TRUSTED_PROXIES), the client it names in X-Forwarded-For (see ``clients.py``)."""
+    peer = request.client.host if request.client else None
+    return get_context(request).clients.resolve(peer, request.headers.getlist("x-forwarded-for"))
+
+
+def _take(limiter: TokenBucketLimiter, client: str, what: str) -> None:
+    wait = limiter.take(client)
+    if wait > 0:
+        retry = max(1, math.ceil(wait))
+        raise ApiError(429, "rate_limited",
+                       f"too many {what} from {client}: at most {limiter.burst:g} at once, then "
+                       f"{limiter.rate_per_s:g} per second; retry in {retry} s",
+                       headers={"Retry-After": str(retry)})
 
 
 def lookup_rate_limit(request: Request, ctx: ContextDep) -> None:
     """One token per public lookup, per client IP; 429 with Retry-After when the bucket is empty."""
-    client = client_address(request)
-    wait = ctx.limiter.take(client)
-    if wait > 0:
-        retry = max(1, math.ceil(wait))
-        raise ApiError(429, "rate_limited",
-                       f"too many lookups from {client}: at most {ctx.limiter.burst:g} at once, then "
-                       f"{ctx.limiter.rate_per_s:g} per second; retry in {retry} s",
-                       headers={"Retry-After": str(retry)})
+    _take(ctx.limiter, client_address(request), "lookups")
+
+
+def image_rate_limit(request: Request, ctx: ContextDep) -> None:
+    """One token per image (original or thumbnail) request, per client IP; 429 with Retry-After beyond."""
+    _take(ctx.image_limiter, client_address(request), "image requests")
 
 
 RateLimited = Depends(lookup_rate_limit)
+ImageRateLimited = Depends(image_rate_limit)

@@ -25,16 +25,28 @@ from provenance.errors import (
     InvalidCIDError,
     InvalidImageError,
     InvalidInputError,
+    InvalidMetadataError,
+    DuplicateImageError,
+    IngestConflictError,
+    MetadataConflictError,
+    KeyEventError,
     ProvenanceError,
+    ReplayError,
+    RevokedKeyError,
     SignatureError,
+    StatementError,
     StoreError,
+    TileNotFoundError,
+    TilePathError,
     UnknownPublisherError,
+    WitnessQuorumError,
 )
 from provenance.api.keys import AuthenticationError, ForbiddenError
 from provenance.index.errors import IndexEntryNotFoundError, IndexPermissionError
 from provenance.logging import get_logger
+from provenance.metrics import record_error
 from provenance.lookup.errors import FeatureBlobError
-from workers.errors import QueueUnavailableError, UnknownTaskError
+from workers.errors import QueueFullError, QueueUnavailableError, UnknownTaskError
 
 log = get_logger(__name__)
 
@@ -58,15 +70,26 @@ ERROR_STATUS: tuple[tuple[type[BaseException], int, str], ...] = (
     (ChainUnavailableError, 503, "chain_unavailable"),
     (OperationalError, 503, "database_unavailable"),
     (QueueUnavailableError, 503, "queue_unavailable"),
+    (QueueFullError, 503, "queue_full"),
+    (WitnessQuorumError, 503, "witnesses_unavailable"),
     (BlockNotFoundError, 404, "not_found"),
     (UnknownTaskError, 404, "not_found"),
     (IndexEntryNotFoundError, 404, "not_found"),
+    (TileNotFoundError, 404, "not_found"),
+    (TilePathError, 400, "invalid_tile_path"),
     (IndexPermissionError, 403, "forbidden"),
     (IntegrityError, 500, "integrity_error"),
     (FeatureBlobError, 500, "corrupt_features"),  # a stored blob is bad: our fault, not the caller's
     (InvalidCIDError, 400, "invalid_cid"),
     (InvalidImageError, 422, "invalid_image"),
+    (InvalidMetadataError, 422, "invalid_metadata"),
+    (MetadataConflictError, 409, "metadata_conflict"),
+    (DuplicateImageError, 409, "duplicate_image"),
     (UnknownPublisherError, 403, "unknown_publisher"),
+    (ReplayError, 409, "replayed"),
+    (StatementError, 422, "invalid_statement"),
+    (KeyEventError, 422, "invalid_key_event"),
+    (RevokedKeyError, 403, "key_revoked"),
     (SignatureError, 422, "invalid_signature"),
     (InvalidInputError, 422, "invalid_input"),
     (ConfigError, 500, "config_error"),
@@ -79,6 +102,7 @@ _UNAVAILABLE_PART = {
     "chain_unavailable": "chain",
     "database_unavailable": "database",
     "queue_unavailable": "ingest queue",
+    "witnesses_unavailable": "witnesses",
 }
 
 
@@ -89,8 +113,26 @@ def status_for(exc: BaseException) -> tuple[int, str]:
     return 500, "internal_error"
 
 
+#: Longest error message sent; anything longer is cut (a backstop: quoted input is cut to ECHO_CHARS by ``echo``).
+MAX_MESSAGE_CHARS = 1000
+ECHO_CHARS = 200
+
+
+def echo(value: object, limit: int = ECHO_CHARS) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters: errors name what was wrong without
+    sending a client's 70 KB parameter back to it."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _bounded(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return f"{message[:MAX_MESSAGE_CHARS]}... (message cut at {MAX_MESSAGE_CHARS} of {len(message)} characters)"
+
+
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, **extra}}
+    return {"error": {"code": code, "message": _bounded(message), **extra}}
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
@@ -139,7 +181,9 @@ async def _provenance_error(_: Request, exc: Exception) -> JSONResponse:
     status, code = status_for(exc)
     message = str(exc) or exc.__class__.__name__
     headers = None
-    if status == 503:
+    if status == 503 and isinstance(exc, QueueFullError):  # capacity, not an outage: the message says it all
+        headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
+    elif status == 503:
         part = _UNAVAILABLE_PART.get(code, "a service")
         if isinstance(exc, OperationalError):
             message = f"database unavailable: {exc.orig.__class__.__name__ if exc.orig else 'connection failed'}"
@@ -150,11 +194,17 @@ async def _provenance_error(_: Request, exc: Exception) -> JSONResponse:
         headers = {"WWW-Authenticate": 'Bearer realm="provenance"'}
     if status >= 500:
         log.error("api.error", status=status, code=code, error=message, exc_type=exc.__class__.__name__)
-    return error_response(status, code, message, headers)
+        if not isinstance(exc, QueueFullError):  # capacity, not a failure: it has its own 503
+            record_error(exc)
+    extra = {}
+    if isinstance(exc, IngestConflictError):  # 409: name the record the upload conflicts with
+        extra = {"record_cid": exc.record_cid, "publisher": exc.publisher_id}
+    return error_response(status, code, message, headers, **extra)
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("api.unhandled", exc_type=exc.__class__.__name__)
+    record_error(exc)
     return error_response(500, "internal_error", "internal server error")
 
 

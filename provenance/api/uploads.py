@@ -108,7 +108,7 @@ def check_image(data: bytes, *, declared: str | None, filename: str, max_image_b
     sniffed = sniff_media_type(data)
     if sniffed not in ACCEPTED_IMAGE_TYPES:
         what = f"{sniffed} is not supported" if sniffed else "the bytes are not an image"
-        said = f" (declared {declared})" if declared else ""
+        said = f" (declared {declared[:100]})" if declared else ""
         raise ApiError(415, "unsupported_media_type",
                        f"{filename}: {what}{said}; send one of {', '.join(ACCEPTED_IMAGE_TYPES)}")
     return ImageUpload(data=data, media_type=sniffed, filename=filename)
@@ -121,7 +121,9 @@ async def read_form(request: Request, *, max_fields: int = 4) -> Any:
     if not content_type.startswith("multipart/form-data"):
         raise ApiError(415, "unsupported_media_type",
                        f"send multipart/form-data with the image in the field 'file', not {content_type or 'no body'}")
-    return await request.form(max_files=1, max_fields=max_fields)
+    from provenance.api.forms import parse_multipart  # text fields keep bytes that are not UTF-8 detectable
+
+    return await parse_multipart(request, max_files=1, max_fields=max_fields)
 
 
 async def form_image(form: Any, *, field: str = "file", max_image_bytes: int) -> ImageUpload:
@@ -129,7 +131,7 @@ async def form_image(form: Any, *, field: str = "file", max_image_bytes: int) ->
     if not isinstance(upload, UploadFile):
         raise ApiError(422, "invalid_request", f"{field}: an image file is required in the form field '{field}'")
     data = await upload.read()
-    return check_image(data, declared=upload.content_type, filename=upload.filename or field,
+    return check_image(data, declared=upload.content_type, filename=(upload.filename or field)[:100],
                        max_image_bytes=max_image_bytes)
 
 

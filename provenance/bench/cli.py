@@ -102,17 +102,40 @@ def list_methods() -> None:
               help="Cut-out folder (default: /usr/share/openclipart/png when installed).")
 @click.option("--distractors", "distractor_dirs", multiple=True, type=click.Path(path_type=Path, exists=True,
               file_okay=False), help="Folder of distractor images to copy in (repeatable).")
+@click.option("--recipe", type=click.Choice(["classic", "world"]), default="classic", show_default=True,
+              help="classic: seen/unseen transforms and edits (the hash's training recipe); world: every reference at "
+              "several sizes, benign copies as platforms make them (--copies), edits in size buckets down to 0.5 %.")
+@click.option("--sizes", default="stored,384,256", show_default=True,
+              help="world: reference long sides ('stored' = the photo as stored; larger ones are skipped).")
+@click.option("--copies", "n_copies", type=click.IntRange(0), default=6, show_default=True,
+              help="world: benign copies per reference (distinct kinds).")
+@click.option("--split", type=click.Choice(["train", "calibration", "test"]), default=None,
+              help="Only the photos of this fixed hold-out split (hash of the path: 10 % calibration, 10 % test).")
+@click.option("--limit", type=click.IntRange(0), default=0, show_default=True,
+              help="At most this many photos (a stable pseudo-random subset); 0: all.")
+@click.option("--unrelated", "n_unrelated", type=click.IntRange(0), default=0, show_default=True,
+              help="Training-split photos copied in as unrelated queries (with --split calibration or test).")
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Rebuild over an existing dataset.")
 @click.option("--quiet", is_flag=True)
 def make_dataset(photos: Path, out: Path, seed: int, n_seen: int, n_unseen: int, n_manipulated: int, max_side: int,
-                 regions: str, clipart: Path | None, distractor_dirs: tuple[Path, ...], workers: int, overwrite: bool,
+                 regions: str, clipart: Path | None, distractor_dirs: tuple[Path, ...], recipe: str, sizes: str,
+                 n_copies: int, split: str | None, limit: int, n_unrelated: int, workers: int, overwrite: bool,
                  quiet: bool) -> None:
     """Build an attribution dataset from PHOTOS into OUT."""
     from provenance.bench.make_dataset import DEFAULT_CLIPART, BuildConfig, build_dataset
 
+    try:
+        size_list = tuple(0 if v.strip() == "stored" else int(v) for v in sizes.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{sizes!r} is not a list of long sides ('stored' or pixels)",
+                                 param_hint="--sizes") from None
+    if not size_list or any(v < 0 or 0 < v < 64 for v in size_list):
+        raise click.BadParameter(f"{sizes!r}: each size is 'stored' or at least 64 px", param_hint="--sizes")
     cfg = BuildConfig(seed=seed, n_seen=n_seen, n_unseen=n_unseen, n_manipulated=n_manipulated, max_side=max_side,
-                      workers=workers, regions=regions, clipart_dir=str(clipart) if clipart else DEFAULT_CLIPART)
+                      workers=workers, regions=regions, clipart_dir=str(clipart) if clipart else DEFAULT_CLIPART,
+                      recipe=recipe, sizes=size_list, n_copies=n_copies, split=split, limit=limit,
+                      n_unrelated=n_unrelated)
     try:
         ds = build_dataset(photos, out, cfg, distractor_dirs, overwrite=overwrite, progress=not quiet)
     except (FileExistsError, ValueError) as exc:

@@ -8,6 +8,12 @@ Optional distractor folders are copied in (long side <= ``max_side``, JPEG).
 Reproducible: every photo (and every variant of it) draws from its own generator seeded by (seed, photo id,
 variant index), so the bytes do not depend on worker count or order, and changing ``n_seen`` does not change the
 manipulated images. ``build.json`` records the recipe of every image (no timestamps, so rebuilds compare equal).
+
+``recipe="world"`` (issue 13; ``world.py``) registers each photo at several sizes, makes ``n_copies`` benign copies
+as platforms make them (``platform.py``) and ``n_manipulated`` edits across size buckets down to 0.5 % of the
+pixels. ``split`` keeps only the photos of one hold-out split (``splits.py``: hash-based, by source photo),
+``limit`` the first photos in a stable pseudo-random order, and ``n_unrelated`` photos of the training split (never
+registered) are copied in as distractors, the unrelated queries of the system benchmark.
 """
 
 from __future__ import annotations
@@ -53,6 +59,12 @@ class BuildConfig:
     regions: str = "auto"  # auto (detector if hasher.detect works, else saliency) | detector | saliency
     clipart_dir: str | None = DEFAULT_CLIPART
     font: str | None = field(default_factory=lambda: next((f for f in FONT_CANDIDATES if Path(f).is_file()), None))
+    recipe: str = "classic"  # classic | world
+    sizes: tuple[int, ...] = (0, 384, 256)  # world: reference long sides (0 = as stored)
+    n_copies: int = 6  # world: benign platform copies per reference
+    split: str | None = None  # keep only the photos of this hold-out split (splits.py); None: all
+    limit: int = 0  # at most this many photos (a stable pseudo-random subset); 0: all
+    n_unrelated: int = 0  # world: training-split photos copied in as unrelated queries (distractors)
 
 
 @dataclass(frozen=True)
@@ -149,6 +161,10 @@ def _save_jpeg(img: Image.Image, path: Path, quality: int) -> None:
 def _build_photo(job: _Job) -> tuple[list[Pair], dict[str, Any]]:
     cv2.setNumThreads(1)
     cfg, out = job.config, Path(job.out)
+    if cfg.recipe == "world":
+        from provenance.bench.world import build_world_photo
+
+        return build_world_photo(job)
     ref = load_rgb(job.photo, cfg.max_side)
     ref_rel = f"references/{job.photo_id}.png"
     (out / "references").mkdir(parents=True, exist_ok=True)
@@ -224,9 +240,15 @@ def build_dataset(photos: str | Path, out: str | Path, config: BuildConfig | Non
 
     cfg = config or BuildConfig()
     photos, out = Path(photos), Path(out)
-    files = list_images(photos)
+    if cfg.recipe not in ("classic", "world"):
+        raise ValueError(f"unknown recipe {cfg.recipe!r}: use 'classic' or 'world'")
+    if cfg.n_unrelated and cfg.split in (None, "train"):
+        raise ValueError("unrelated photos come from the training split: build a held-out split "
+                         "(calibration or test) to add them")
+    all_files = list_images(photos)
+    files = select_photos(all_files, photos, cfg.split, cfg.limit)
     if not files:
-        raise ValueError(f"no images under {photos}")
+        raise ValueError(f"no images under {photos}" + (f" in split {cfg.split!r}" if cfg.split else ""))
     if (out / "pairs.csv").exists() and not overwrite:
         raise FileExistsError(f"{out} already holds a dataset; pass overwrite=True (--overwrite) to rebuild it")
     for sub in ("references", "queries", "distractors"):
@@ -258,6 +280,8 @@ def build_dataset(photos: str | Path, out: str | Path, config: BuildConfig | Non
         manifest[job.photo_id] = info
 
     distractors = _copy_distractors(distractor_dirs, out, cfg.max_side)
+    if cfg.n_unrelated:
+        distractors += _copy_unrelated(select_photos(all_files, photos, "train", cfg.n_unrelated), photos, out)
     write_dataset(out, pairs, distractors)
     cfg_dict = asdict(cfg)
     cfg_dict.pop("workers")  # does not change the output
@@ -269,6 +293,30 @@ def build_dataset(photos: str | Path, out: str | Path, config: BuildConfig | Non
              "photos": manifest}
     (out / "build.json").write_text(json.dumps(build, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return load_dataset(out)
+
+
+def select_photos(files: list[Path], root: Path, split: str | None, limit: int) -> list[Path]:
+    """The photos of one hold-out split (all when None), then at most ``limit`` of them in a stable pseudo-random
+    order (a smaller build is a subset of a larger one); the result is sorted."""
+    from provenance.bench.splits import SPLITS, order_key, split_of
+
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: use one of {SPLITS}")
+    keep = [f for f in files if split is None or split_of(f.relative_to(root).as_posix()) == split]
+    if limit:
+        keep = sorted(keep, key=lambda f: order_key(f.relative_to(root).as_posix()))[:limit]
+    return sorted(keep)
+
+
+def _copy_unrelated(files: list[Path], root: Path, out: Path) -> list[str]:
+    """Photos never registered, copied byte for byte (as a journalist would upload them)."""
+    rels = []
+    for f in files:
+        rel = f"distractors/unrelated_{_slug(f.relative_to(root))}{f.suffix.lower()}"
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(f.read_bytes())
+        rels.append(rel)
+    return rels
 
 
 def _copy_distractors(dirs: tuple[str | Path, ...], out: Path, max_side: int) -> list[str]:

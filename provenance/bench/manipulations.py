@@ -37,6 +37,21 @@ class EditContext:
     logos: tuple[str, ...] = ()
     donors: tuple[str, ...] = ()
     font: str | None = None
+    # Target share of the picture the edit changes, (lo, hi); None: each edit's own range. The world recipe of
+    # make-dataset sets it per edit to cover size buckets down to 0.5 % (the edit's geometry is scaled to reach it;
+    # the share actually changed is measured from the mask).
+    area: tuple[float, float] | None = None
+
+
+#: Share of its bounding box an elliptical edit (copy-move, recolour, splice, inpainting) changes.
+ELLIPSE_FILL = float(np.pi / 4)
+
+
+def _area(ctx: EditContext, lo: float, hi: float, fill: float = 1.0) -> tuple[float, float]:
+    """The box-share range an edit draws from: its own, or the context's target shares divided by ``fill``."""
+    if ctx.area is None:
+        return lo, hi
+    return ctx.area[0] / fill, ctx.area[1] / fill
 
 
 # --- geometry helpers ---------------------------------------------------------------------------------------------
@@ -175,8 +190,8 @@ def _inpaint(img: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray]:
 
 def object_insertion(img: np.ndarray, rng: np.random.Generator, ctx: EditContext) -> EditResult:
     h, w = img.shape[:2]
-    side = int(np.sqrt(rng.uniform(0.05, 0.14) * w * h))
-    rgb, alpha, src = _cutout_for(rng, ctx, ctx.clipart, min(side, w - 2), min(side, h - 2))
+    side = int(np.sqrt(rng.uniform(*_area(ctx, 0.05, 0.14, 0.6)) * w * h))
+    rgb, alpha, src = _cutout_for(rng, ctx, ctx.clipart, max(4, min(side, w - 2)), max(4, min(side, h - 2)))
     ah, aw = alpha.shape
     x, y = int(rng.integers(0, w - aw + 1)), int(rng.integers(0, h - ah + 1))
     rgb = colour_match(rgb, alpha, img[y : y + ah, x : x + aw], strength=float(rng.uniform(0.3, 0.6)))
@@ -186,7 +201,7 @@ def object_insertion(img: np.ndarray, rng: np.random.Generator, ctx: EditContext
 
 def object_removal(img: np.ndarray, rng: np.random.Generator, ctx: EditContext) -> EditResult:
     h, w = img.shape[:2]
-    box, how = pick_region(rng, ctx, w, h, 0.03, 0.15)
+    box, how = pick_region(rng, ctx, w, h, *_area(ctx, 0.03, 0.15, 1.25 * ELLIPSE_FILL))  # + the dilation
     out, mask = _inpaint(img, box)
     return out, mask, {"box": list(box), "region": how}
 
@@ -206,7 +221,7 @@ def object_replacement(img: np.ndarray, rng: np.random.Generator, ctx: EditConte
 
 def recolour(img: np.ndarray, rng: np.random.Generator, ctx: EditContext) -> EditResult:
     h, w = img.shape[:2]
-    x1, y1, x2, y2 = box = pick_region(rng, ctx, w, h, 0.04, 0.2)[0]
+    x1, y1, x2, y2 = box = pick_region(rng, ctx, w, h, *_area(ctx, 0.04, 0.2, ELLIPSE_FILL))[0]
     hsv = cv2.cvtColor(img[y1:y2, x1:x2], cv2.COLOR_RGB2HSV).astype(np.int32)
     shift = int(rng.integers(30, 91))  # OpenCV hue is 0-179: a 60-180 degree turn
     hsv[..., 0] = (hsv[..., 0] + shift) % 180
@@ -218,7 +233,7 @@ def recolour(img: np.ndarray, rng: np.random.Generator, ctx: EditContext) -> Edi
 
 def copy_move(img: np.ndarray, rng: np.random.Generator, ctx: EditContext) -> EditResult:
     h, w = img.shape[:2]
-    sx1, sy1, sx2, sy2 = src = pick_region(rng, ctx, w, h, 0.03, 0.1)[0]
+    sx1, sy1, sx2, sy2 = src = pick_region(rng, ctx, w, h, *_area(ctx, 0.03, 0.1, ELLIPSE_FILL))[0]
     bw, bh = sx2 - sx1, sy2 - sy1
     dx, dy = 0, 0
     for _ in range(30):  # a destination that does not overlap the source, when there is room
@@ -232,7 +247,7 @@ def copy_move(img: np.ndarray, rng: np.random.Generator, ctx: EditContext) -> Ed
 
 def splice(img: np.ndarray, rng: np.random.Generator, ctx: EditContext) -> EditResult:
     h, w = img.shape[:2]
-    x1, y1, x2, y2 = box = pick_region(rng, ctx, w, h, 0.04, 0.12)[0]
+    x1, y1, x2, y2 = box = pick_region(rng, ctx, w, h, *_area(ctx, 0.04, 0.12, ELLIPSE_FILL))[0]
     patch, alpha, src = donor_cutout(rng, ctx, (x2 - x1, y2 - y1))
     if rng.random() < 0.5:  # a rectangular splice with a soft border, instead of an ellipse
         alpha = np.minimum(ellipse_alpha(x2 - x1, y2 - y1, feather=1.0) * 4, 1.0)
@@ -273,8 +288,12 @@ def text_insertion(img: np.ndarray, rng: np.random.Generator, ctx: EditContext) 
     h, w = img.shape[:2]
     text = " ".join(_WORDS[int(i)] for i in rng.choice(len(_WORDS), size=int(rng.integers(1, 3)), replace=False))
     size = max(10, int(rng.uniform(0.06, 0.12) * h))
-    font = _font(ctx, size)
     probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    if ctx.area is not None:  # scale the type so the lettering (about 60 % of its box, outlined) covers the target
+        target = float(rng.uniform(*ctx.area)) * w * h
+        left, top, right, bottom = probe.textbbox((0, 0), text, font=_font(ctx, size), stroke_width=max(1, size // 15))
+        size = max(6, int(size * np.sqrt(target / (0.6 * max(1, (right - left) * (bottom - top))))))
+    font = _font(ctx, size)
     stroke = max(1, size // 15)
     left, top, right, bottom = probe.textbbox((0, 0), text, font=font, stroke_width=stroke)
     tw, th = right - left, bottom - top

@@ -151,6 +151,22 @@ class IndexCatalog:
                             .order_by(index_entries.c.id))
         return [(int(r.id), r.code) for r in rows]
 
+    def pending_after(self, conn: Connection, channel: str, after_id: int) -> tuple[int, datetime | None]:
+        """How many live entries of a channel have ids above ``after_id``, and when the oldest of them was added
+        (how far an index that has loaded up to ``after_id`` lags the catalog)."""
+        row = conn.execute(select(func.count(), func.min(index_entries.c.added_at))
+                           .where(index_entries.c.channel == channel, index_entries.c.id > after_id,
+                                  index_entries.c.withdrawn_at.is_(None))).one()
+        return int(row[0]), _utc(row[1])
+
+    def withdrawn_at(self, conn: Connection, record_cid: str) -> datetime | None:
+        """When a record was withdrawn: it has entries and every one is tombstoned (None otherwise)."""
+        row = conn.execute(select(func.count(), func.count(index_entries.c.withdrawn_at),
+                                  func.max(index_entries.c.withdrawn_at))
+                           .where(index_entries.c.record_cid == record_cid)).one()
+        total, withdrawn, last = int(row[0]), int(row[1]), row[2]
+        return _utc(last) if total and withdrawn == total else None
+
     def any_code(self, conn: Connection, channel: str) -> str | None:
         """One code of the channel (live or not), to learn its bit width; None when the channel has no rows."""
         return conn.execute(select(index_entries.c.code).where(index_entries.c.channel == channel)

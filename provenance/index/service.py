@@ -45,13 +45,22 @@ from provenance.index.factory import create_index
 from provenance.index.persist import read_index_files
 from provenance.logging import get_logger
 
-__all__ = ["ChannelStatus", "HashIndex", "IndexMatch", "channel_path", "check_channel", "index_dir",
+__all__ = ["ChannelStatus", "HashIndex", "IndexLag", "IndexMatch", "channel_path", "check_channel", "index_dir",
            "inspect_channels"]
 
 log = get_logger(__name__)
 
 _CHANNEL = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")  # also a file name: no dots, slashes or upper case
 FILE_SUFFIX = ".faissbin"
+
+
+@dataclass(frozen=True)
+class IndexLag:
+    """How far one channel of this process's index is behind the catalog (:meth:`HashIndex.staleness`)."""
+
+    loaded: bool
+    behind: int  # live catalog entries not in the index yet
+    seconds: float  # age of the oldest of them; 0 when none
 
 
 class IndexMatch(NamedTuple):
@@ -160,6 +169,34 @@ class HashIndex:
                 index.add(np.array([i for i, _ in fresh], dtype=np.int64), codes.reshape(len(fresh), -1))
             self._seen[channel] = max(self._seen.get(channel, -1), rows[-1][0])
             return index
+
+    def withdrawn_at(self, record_cid: str) -> datetime | None:
+        """When the record's entries were withdrawn (None: live, or never indexed)."""
+        with self._reader.connect() as conn:
+            return self._catalog.withdrawn_at(conn, record_cid)
+
+    def refresh_all(self) -> None:
+        """:meth:`refresh` every channel of the catalog (the API's background catch-up, so that its index stays
+        within ``PROVENANCE_INDEX_MAX_STALENESS_S`` of the catalog even when no lookup comes)."""
+        with self._reader.connect() as conn:
+            channels = self._catalog.channels(conn)
+        for channel in channels:
+            self.refresh(channel)
+
+    def staleness(self) -> dict[str, IndexLag]:
+        """Per catalog channel: whether this process has loaded it, and how far its index lags the catalog (live
+        entries other processes added that it has not picked up yet, and the age of the oldest). Reads only: cheap
+        enough for a readiness probe."""
+        now = datetime.now(timezone.utc)
+        out: dict[str, IndexLag] = {}
+        with self._reader.connect() as conn:
+            for channel in self._catalog.channels(conn):
+                index = self._indexes.get(channel)
+                after = -1 if index is None else max(self._seen.get(channel, -1), index.max_id() or -1)
+                behind, oldest = self._catalog.pending_after(conn, channel, after)
+                lag = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
+                out[channel] = IndexLag(channel in self._opened, behind, lag)
+        return out
 
     def close(self) -> None:
         """Persist every channel (the next open then loads the files instead of rebuilding)."""

@@ -57,6 +57,12 @@ class GeometryResult:
     homography: np.ndarray | None = field(default=None, compare=False)  # 3x3 query -> reference (see module)
     mirrored: bool = False
     reason: str = ""
+    # The correspondences the model was fitted on (query points in the query's own frame, unflipped when
+    # ``mirrored``, so ``homography`` maps them), and which of them are inliers: the scene and copy-move evidence
+    # (``provenance.lookup.scene``) reuses them.
+    query_points: np.ndarray | None = field(default=None, compare=False, repr=False)
+    reference_points: np.ndarray | None = field(default=None, compare=False, repr=False)
+    inlier_mask: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -181,7 +187,7 @@ def verify(query: LocalFeatures, reference: LocalFeatures, model: Model = "homog
         homography = mat / mat[2, 2] if abs(mat[2, 2]) > 1e-12 else mat
         homography.setflags(write=False)
     return GeometryResult(True, k, n, ratio, model, homography, False,
-                          f"{model} verified: {k} inliers of {n} matches ({ratio:.0%})")
+                          f"{model} verified: {k} inliers of {n} matches ({ratio:.0%})", qp, rp, inl)
 
 
 def _unflip(result: GeometryResult, query_width: int) -> GeometryResult:
@@ -191,7 +197,12 @@ def _unflip(result: GeometryResult, query_width: int) -> GeometryResult:
         flip = np.array([[-1.0, 0.0, query_width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
         h = result.homography @ flip
         h.setflags(write=False)
-    return replace(result, homography=h, mirrored=True, reason=f"mirrored query: {result.reason}")
+    points = result.query_points
+    if points is not None:
+        points = points.copy()
+        points[:, 0] = query_width - 1.0 - points[:, 0]
+    return replace(result, homography=h, mirrored=True, reason=f"mirrored query: {result.reason}",
+                   query_points=points)
 
 
 def verify_query(query: QueryFeatures, reference: LocalFeatures, model: Model = "homography") -> GeometryResult:

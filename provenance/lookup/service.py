@@ -13,11 +13,13 @@ It also owns what ingest registers for lookup: the features blob beside the reco
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,7 @@ from PIL import Image
 
 from provenance.errors import ConfigError
 from provenance.hashing import Hasher
-from provenance.images import MIN_QUERY_SIDE, decode_rgb
+from provenance.images import QUERY_DECODE_SIDE, decode_query, decode_rgb
 from provenance.ledger import Ledger
 from provenance.logging import get_logger
 from provenance.lookup.verdict import Candidate, ObjectChange, Policy, Region, Verdict, decide
@@ -65,7 +67,7 @@ def _hamming_hex(a: str, b: str) -> int:
 class Lookup:
     def __init__(self, ledger: Ledger, index, *, hashers: Sequence[Hasher] | None = None,  # type: ignore[no-untyped-def]
                  channels: Channels = Channels(), k: int = DEFAULT_K, policy: Policy | None = None,
-                 change_map_dir: Path | None = None) -> None:
+                 change_map_dir: Path | None = None, decode_max_side: int = QUERY_DECODE_SIDE) -> None:
         self.ledger = ledger
         self.index = index  # provenance.index.HashIndex
         self.hashers = tuple(hashers if hashers is not None else ledger.hashers)
@@ -73,6 +75,7 @@ class Lookup:
         self.k = k
         self._policy = policy
         self.change_map_dir = change_map_dir
+        self.decode_max_side = decode_max_side  # queries are decoded shrunk to this long side (memory, time)
 
     # --- thresholds -------------------------------------------------------------------------------------------------
     @property
@@ -122,6 +125,17 @@ class Lookup:
     def withdraw(self, record_cid: str, publisher: str) -> None:
         self.index.withdraw(record_cid, publisher)
 
+    def _with_registration(self, candidates: list[Candidate]) -> list[Candidate]:
+        """Each candidate with its publisher and log position (the verdict prefers the first registrant)."""
+        with self.ledger.reader.connect() as conn:
+            stored = {c.record_cid: self.ledger.store.get(conn, c.record_cid) for c in candidates}
+        return [replace(c, leaf_index=rec.leaf_index, publisher=rec.publisher_id) if rec is not None else c
+                for c, rec in ((c, stored[c.record_cid]) for c in candidates)]
+
+    def withdrawn_at(self, record_cid: str) -> datetime | None:
+        """When the record was withdrawn from lookups (None while it is live)."""
+        return self.index.withdrawn_at(record_cid)
+
     def search(self, alg: str, value_hex: str, k: int | None = None) -> list[tuple[str, int]]:
         return list(self.index.search(alg, value_hex, k or self.k))
 
@@ -157,15 +171,18 @@ class Lookup:
         maps_dir = change_map_dir if change_map_dir is not None else self.change_map_dir
         from provenance.index.errors import EmptyIndexError
         from provenance.lookup.changemap import render_change_map
-        from provenance.lookup.compare import aligned_difference
-        from provenance.lookup.errors import FeatureBlobError, InsufficientOverlapError
+        from provenance.lookup.errors import FeatureBlobError
+        from provenance.lookup.evidence import examine
         from provenance.lookup.features import LocalFeatures
-        from provenance.lookup.geometry import query_features, verify_query
+        from provenance.lookup.geometry import query_features
 
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        rgb = self._decode(data, name, min_side=MIN_QUERY_SIDE)
-        hashes = {h.alg: h.hash_image(data) for h in self.hashers}
+        cfg = self.ledger.config
+        query = decode_query(data, max_bytes=cfg.max_image_bytes, max_pixels=cfg.max_image_pixels, name=name,
+                             max_side=self.decode_max_side)
+        rgb = query.rgb
+        hashes = {h.alg: h.hash_image(query.hash_input) for h in self.hashers}
         sensitive = hashes[self.channels.sensitive]
         timings["decode_hash"] = (time.perf_counter() - t0) * 1000
 
@@ -224,24 +241,19 @@ class Lookup:
                 candidates.append(Candidate(cid, tuple(sorted(found[cid])), dist, tol,
                                             reason=f"stored features unreadable: {exc}", tolerant_distances=tols))
                 continue
-            geo = verify_query(qf, reference)
-            score, regions, reason = None, (), geo.reason
-            if geo.passed and geo.homography is not None:
-                original = self._decode(self.ledger.blockstore.get(signed.record.image_cid), f"record {cid}")
-                try:
-                    analysis = aligned_difference(rgb, original, geo.homography)
-                except InsufficientOverlapError as exc:  # a small crop: same scene, too little to compare
-                    reason = f"{geo.reason}; not compared: {exc}"
-                else:
-                    score = float(analysis.score)
-                    regions = tuple(Region(int(x), int(y), int(w), int(h)) for x, y, w, h in analysis.boxes)
-                    if analysis.is_altered(self.policy.change_threshold) and maps_dir is not None:
-                        change_maps[cid] = render_change_map(original, analysis)
-                    aligned[cid] = (original, geo.homography)
-            candidates.append(Candidate(cid, tuple(sorted(found[cid])), dist, tol, geo.inliers, geo.inlier_ratio,
-                                        geo.passed, geo.mirrored, reason, score, regions, tols))
+            # the original's pixels, read from the block store once and only for a verified candidate
+            original = functools.cache(lambda s=signed, c=cid: self._decode(
+                self.ledger.blockstore.get(s.record.image_cid), f"record {c}"))
+            ev = examine(rgb, qf, reference, original)
+            analysis = ev.analysis
+            if analysis is not None and ev.geometry.homography is not None:
+                if analysis.is_altered(self.policy.change_threshold) and maps_dir is not None:
+                    change_maps[cid] = render_change_map(original(), analysis)
+                aligned[cid] = (original(), ev.geometry.homography)
+            candidates.append(ev.candidate(cid, tuple(sorted(found[cid])), dist, tols))
         timings["verify"] = (time.perf_counter() - t) * 1000
 
+        candidates = self._with_registration(candidates)
         verdict = decide(candidates, self.policy, query_hash=sensitive.value, model=sensitive.model_id)
         change_map = None
         if verdict.verdict == "altered" and verdict.record_cid in change_maps and maps_dir is not None:
@@ -261,7 +273,8 @@ class Lookup:
         timings["total"] = (time.perf_counter() - t0) * 1000
         out = Verdict(verdict.verdict, verdict.record_cid, verdict.hash, verdict.model, verdict.candidates,
                       verdict.policy, explanation, change_map, verdict.regions,
-                      {alg: h.value for alg, h in hashes.items()}, timings, object_changes)
+                      {alg: h.value for alg, h in hashes.items()}, timings, object_changes,
+                      also_registered=verdict.also_registered)
         log.info("lookup", verdict=out.verdict, record=out.record_cid, candidates=len(candidates),
                  ms=round(timings["total"], 1))
         return out

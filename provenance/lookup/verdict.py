@@ -8,7 +8,19 @@ without images, and calibrated on one dataset split and reported on another (``b
 * **altered**: a candidate passes geometric verification (it is the same source scene) but the content differs:
   the aligned comparison finds a concentrated change, or the sensitive hash is beyond ``hash_altered``.
   The evidence carries the changed regions and the change map.
-* **no_match**: no candidate passes geometric verification.
+* **same_scene**: a candidate passes geometric verification, but the query is another photo of the same scene,
+  not a copy of the registered one: a homography explains only part of what a fundamental matrix explains
+  (parallax: ``off_plane_share``), or too few of the matches (``inlier_ratio``), or the aligned comparison finds
+  differences over much of the picture (``changed_fraction``), where an edit changes a minority of it. The record is
+  a lead ("another photo of the same scene"), never a claim that the query was edited. Such a tie with fewer than
+  ``scene_min_inliers`` inliers is too weak to be a lead (the same object or pattern in two photos) and gives
+  **no_match**.
+* **no_match**: no candidate passes geometric verification (or only as another photo, weakly tied).
+
+Precedence: when several records are equally good sources (each would give the same verdict, with at least
+``EQUAL_INLIER_SHARE`` of the best one's inliers: typically the same picture registered by two publishers), the one
+first appended to the log (lowest leaf index) is the source and the others are listed in ``also_registered``. A
+later registrant of someone else's photo never displaces the first.
 """
 
 from __future__ import annotations
@@ -17,7 +29,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-MATCH, ALTERED, NO_MATCH = "match", "altered", "no_match"
+MATCH, ALTERED, NO_MATCH, SAME_SCENE = "match", "altered", "no_match", "same_scene"
+#: A passing candidate with at least this share of the best one's inliers, and the same verdict, is as good a source.
+EQUAL_INLIER_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -26,17 +40,24 @@ class Policy:
     pairs) and is reported; ``hash_altered`` (>= it) is the distance beyond which the hash alone says "edited" once
     geometry holds; ``change_threshold`` is the aligned comparison's score threshold (``provenance.lookup.compare``);
     ``identity_gate`` is the global-id distance beyond which a candidate is a different photo and is not verified
-    (None: every candidate is verified).
+    (None: every candidate is verified). The ``scene_*`` thresholds tell another photo of the scene from a copy (see
+    the module docstring; calibrated by ``benchmarks/bench_geometry.py``).
     """
 
     hash_threshold: int
     hash_altered: int
     change_threshold: float
     identity_gate: int | None = None
+    scene_off_plane: float = 0.3  # off_plane_share at or above which the pair shows parallax
+    scene_min_inlier_ratio: float = 0.6  # homography inlier ratios below this are not a copy's
+    scene_changed: float = 0.25  # changed_fraction at or above which the difference is not a local edit
+    scene_min_inliers: int = 40  # a same-scene tie needs this many inliers to be a lead (else no_match)
 
     def to_obj(self) -> dict[str, Any]:
         return {"hash_threshold": self.hash_threshold, "hash_altered": self.hash_altered,
-                "change_threshold": self.change_threshold, "identity_gate": self.identity_gate}
+                "change_threshold": self.change_threshold, "identity_gate": self.identity_gate,
+                "scene_off_plane": self.scene_off_plane, "scene_min_inlier_ratio": self.scene_min_inlier_ratio,
+                "scene_changed": self.scene_changed, "scene_min_inliers": self.scene_min_inliers}
 
 
 @dataclass(frozen=True)
@@ -95,15 +116,25 @@ class Candidate:
     change_score: float | None = None  # aligned comparison, only for candidates that passed
     regions: tuple[Region, ...] = ()
     tolerant_distances: dict[str, int] = field(default_factory=dict)  # tolerant alg -> Hamming distance
+    leaf_index: int | None = None  # the record's place in the log: who registered first
+    publisher: str | None = None
+    # Copy or another photo of the scene (``provenance.lookup.scene``), for candidates that passed:
+    fundamental_inliers: int | None = None  # matches a fundamental matrix (depth allowed) explains
+    off_plane_share: float | None = None  # share of those the homography does not explain (parallax)
+    changed_fraction: float | None = None  # share of the compared area the aligned comparison found changed
 
     def to_obj(self) -> dict[str, Any]:
-        return {"record_cid": self.record_cid, "channels": list(self.channels), "distance": self.distance,
+        return {"record_cid": self.record_cid, "publisher": self.publisher, "leaf_index": self.leaf_index,
+                "channels": list(self.channels), "distance": self.distance,
                 "tolerant_distance": self.tolerant_distance, "tolerant_distances": dict(self.tolerant_distances),
                 "inliers": self.inliers,
                 "inlier_ratio": round(self.inlier_ratio, 4), "passed": self.passed, "mirrored": self.mirrored,
                 "reason": self.reason,
                 "change_score": None if self.change_score is None else round(self.change_score, 4),
-                "regions": [r.to_obj() for r in self.regions]}
+                "regions": [r.to_obj() for r in self.regions],
+                "fundamental_inliers": self.fundamental_inliers,
+                "off_plane_share": None if self.off_plane_share is None else round(self.off_plane_share, 4),
+                "changed_fraction": None if self.changed_fraction is None else round(self.changed_fraction, 4)}
 
 
 @dataclass(frozen=True)
@@ -120,9 +151,13 @@ class Verdict:
     hashes: dict[str, str] = field(default_factory=dict)  # every channel's query hash, alg -> hex
     timings_ms: dict[str, float] = field(default_factory=dict)
     object_changes: tuple[ObjectChange, ...] = ()  # for "altered", where the detector explains a changed region
+    also_registered: tuple[Candidate, ...] = ()  # equally good sources registered after ``record_cid``
 
     def to_obj(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "record_cid": self.record_cid, "hash": self.hash, "model": self.model,
+        return {"verdict": self.verdict, "record_cid": self.record_cid,
+                "also_registered_by": [{"record_cid": c.record_cid, "publisher": c.publisher,
+                                        "leaf_index": c.leaf_index} for c in self.also_registered],
+                "hash": self.hash, "model": self.model,
                 "hashes": dict(self.hashes), "candidates": [c.to_obj() for c in self.candidates],
                 "change_map": self.change_map, "regions": [r.to_obj() for r in self.regions],
                 "object_changes": [c.to_obj() for c in self.object_changes],
@@ -136,17 +171,69 @@ def is_altered(c: Candidate, policy: Policy) -> bool:
     return changed or far
 
 
+def other_photo_reasons(c: Candidate, policy: Policy) -> list[str]:
+    """Why a verified candidate that differs from the query (``is_altered``) is another photo of its scene rather
+    than an edited copy of it; empty when it is a copy. Only a pair that would otherwise be *altered* is asked: one
+    that compares clean after registration is a copy whatever its matches look like."""
+    if not is_altered(c, policy):
+        return []
+    reasons = []
+    if c.off_plane_share is not None and c.off_plane_share >= policy.scene_off_plane:
+        reasons.append(f"parallax: {c.off_plane_share:.0%} of the {c.fundamental_inliers} matches a fundamental "
+                       f"matrix explains lie off the homography")
+    if c.inlier_ratio < policy.scene_min_inlier_ratio:
+        reasons.append(f"a homography explains only {c.inlier_ratio:.0%} of the matches")
+    if c.changed_fraction is not None and c.changed_fraction >= policy.scene_changed:
+        reasons.append(f"differences over {c.changed_fraction:.0%} of the compared area, not a local edit")
+    return reasons
+
+
+def classify(c: Candidate, policy: Policy) -> str:
+    """What one verified candidate alone would make of the query: MATCH, ALTERED or SAME_SCENE."""
+    if not is_altered(c, policy):
+        return MATCH
+    return SAME_SCENE if other_photo_reasons(c, policy) else ALTERED
+
+
+def _first_registered(passed: list[Candidate], policy: Policy) -> tuple[Candidate, tuple[Candidate, ...]]:
+    """Among the candidates as good as the best (same verdict, at least EQUAL_INLIER_SHARE of its inliers), the
+    earliest in the log, and the others in log order."""
+    best = passed[0]
+    peers = [c for c in passed if is_altered(c, policy) == is_altered(best, policy)
+             and c.inliers >= EQUAL_INLIER_SHARE * best.inliers]
+    order = sorted(range(len(peers)), key=lambda i: (peers[i].leaf_index is None, peers[i].leaf_index or 0, i))
+    ranked = [peers[i] for i in order]
+    return ranked[0], tuple(ranked[1:])
+
+
 def decide(candidates: Sequence[Candidate], policy: Policy, *, query_hash: str, model: str) -> Verdict:
-    """Pick the verdict and the record it is about. Among candidates that passed geometric verification, the one
-    with the most inliers is the source (ties: smaller sensitive distance, then CID, for a stable answer)."""
+    """Pick the verdict and the record it is about. Among candidates that passed geometric verification and are
+    copies of the query (not other photos of its scene), the one with the most inliers is the best (ties: smaller
+    sensitive distance, then CID, for a stable answer); among those as good as it, the first registered is the
+    source (see the module docstring). When every verified candidate is another photo of the scene, the one with the
+    most inliers is the lead of a *same_scene* verdict."""
     passed = sorted((c for c in candidates if c.passed),
                     key=lambda c: (-c.inliers, c.distance if c.distance is not None else 1 << 30, c.record_cid))
-    common = {"hash": query_hash, "model": model, "candidates": tuple(candidates), "policy": policy}
+    common: dict[str, Any] = {"hash": query_hash, "model": model, "candidates": tuple(candidates), "policy": policy}
     if not passed:
         why = ("no candidate in the index" if not candidates
                else f"none of {len(candidates)} candidates passed geometric verification")
         return Verdict(NO_MATCH, None, explanation=why, **common)
-    best = passed[0]
+    copies = [c for c in passed if classify(c, policy) != SAME_SCENE]
+    if not copies:  # every verified candidate is another photo of its scene: the best tied one is a lead
+        lead = passed[0]
+        why = "; ".join(other_photo_reasons(lead, policy))
+        if lead.inliers < policy.scene_min_inliers:
+            return Verdict(NO_MATCH, None, explanation=(
+                f"only another photo, weakly tied ({lead.inliers} inliers < {policy.scene_min_inliers}: the same "
+                f"object or pattern, not the same picture): {why}"), **common)
+        return Verdict(SAME_SCENE, lead.record_cid, explanation=(
+            f"another photo of the same scene, not a copy of the registered one ({lead.inliers} inliers; {why}); "
+            f"the record is a lead"), **common)
+    best, also = _first_registered(copies, policy)
+    common["also_registered"] = also
+    first = (f"; registered first (log leaf {best.leaf_index}), {len(also)} later registration"
+             f"{'s' if len(also) != 1 else ''} of it listed") if also else ""
     if is_altered(best, policy):
         reasons = []
         if best.change_score is not None and best.change_score >= policy.change_threshold:
@@ -154,9 +241,9 @@ def decide(candidates: Sequence[Candidate], policy: Policy, *, query_hash: str, 
         if best.distance is not None and best.distance > policy.hash_altered:
             reasons.append(f"hash distance {best.distance} > {policy.hash_altered}")
         return Verdict(ALTERED, best.record_cid, regions=best.regions,
-                       explanation=f"same scene ({best.inliers} inliers) but content differs: " + "; ".join(reasons),
-                       **common)
+                       explanation=f"same scene ({best.inliers} inliers) but content differs: " + "; ".join(reasons)
+                       + first, **common)
     within = "within" if best.distance is None or best.distance <= policy.hash_threshold else "above"
     return Verdict(MATCH, best.record_cid, explanation=(
         f"{best.inliers} inliers, hash distance {best.distance} ({within} the model's threshold "
-        f"{policy.hash_threshold}), no local change"), **common)
+        f"{policy.hash_threshold}), no local change{first}"), **common)

@@ -163,6 +163,22 @@ _FIND_CIDS = select(log_leaves.c.record_cid, log_leaves.c.idx).where(
 )
 _INDEX_OF = select(log_leaves.c.idx).where(log_leaves.c.record_cid == bindparam("cid"))
 _LEAF = select(log_leaves.c.leaf_hash, log_leaves.c.record_cid).where(log_leaves.c.idx == bindparam("idx"))
+_LEAF_RUN = (
+    select(log_leaves.c.idx, log_leaves.c.leaf_hash)
+    .where(log_leaves.c.idx >= bindparam("start"), log_leaves.c.idx < bindparam("end"))
+    .order_by(log_leaves.c.idx)
+)
+_NODE_RUN = (
+    select(log_nodes.c.idx, log_nodes.c.hash)
+    .where(log_nodes.c.level == bindparam("level"), log_nodes.c.idx >= bindparam("start"),
+           log_nodes.c.idx < bindparam("end"))
+    .order_by(log_nodes.c.idx)
+)
+_CID_RUN = (
+    select(log_leaves.c.idx, log_leaves.c.record_cid)
+    .where(log_leaves.c.idx >= bindparam("start"), log_leaves.c.idx < bindparam("end"))
+    .order_by(log_leaves.c.idx)
+)
 
 
 def _fetch_nodes(conn: Connection, nodes: Sequence[tree.Node]) -> dict[tree.Node, bytes]:
@@ -339,3 +355,34 @@ class SqlTransparencyLog:
     def consistency_proof(self, conn: Connection, size1: int, size2: int) -> list[bytes]:
         """Proof that the tree of ``size1`` leaves is a prefix of the tree of ``size2`` leaves."""
         return tree.consistency_proof(self._source(conn), size1, size2)
+
+    # --- tiles (C2SP tlog-tiles; see translog/tiles.py) --------------------------------------------------------------
+    def perfect_hash_run(self, conn: Connection, level: int, start: int, end: int) -> list[bytes]:
+        """The perfect nodes ``(level, start) .. (level, end - 1)`` in order, in one range read: leaf hashes for
+        level 0, stored subtree hashes above. A tile is such a run. Raises :class:`LogError` when one is not stored
+        (the caller asks only for nodes complete at a size it has read)."""
+        if level < 0 or not 0 <= start <= end:
+            raise IndexOutOfRangeError(f"no perfect-node run at level {level}, [{start}, {end})")
+        if start == end:
+            return []
+        if level == 0:
+            stmt = _LEAF_RUN
+            params: dict[str, int] = {"start": start, "end": end}
+        else:
+            stmt = _NODE_RUN
+            params = {"level": level, "start": start, "end": end}
+        rows = conn.execute(stmt, params).all()
+        if len(rows) != end - start or any(int(i) != start + k for k, (i, _h) in enumerate(rows)):
+            raise LogError(f"log is corrupt: perfect nodes at level {level}, [{start}, {end}) are not all stored")
+        return [bytes(h) for _i, h in rows]
+
+    def record_cid_run(self, conn: Connection, start: int, end: int) -> list[str]:
+        """The record CIDs of leaves ``start .. end - 1`` in order, in one range read (an entry bundle)."""
+        if not 0 <= start <= end:
+            raise IndexOutOfRangeError(f"no leaf run [{start}, {end})")
+        if start == end:
+            return []
+        rows = conn.execute(_CID_RUN, {"start": start, "end": end}).all()
+        if len(rows) != end - start or any(int(i) != start + k for k, (i, _c) in enumerate(rows)):
+            raise LogError(f"log is corrupt: leaves [{start}, {end}) are not all stored")
+        return [str(c) for _i, c in rows]

@@ -83,10 +83,10 @@ def test_tampered_blob_in_block_store(anchored) -> None:  # type: ignore[no-unty
 def test_tampered_log_leaf(anchored) -> None:  # type: ignore[no-untyped-def]
     ledger, results = anchored
     with ledger.engine.begin() as conn:
-        conn.execute(text("UPDATE log_leaves SET leaf_hash = :h WHERE idx = 1"), {"h": b"\x11" * 32})
+        conn.execute(text("UPDATE log_leaves SET leaf_hash = :h WHERE idx = 2"), {"h": b"\x11" * 32})
     report = run_audit(ledger)
     leaf = [f for f in report.failures if f.check == "log.leaf"]
-    assert len(leaf) == 1 and "log leaf 1 is 1111" in leaf[0].message
+    assert len(leaf) == 1 and "log leaf 2 is 1111" in leaf[0].message
 
 
 def test_tampered_log_node_breaks_inclusion(anchored) -> None:  # type: ignore[no-untyped-def]
@@ -101,19 +101,19 @@ def test_tampered_log_node_breaks_inclusion(anchored) -> None:  # type: ignore[n
 def test_tampered_checkpoint_note(anchored) -> None:  # type: ignore[no-untyped-def]
     ledger, _ = anchored
     with ledger.engine.begin() as conn:
-        note = conn.execute(text("SELECT note FROM checkpoints WHERE tree_size = 2")).scalar_one()
+        note = conn.execute(text("SELECT note FROM checkpoints WHERE tree_size = 3")).scalar_one()
         lines = note.split("\n")
-        lines[1] = "3"  # claim a bigger tree under the old signature
-        conn.execute(text("UPDATE checkpoints SET note = :n WHERE tree_size = 2"), {"n": "\n".join(lines)})
+        lines[1] = "4"  # claim a bigger tree under the old signature
+        conn.execute(text("UPDATE checkpoints SET note = :n WHERE tree_size = 3"), {"n": "\n".join(lines)})
     report = run_audit(ledger)
     sig = [f for f in report.failures if f.check == "checkpoint.signature"]
-    assert len(sig) == 1 and sig[0].subject == "checkpoint 2"
+    assert len(sig) == 1 and sig[0].subject == "checkpoint 3"
 
 
 def test_tampered_checkpoint_root_column(anchored) -> None:  # type: ignore[no-untyped-def]
     ledger, _ = anchored
     with ledger.engine.begin() as conn:
-        conn.execute(text("UPDATE checkpoints SET root = :r WHERE tree_size = 3"), {"r": b"\x33" * 32})
+        conn.execute(text("UPDATE checkpoints SET root = :r WHERE tree_size = 4"), {"r": b"\x33" * 32})
     report = run_audit(ledger)
     assert "checkpoint.row" in checks(report)
 

@@ -66,3 +66,29 @@ def test_real_photo_from_shared_data(shared_photos) -> None:  # type: ignore[no-
     data = (shared_photos / "kodak24" / "kodim01.png").read_bytes()
     info = inspect_image(data, max_bytes=50_000_000, max_pixels=100_000_000)
     assert (info.media_type, info.width, info.height) == ("image/png", 500, 500)  # this copy is a 500x500 crop
+
+
+def _grey16_png(values) -> bytes:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(values, dtype=np.uint16)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_sixteen_bit_greyscale_png_decodes_scaled_not_white() -> None:
+    """Pillow's convert("RGB") clips 16-bit greyscale at 255 (a solid white image, no features at lookup)."""
+    import numpy as np
+
+    from hasher.io import load_rgb
+    from provenance.images import decode_rgb
+
+    ramp = np.linspace(0, 65535, 64 * 48).reshape(48, 64).astype(np.uint16)
+    data = _grey16_png(ramp)
+    assert Image.open(io.BytesIO(data)).mode.startswith("I;16")
+    rgb = decode_rgb(data, max_bytes=10**7, max_pixels=10**7)
+    expected = np.rint(ramp.astype(np.float64) * 255 / 65535).astype(np.uint8)
+    assert rgb.shape == (48, 64, 3) and (rgb[:, :, 0] == expected).all() and (rgb[:, :, 2] == expected).all()
+    assert (load_rgb(data) == rgb).all()  # the hasher sees the same pixels as lookup's features
+    dark = _grey16_png(np.full((8, 8), 200 * 257))  # every value <= 255 * 257: still 16-bit, never "8-bit"
+    assert decode_rgb(dark, max_bytes=10**7, max_pixels=10**7).max() == 200 == load_rgb(dark).max()

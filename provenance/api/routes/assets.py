@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,45 +11,27 @@ from starlette.concurrency import run_in_threadpool
 
 from provenance.api.deps import ContextDep, PublisherDep, ServiceDep
 from provenance.api.errors import ApiError
-from provenance.api.schemas import TaskAccepted, TaskStatusOut, errors
+from provenance.api.schemas import TaskAccepted, TaskStatusOut, errors, parse_metadata_json
 from provenance.api.uploads import IMAGE_FIELD, form_image, multipart_openapi, read_form
 from provenance.logging import get_logger
-from provenance.records import KNOWN_METADATA, PublisherMetadata
+from provenance.metadata import PublisherMetadata
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
 _METADATA_FIELD = {
     "type": "string",
-    "description": "JSON object: title, author, source_url, licence, capture_time, and any other string fields "
-                   '(kept under "extra"). Example: {"title": "Harbour at dawn", "licence": "CC-BY-4.0"}',
+    "description": "JSON object: title, author, source_url, licence, capture_time (RFC 3339), and any other string "
+                   'fields (kept under "extra"). Strings only, valid UTF-8, at most 64 fields, names up to 64 '
+                   "characters, a title up to 1,000 and any other value up to 4,096; no repeated keys. "
+                   'Example: {"title": "Harbour at dawn", "licence": "CC-BY-4.0"}',
 }
 
 
 def parse_metadata(text: str | None) -> PublisherMetadata:
-    if text is None or not text.strip():
-        return PublisherMetadata()
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ApiError(422, "invalid_metadata", f"metadata: not valid JSON ({exc.msg} at {exc.pos})") from None
-    if not isinstance(obj, dict):
-        raise ApiError(422, "invalid_metadata", "metadata: must be a JSON object")
-    pairs: dict[str, str] = {}
-    extra = obj.pop("extra", None) or {}
-    if not isinstance(extra, dict):
-        raise ApiError(422, "invalid_metadata", "metadata.extra: must be a JSON object of strings")
-    if any(k in KNOWN_METADATA for k in extra):
-        raise ApiError(422, "invalid_metadata", f"metadata.extra: {', '.join(KNOWN_METADATA)} go at the top level")
-    for key, value in [*obj.items(), *extra.items()]:
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise ApiError(422, "invalid_metadata", f"metadata.{key}: must be a string")
-        if key in pairs:
-            raise ApiError(422, "invalid_metadata", f"metadata.{key}: given twice")
-        pairs[key] = value
-    return PublisherMetadata.from_pairs(pairs)
+    """The ``metadata`` field, under the schema the CLI's ``--meta`` shares (``schemas.MetadataIn``): 422 with the
+    reason (``InvalidMetadataError``) for anything it refuses."""
+    return parse_metadata_json(text)
 
 
 def task_obj(status: Any) -> dict[str, Any]:
@@ -59,21 +40,30 @@ def task_obj(status: Any) -> dict[str, Any]:
     cid = obj.get("record_cid")
     return {"task_id": task_id, "state": obj.get("state"), "step": obj.get("step"), "record_cid": cid,
             "record_url": f"/v1/records/{cid}" if cid else None, "duplicate": obj.get("duplicate"),
-            "error": obj.get("error")}
+            "error": obj.get("error"),
+            **{k: obj.get(k) for k in ("earlier_record_cid", "earlier_publisher", "earlier_leaf_index",
+                                       "earlier_match", "metadata_conflict")}}
 
 
 @router.post(
     "/assets",
     status_code=202,
     response_model=TaskAccepted,
-    responses=errors(401, 413, 415, 422, 503),
+    responses=errors(401, 409, 413, 415, 422, 503),
     openapi_extra=multipart_openapi({"file": IMAGE_FIELD, "metadata": _METADATA_FIELD}, ["file"]),
     summary="Register an image (queued; returns a task id)",
 )
 async def submit_asset(request: Request, publisher: PublisherDep, service: ServiceDep,
                        ctx: ContextDep) -> JSONResponse:
     """Queue one image for ingest under the publisher the API key belongs to. The image is checked (type sniffed
-    from the bytes, fully decoded, within limits) before it is queued, so a bad file is refused here, not later."""
+    from the bytes, fully decoded, within limits) and its metadata validated before it is queued, so a bad upload
+    is refused here (422 with the reason), not later. Once 202 is answered the upload survives a server crash.
+
+    Bytes this publisher registered already: with the same metadata, 202 and the task ends ``duplicate: true`` with
+    the existing record; with other metadata, 409 ``metadata_conflict`` naming that record (records are immutable:
+    the new metadata would otherwise be dropped). An image another publisher registered first is flagged in the
+    task result (``earlier_record_cid``), or refused with 409 ``duplicate_image`` under
+    ``PROVENANCE_INGEST_DUPLICATE_POLICY=refuse`` (docs/operations.md)."""
     form = await read_form(request)
     try:
         upload = await form_image(form, max_image_bytes=ctx.max_image_bytes)

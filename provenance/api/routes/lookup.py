@@ -12,12 +12,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from provenance.api.deps import ApiContext, ContextDep, ProvenanceService, RateLimited, ServiceDep
+from provenance.api.deps import ApiContext, ContextDep, ProvenanceService, RateLimited, ServiceDep, client_address
 from provenance.api.errors import ApiError
 from provenance.proofs import get_record, record_proof
 from provenance.api.schemas import errors
 from provenance.api.uploads import IMAGE_FIELD, ImageUpload, form_image, multipart_openapi, read_form
+from provenance.api.routes.receipts import receipt_url
 from provenance.logging import get_logger
+from provenance.metrics import observe_lookup
+from provenance.lookup_receipts import answer_with_receipt
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v1", tags=["lookup"])
@@ -40,14 +43,16 @@ def _takes_change_map_dir(lookup_type: type) -> bool:
 
 
 def run_lookup(ctx: ApiContext, service: ProvenanceService, upload: ImageUpload) -> dict[str, Any]:
-    """The verdict (the keys of ``provenance lookup --json``) plus the matched record, its proof, the query's C2PA
-    summary and, for an altered copy, where to fetch the change map."""
+    """The verdict (the keys of ``provenance lookup --json``, with its signed ``receipt``) plus the matched record,
+    its proof, the query's C2PA summary, the receipt's permalink and, for an altered copy, where to fetch the change
+    map."""
     with ctx.change_maps.workdir() as work:
-        if _takes_change_map_dir(type(service.lookup)):
-            verdict = service.lookup.lookup(upload.data, change_map_dir=work)
-        else:  # the lookup writes into its own configured directory
-            verdict = service.lookup.lookup(upload.data)
-        result = dict(verdict.to_obj())
+        def answer() -> dict[str, Any]:
+            if _takes_change_map_dir(type(service.lookup)):
+                return service.lookup.lookup(upload.data, change_map_dir=work).to_obj()
+            return service.lookup.lookup(upload.data).to_obj()  # it writes into its own configured directory
+
+        result, signed = answer_with_receipt(service, ctx.settings, upload.data, answer)
         produced = result.get("change_map")
         name = ctx.change_maps.publish(produced) if produced and Path(produced).is_file() else None
     result["change_map"] = name  # a public name, never a server path
@@ -57,6 +62,7 @@ def run_lookup(ctx: ApiContext, service: ProvenanceService, upload: ImageUpload)
     result["record"] = json.loads(stored.record_bytes) if stored else None
     result["proof"] = record_proof(service.ledger, cid) if stored and cid else None
     result["c2pa"] = query_c2pa(service, upload)
+    result["receipt_url"] = receipt_url(signed.receipt_id)
     log.info("api.lookup", verdict=result.get("verdict"), record_cid=cid, bytes=len(upload.data))
     return result
 
@@ -72,13 +78,19 @@ async def lookup(request: Request, service: ServiceDep, ctx: ContextDep) -> dict
     """``verdict`` is ``match`` (a registered image, possibly re-encoded, resized or cropped), ``altered`` (a
     registered image whose content was changed: see ``change_map_url``) or ``no_match``. With a match come the
     signed ``record``, its ``proof`` (inclusion in the latest signed checkpoint and that checkpoint's chain anchor)
-    and ``c2pa``, the query image's own Content Credentials. Public; rate-limited per client IP."""
+    and ``c2pa``, the query image's own Content Credentials. Every answer carries a ``receipt`` signed with the
+    log's key (docs/receipts.md), kept at ``receipt_url``. Public; rate-limited per client IP."""
     form = await read_form(request, max_fields=1)
     try:
         upload = await form_image(form, max_image_bytes=ctx.max_image_bytes)
     finally:
         await form.close()
-    return await run_in_threadpool(run_lookup, ctx, service, upload)
+    # A work slot bounds lookups in flight, per client and overall (429 / 503 + Retry-After; workslots.py).
+    async with ctx.work.slot(client_address(request), "lookup"):
+        with observe_lookup() as seen:  # provenance_lookups_total / _duration_seconds by verdict
+            result = await run_in_threadpool(run_lookup, ctx, service, upload)
+            seen.verdict = str(result.get("verdict"))
+    return result
 
 
 @router.get("/change-maps/{name}", response_class=FileResponse, responses={

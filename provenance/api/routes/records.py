@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from provenance.api.deps import ContextDep, PublisherDep, ServiceDep
+from provenance.api.deps import ContextDep, ImageRateLimited, PublisherDep, ServiceDep, client_address
 from provenance.api.errors import ApiError
 from provenance.api.keys import ForbiddenError
-from provenance.api.images import MAX_THUMBNAIL_SIDE, make_thumbnail
+from provenance.api.images import (MAX_THUMBNAIL_SIDE, THUMBNAIL_SIZES, make_thumbnail,
+                                   snap_thumbnail_size)
 from provenance.proofs import checkpoint_obj, get_record, latest_checkpoint, record_proof
 from provenance.api.schemas import Withdrawn, errors
+from provenance.api.withdrawn import refuse_if_withdrawn
 from provenance.cid import canonical_cid
 from provenance.ledger import Ledger
 from provenance.logging import get_logger
@@ -23,6 +25,8 @@ log = get_logger(__name__)
 router = APIRouter(prefix="/v1", tags=["records"])
 
 _IMMUTABLE = "public, max-age=31536000, immutable"  # content-addressed: the bytes under a CID never change
+# Images never change either, but a withdrawal stops serving them: shared caches must ask again within minutes.
+_WITHDRAWABLE = "public, max-age=300"
 
 
 def _record(ledger: Ledger, cid: str) -> StoredRecord:
@@ -51,23 +55,30 @@ def get_record_proof(cid: str, service: ServiceDep) -> dict[str, Any]:
 
 
 @router.get("/records/{cid}/image", responses={200: {"content": {"image/jpeg": {}, "image/*": {}}},
-                                               **errors(400, 404, 503)},
-            summary="The registered image, or a JPEG thumbnail of it")
-async def get_record_image(cid: str, service: ServiceDep, ctx: ContextDep,
-                           size: Annotated[int | None, Query(ge=16, le=MAX_THUMBNAIL_SIDE,
-                                                             description="Long side of a JPEG thumbnail, px")] = None,
+                                               **errors(400, 404, 410, 429, 503)},
+            dependencies=[ImageRateLimited], summary="The registered image, or a JPEG thumbnail of it")
+async def get_record_image(request: Request, cid: str, service: ServiceDep, ctx: ContextDep,
+                           size: Annotated[int | None, Query(
+                               ge=16, le=MAX_THUMBNAIL_SIDE,
+                               description="Long side of a JPEG thumbnail, px; rounded up to one of "
+                                           f"{', '.join(map(str, THUMBNAIL_SIZES))}")] = None,
                            ) -> Response:
+    """Rate-limited per client IP; a thumbnail not yet cached is rendered in a work slot (429/503 when busy)."""
     rec = await run_in_threadpool(_record, service.ledger, cid)
+    await run_in_threadpool(refuse_if_withdrawn, service, rec.cid, "its image")  # 410 (docs/withdrawal.md)
     if size is None:
         data = await run_in_threadpool(service.ledger.blockstore.get, rec.image_cid)
         media_type = _record_media_type(rec)
-        return Response(data, media_type=media_type, headers={"Cache-Control": _IMMUTABLE})
+        return Response(data, media_type=media_type, headers={"Cache-Control": _WITHDRAWABLE})
+    size = snap_thumbnail_size(size)
     thumb = ctx.thumbnails.get(rec.image_cid, size)
     if thumb is None:
-        data = await run_in_threadpool(service.ledger.blockstore.get, rec.image_cid)
-        thumb = await run_in_threadpool(make_thumbnail, data, size)
+        async with ctx.work.slot(client_address(request), "thumbnail"):
+            data = await run_in_threadpool(service.ledger.blockstore.get, rec.image_cid)
+            thumb = await run_in_threadpool(make_thumbnail, data, size, max_bytes=ctx.settings.max_image_bytes,
+                                            max_pixels=ctx.settings.max_image_pixels)
         ctx.thumbnails.put(rec.image_cid, size, thumb)
-    return Response(thumb, media_type="image/jpeg", headers={"Cache-Control": _IMMUTABLE})
+    return Response(thumb, media_type="image/jpeg", headers={"Cache-Control": _WITHDRAWABLE})
 
 
 def _record_media_type(rec: StoredRecord) -> str:

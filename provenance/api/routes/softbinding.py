@@ -16,17 +16,21 @@ import json
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from provenance.api.deps import ContextDep, ProvenanceService, RateLimited, ServiceDep
+from provenance.api.deps import ContextDep, ProvenanceService, RateLimited, ServiceDep, client_address
 from provenance.api.errors import ApiError
+from provenance.api.routes.receipts import RECEIPT_HEADER, receipt_headers
 from provenance.proofs import get_record
 from provenance.api.schemas import SoftBindingAlgList, SoftBindingQuery, SoftBindingQueryResult, errors
 from provenance.api.uploads import IMAGE_FIELD, ImageUpload, check_image, form_image, read_form
+from provenance.api.withdrawn import refuse_if_withdrawn
 from provenance.cid import canonical_cid
 from provenance.errors import InvalidCIDError
+from provenance.images import QUERY_DECODE_SIDE, QueryImage, decode_query
 from provenance.index.errors import EmptyIndexError
+from provenance.lookup_receipts import answer_with_receipt
 
 router = APIRouter(tags=["C2PA soft binding resolution"])
 
@@ -76,8 +80,8 @@ def similarity(distance: int, bits: int) -> int:
     return max(0, min(100, round(100 * (1 - distance / bits))))
 
 
-def _search(service: ProvenanceService, alg: str, value_hex: str, k: int) -> dict[str, int]:
-    """Records within ``MAX_DISTANCE_SHARE`` of ``bits`` of the query on channel ``alg``: CID -> similarityScore."""
+def _search_distances(service: ProvenanceService, alg: str, value_hex: str, k: int) -> dict[str, int]:
+    """Records within ``MAX_DISTANCE_SHARE`` of ``bits`` of the query on channel ``alg``: CID -> Hamming distance."""
     bits = supported_algs(service)[alg]
     try:
         hits = service.lookup.search(alg, value_hex, k)
@@ -86,8 +90,14 @@ def _search(service: ProvenanceService, alg: str, value_hex: str, k: int) -> dic
     found: dict[str, int] = {}
     for cid, distance in hits:
         if int(distance) <= bits * MAX_DISTANCE_SHARE:
-            found[cid] = max(similarity(int(distance), bits), found.get(cid, 0))
+            found[cid] = min(int(distance), found.get(cid, bits))
     return found
+
+
+def _search(service: ProvenanceService, alg: str, value_hex: str, k: int) -> dict[str, int]:
+    """Records within ``MAX_DISTANCE_SHARE`` of ``bits`` of the query on channel ``alg``: CID -> similarityScore."""
+    bits = supported_algs(service)[alg]
+    return {cid: similarity(d, bits) for cid, d in _search_distances(service, alg, value_hex, k).items()}
 
 
 def _result(found: dict[str, int], k: int) -> dict[str, Any]:
@@ -115,28 +125,51 @@ def query_by_large_binding(service: ServiceDep, query: SoftBindingQuery,
     return _by_binding(service, query.alg, query.value, max_results)
 
 
+def _decode_query(service: ProvenanceService, upload: ImageUpload) -> QueryImage:
+    """The same checks and bounded decode as ``POST /v1/lookup`` (``provenance.images.decode_query``): each side at
+    least 32 px, within the limits, decoded shrunk to the lookup's bound; the hashers get ``hash_input``."""
+    cfg = service.ledger.config
+    max_side = getattr(service.lookup, "decode_max_side", QUERY_DECODE_SIDE)
+    return decode_query(upload.data, max_bytes=cfg.max_image_bytes, max_pixels=cfg.max_image_pixels,
+                        name=upload.filename, max_side=max_side)
+
+
 def _by_content(service: ProvenanceService, upload: ImageUpload, alg: str | None, k: int,
                 hint_alg: str | None, hint_value: str | None) -> dict[str, Any]:
+    """The spec's result, plus what its receipt records: ``verdict`` (``soft_binding_match`` when anything matched,
+    else ``no_match``), the best match as ``record_cid``, the query's ``hashes`` and each match's ``distances``."""
     k = min(k, MAX_RESULTS_CAP)
     if alg is not None:
         _check_alg(service, alg)
+    query = _decode_query(service, upload)
     found: dict[str, int] = {}
+    hashes: dict[str, str] = {}
+    distances: dict[str, dict[str, int]] = {}
     for hasher in service.ledger.hashers:
         if alg is not None and hasher.alg != alg:
             continue
-        code = hasher.hash_image(upload.data)
-        for cid, score in _search(service, code.alg, code.value, k).items():
-            found[cid] = max(score, found.get(cid, 0))
+        code = hasher.hash_image(query.hash_input)
+        hashes[code.alg] = code.value
+        for cid, d in _search_distances(service, code.alg, code.value, k).items():
+            found[cid] = max(similarity(d, int(hasher.bits)), found.get(cid, 0))
+            distances.setdefault(cid, {})[code.alg] = d
     if hint_alg and hint_value:
         bits = _check_alg(service, hint_alg)
         for cid, score in _search(service, hint_alg, decode_value(hint_value, bits), k).items():
             found[cid] = max(score, found.get(cid, 0))
-    return _result(found, k)
+    result = _result(found, k)
+    matched = [m["manifestId"] for m in result["matches"]]
+    return {**result, "verdict": "soft_binding_match" if matched else "no_match",
+            "record_cid": matched[0] if matched else None, "hashes": hashes,
+            "candidates": [{"record_cid": cid, "distances": distances.get(cid, {})} for cid in matched]}
 
 
 @router.post(
     "/matches/byContent", **_MATCHES,
-    responses=errors(400, 413, 415, 422, 429), summary="Manifests matching an uploaded image",
+    responses={200: {"headers": {
+        RECEIPT_HEADER: {"description": "Id of this answer's signed lookup receipt", "schema": {"type": "string"}},
+        "Link": {"description": 'Its permalink: </v1/receipts/ID>; rel="describedby"', "schema": {"type": "string"}},
+    }}, **errors(400, 413, 415, 422, 429)}, summary="Manifests matching an uploaded image",
     operation_id="uploadFile",
     openapi_extra={"requestBody": {"required": True, "content": {
         "image/*": {"schema": {"type": "string", "format": "binary"}},
@@ -144,14 +177,15 @@ def _by_content(service: ProvenanceService, upload: ImageUpload, alg: str | None
                                            "required": ["file"]}}}}},
 )
 async def query_by_content(
-    request: Request, service: ServiceDep, ctx: ContextDep,
+    request: Request, response: Response, service: ServiceDep, ctx: ContextDep,
     alg: Annotated[str | None, Query(description="Hash only with this algorithm (default: every one we have).")] = None,
     max_results: MaxResults = 10,
     hint_alg: Annotated[str | None, Query(alias="hintAlg")] = None,
     hint_value: Annotated[str | None, Query(alias="hintValue")] = None,
 ) -> dict[str, Any]:
     """The image is the raw request body (``Content-Type: image/...``, as the specification has it) or the ``file``
-    field of a multipart form. Its type is sniffed from the bytes."""
+    field of a multipart form. Its type is sniffed from the bytes. The answer's signed receipt is named by the
+    ``X-Provenance-Receipt-Id`` header and linked (``Link: </v1/receipts/ID>; rel="describedby"``)."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         form = await read_form(request, max_fields=1)
         try:
@@ -162,7 +196,12 @@ async def query_by_content(
         data = b"".join([chunk async for chunk in request.stream()])
         upload = check_image(data, declared=request.headers.get("content-type"), filename="body",
                              max_image_bytes=ctx.max_image_bytes)
-    return await run_in_threadpool(_by_content, service, upload, alg, max_results, hint_alg, hint_value)
+    async with ctx.work.slot(client_address(request), "byContent"):  # bounded work in flight (workslots.py)
+        answer, signed = await run_in_threadpool(
+            answer_with_receipt, service, ctx.settings, upload.data,
+            lambda: _by_content(service, upload, alg, max_results, hint_alg, hint_value))
+    response.headers.update(receipt_headers(signed.receipt_id))  # the body keeps the spec's schema
+    return {"matches": answer["matches"]}
 
 
 def _manifest(service: ProvenanceService, manifest_id: str, active_only: bool) -> dict[str, Any]:
@@ -173,6 +212,7 @@ def _manifest(service: ProvenanceService, manifest_id: str, active_only: bool) -
     stored = get_record(service.ledger, cid)
     if stored is None:
         raise ApiError(404, "not_found", f"no manifest {manifest_id}")
+    refuse_if_withdrawn(service, stored.cid, "its manifest")  # 410 (docs/withdrawal.md)
     record = json.loads(stored.record_bytes)
     store: dict[str, Any] | None = None
     store_error: str | None = None
@@ -192,7 +232,7 @@ def _manifest(service: ProvenanceService, manifest_id: str, active_only: bool) -
             **({"c2pa_error": store_error} if store_error else {})}
 
 
-@router.get("/manifests/{manifestId}", responses=errors(400, 404, 503), summary="A manifest: our signed record",
+@router.get("/manifests/{manifestId}", responses=errors(400, 404, 410, 503), summary="A manifest: our signed record",
             operation_id="getManifestById")
 def get_manifest(
     manifestId: str,  # noqa: N803 - the specification's parameter name

@@ -1,4 +1,5 @@
-// Journalist page: upload (or drop) an image, POST it to /v1/lookup, show the verdict as a card.
+// Journalist page: upload (or drop) an image, POST it to /v1/lookup, show the verdict as a card, with its signed
+// receipt to download and a permalink (/?receipt=ID) that re-displays the card from the stored receipt.
 // Every value from the server is written with textContent or as an attribute, never parsed as HTML.
 "use strict";
 
@@ -32,7 +33,14 @@
       summary: "No registered image matches this one. That does not mean it is fake: only images that publishers " +
         "registered can be found.",
     },
+    soft_binding_match: {
+      icon: "\u2248",
+      heading: "Similar fingerprint: a registered image is close to this one",
+      summary: "A C2PA soft-binding query found a registered image whose fingerprint is close to this one's. " +
+        "Fingerprints alone do not tell a re-share from an edit: check the image itself for a full verdict.",
+    },
   };
+  const RECEIPT_ID = /^[0-9a-f]{32}$/;
 
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -166,7 +174,10 @@
     }
     if (record.ingested_at) fact(facts, "Registered", formatTime(record.ingested_at));
     anchorFacts(facts, data.proof);
-    fact(facts, "Content Credentials (your image)", c2paText(data.c2pa));
+    if (data.c2pa !== undefined) fact(facts, "Content Credentials (your image)", c2paText(data.c2pa));
+    if (data.from_receipt && data.verdict === "altered") {
+      fact(facts, "Changes", "The change map is not kept with the receipt: check the image again to see it.");
+    }
     if (record.c2pa && record.c2pa.status === "present") {
       fact(facts, "Content Credentials (original)", c2paText(record.c2pa));
     }
@@ -180,7 +191,7 @@
 
   function renderNoMatch(card, data) {
     const facts = el("dl", { class: "facts" });
-    fact(facts, "Content Credentials (your image)", c2paText(data.c2pa));
+    if (data.c2pa !== undefined) fact(facts, "Content Credentials (your image)", c2paText(data.c2pa));
     const body = el("div", { class: "card-body" });
     const images = el("div", { class: "images" });
     if (queryUrl) {
@@ -191,7 +202,42 @@
     card.append(body);
   }
 
+  function checkpointText(receipt) {
+    const cp = receipt.checkpoint;
+    return `checkpoint ${cp.size} of ${cp.origin}` + (cp.size === 1 ? " (1 entry)" : ` (${cp.size} entries)`);
+  }
+
+  // The signed receipt: what was answered, against which checkpoint, when; to download and to link to.
+  function receiptSection(data) {
+    const receipt = data.receipt;
+    if (!receipt || !RECEIPT_ID.test(receipt.id || "")) return null;
+    const url = `/v1/receipts/${receipt.id}`;
+    const permalink = `/?receipt=${receipt.id}`;
+    const facts = el("dl", { class: "facts" });
+    if (receipt.verdict === "no_match") {
+      fact(facts, "Statement", `Not registered as of ${checkpointText(receipt)}.`);
+    } else {
+      fact(facts, "Checked against", checkpointText(receipt));
+    }
+    fact(facts, "Checked on", formatTime(receipt.issued_at));
+    fact(facts, "Signed by", el("code", { text: `${receipt.service.name}+${receipt.service.key_id}` }));
+    fact(facts, "Image checked", el("code", { class: "query-sha256", text: `sha256 ${receipt.query.sha256}` }));
+    fact(facts, "Receipt",
+      el("a", { class: "receipt-download", href: url, download: `receipt-${receipt.id}.json`,
+                text: "Download receipt" }), " \u00b7 ",
+      el("a", { class: "receipt-permalink", href: permalink, text: "Permalink" }));
+    return el("section", { class: "receipt", "aria-labelledby": "receipt-heading" },
+      el("h3", { id: "receipt-heading", text: "Signed receipt" }),
+      el("p", { class: "hint", text: "Anyone can check this answer offline, without this service: " +
+        "provenance verify-receipt receipt.json --service-key KEY (KEY: what provenance log key prints)." }),
+      facts);
+  }
+
   function technicalDetails(data) {
+    if (data.from_receipt) {
+      return el("details", { class: "details" }, el("summary", { text: "The signed receipt" }),
+        el("pre", { text: JSON.stringify(data.receipt, null, 2) }));
+    }
     const shown = {
       verdict: data.verdict, record_cid: data.record_cid, hash: data.hash, model: data.model,
       thresholds: data.thresholds, candidates: data.candidates, object_changes: data.object_changes,
@@ -201,15 +247,25 @@
   }
 
   function render(data) {
-    const kind = VERDICTS[data.verdict] ? data.verdict : "no_match";
-    const info = VERDICTS[kind];
-    const card = el("article", { class: `card verdict-${kind}`, "data-verdict": kind, "aria-labelledby": "verdict-heading" });
+    const known = Boolean(VERDICTS[data.verdict]);
+    const kind = known ? data.verdict : (data.record_cid ? "match" : "no_match");
+    const info = known ? VERDICTS[kind] : { icon: VERDICTS[kind].icon, heading: `Verdict: ${data.verdict}`,
+                                             summary: VERDICTS[kind].summary };
+    const card = el("article", { class: `card verdict-${kind}`, "data-verdict": data.verdict,
+                                 "aria-labelledby": "verdict-heading" });
     card.append(
       el("h2", { class: "verdict-heading", id: "verdict-heading", tabindex: "-1" },
-        el("span", { class: "verdict-icon", "aria-hidden": "true", text: info.icon }), info.heading),
-      el("p", { class: "verdict-summary", text: info.summary }));
+        el("span", { class: "verdict-icon", "aria-hidden": "true", text: info.icon }), info.heading));
+    if (data.from_receipt) {
+      card.append(el("p", { class: "receipt-banner", text:
+        `Saved check from ${formatTime(data.receipt.issued_at)}, shown from its signed receipt ` +
+        "(the image itself was not kept). The record details below are read from the ledger now." }));
+    }
+    card.append(el("p", { class: "verdict-summary", text: info.summary }));
     if (kind === "no_match" || !data.record_cid) renderNoMatch(card, data);
     else renderMatch(card, data);
+    const receipt = receiptSection(data);
+    if (receipt) card.append(receipt);
     card.append(technicalDetails(data));
     result.replaceChildren(card);
     result.hidden = false;
@@ -256,6 +312,39 @@
     }
   }
 
+  async function fetchJson(url) {
+    const response = await fetch(url);
+    if (!response.ok) throw new Error(await errorMessage(response));
+    return response.json();
+  }
+
+  // A permalink: re-display the verdict card from the stored, signed receipt (and the record it names).
+  async function showReceipt(id) {
+    if (!RECEIPT_ID.test(id)) {
+      setStatus("This receipt link is not valid: a receipt id is 32 hexadecimal characters.", true);
+      return;
+    }
+    queryUrl = null;
+    result.setAttribute("aria-busy", "true");
+    setStatus("Loading the saved check\u2026", false);
+    try {
+      const receipt = await fetchJson(`/v1/receipts/${id}`);
+      const data = { verdict: receipt.verdict, record_cid: receipt.record_cid, receipt, from_receipt: true };
+      if (receipt.record_cid) {
+        const cid = encodeURIComponent(receipt.record_cid);
+        [data.record, data.proof] = await Promise.all([fetchJson(`/v1/records/${cid}`),
+                                                       fetchJson(`/v1/records/${cid}/proof`)]);
+      }
+      setStatus("Saved check loaded.", false);
+      render(data);
+    } catch (err) {
+      setStatus(err.message, true);
+      result.hidden = true;
+    } finally {
+      result.removeAttribute("aria-busy");
+    }
+  }
+
   input.addEventListener("change", () => choose(input.files && input.files[0]));
   form.addEventListener("submit", (event) => { event.preventDefault(); check(); });
   for (const type of ["dragenter", "dragover"]) {
@@ -269,4 +358,6 @@
     const file = event.dataTransfer && event.dataTransfer.files && event.dataTransfer.files[0];
     if (file) choose(file);
   });
+  const permalink = new URLSearchParams(window.location.search).get("receipt");
+  if (permalink !== null) showReceipt(permalink);
 })();

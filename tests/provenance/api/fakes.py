@@ -7,6 +7,7 @@ import io
 import threading
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -98,9 +99,14 @@ class FakeLookup:
         for h in hashes:
             if h.alg == "phash":
                 self.codes[cid] = (publisher, h.value)
+        with self.ledger.engine.begin() as conn:  # the "registered" mark, as the real lookup writes it last
+            self.ledger.store.put_features(conn, cid, features)
 
     def withdraw(self, cid: str, publisher: str) -> None:
         self.withdrawn.add(cid)
+
+    def withdrawn_at(self, cid: str) -> datetime | None:
+        return datetime(2024, 5, 1, tzinfo=timezone.utc) if cid in self.withdrawn else None
 
     def search(self, alg: str, value_hex: str, k: int | None = None) -> list[tuple[str, int]]:
         if alg != "phash" or not self.codes:
@@ -127,7 +133,8 @@ class FakeLookup:
                 Image.new("RGBA", (16, 12), (255, 0, 0, 128)).save(path)
                 change_map = str(path)
         return FakeVerdict({"verdict": verdict, "record_cid": best["record_cid"] if best else None,
-                            "hash": code.value, "model": code.model_id, "candidates": candidates,
+                            "hash": code.value, "model": code.model_id, "hashes": {code.alg: code.value},
+                            "candidates": candidates,
                             "change_map": change_map, "thresholds": {"hash_threshold": 10}})
 
 

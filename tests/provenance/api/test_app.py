@@ -22,6 +22,7 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
         "/v1/assets", "/v1/tasks/{task_id}", "/v1/lookup", "/v1/change-maps/{name}", "/v1/records/{cid}",
         "/v1/records/{cid}/proof", "/v1/records/{cid}/image", "/v1/checkpoints/latest", "/matches/byBinding",
         "/matches/byContent", "/manifests/{manifestId}", "/services/supportedAlgorithms",
+        "/healthz", "/readyz",
     }
     assert set(paths["/v1/records/{cid}"]) == {"get", "delete"}
     assert "multipart/form-data" in paths["/v1/assets"]["post"]["requestBody"]["content"]

@@ -25,8 +25,10 @@ def test_ingest_returns_202_with_a_task_that_ends_with_the_record(client: TestCl
     assert set(body) == {"task_id", "state", "status_url"} and body["state"] == "pending"
     assert resp.headers["Location"] == body["status_url"] == f"/v1/tasks/{body['task_id']}"
     task = client.get(body["status_url"]).json()
-    assert set(task) == {"task_id", "state", "step", "record_cid", "record_url", "duplicate", "error"}
-    assert task["state"] == "succeeded" and task["duplicate"] is False
+    assert set(task) == {"task_id", "state", "step", "record_cid", "record_url", "duplicate", "error",
+                         "earlier_record_cid", "earlier_publisher", "earlier_leaf_index", "earlier_match",
+                         "metadata_conflict"}
+    assert task["state"] == "succeeded" and task["duplicate"] is False and task["earlier_record_cid"] is None
     record = fake_service.record(task["record_cid"])
     assert record["publisher"]["id"] == "acme"
     assert record["metadata"] == {"title": "Harbour at dawn", "licence": "CC-BY-4.0", "extra": {"desk": "photo"}}

@@ -149,3 +149,26 @@ def test_withdraw_by_owner_only_then_lookups_stop_finding_it(live: Live) -> None
     assert resp.status_code == 200 and resp.json() == {"record_cid": cid, "withdrawn": True}
     assert _lookup(live, query)["record_cid"] != cid
     assert live.client.get(f"/v1/records/{cid}").status_code == 200  # the log is append-only: still auditable
+
+
+def test_every_real_lookup_carries_a_receipt_signed_with_the_log_key(live: Live) -> None:
+    """Receipts on the real lookup (three channels, real index; docs/receipts.md): the codes and distances are the
+    lookup's own, and the checkpoint is the anchored one (every record in it registered; a withdrawal does not
+    hold it back)."""
+    import json
+
+    from provenance.receipts import verify_receipt
+
+    body = _lookup(live, _reshared(live.photos / "kodim23.png"))
+    latest = live.client.get("/v1/checkpoints/latest").json()
+    receipt = verify_receipt(json.dumps(body["receipt"]), latest["verifier_key"])
+    assert receipt.verdict == body["verdict"] == "match" and receipt.record_cid == live.cids["kodim23.png"]
+    assert (receipt.checkpoint.size, receipt.checkpoint.root.hex()) == (latest["tree_size"], latest["root"])
+    assert {c.alg: c.value for c in receipt.codes} == body["hashes"]
+    assert {c.alg: c.bits for c in receipt.codes} == {"oscar-net": 64, "phash": 64, "global-id": 256}
+    assert next(c.model_id for c in receipt.codes if c.alg == "oscar-net") == body["model"]
+    best = next(c for c in body["candidates"] if c["record_cid"] == receipt.record_cid)
+    distances = next(c.distances for c in receipt.candidates if c.record_cid == receipt.record_cid)
+    assert distances == {"oscar-net": best["distance"], **best["tolerant_distances"]}
+    assert {c.record_cid for c in receipt.candidates} == {c["record_cid"] for c in body["candidates"]}
+    assert live.client.get(body["receipt_url"]).json() == body["receipt"]

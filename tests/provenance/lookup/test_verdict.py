@@ -9,7 +9,7 @@ POLICY = Policy(hash_threshold=8, hash_altered=12, change_threshold=0.5)
 
 def cand(cid: str, *, passed: bool = True, inliers: int = 100, distance: int | None = 3,
          change: float | None = 0.1, regions: tuple[Region, ...] = ()) -> Candidate:
-    return Candidate(cid, ("oscar-net",), distance, 10, inliers, 0.5 if passed else 0.0, passed, False,
+    return Candidate(cid, ("oscar-net",), distance, 10, inliers, 0.9 if passed else 0.0, passed, False,
                      "" if passed else "too few inliers", change if passed else None, regions)
 
 
@@ -48,4 +48,25 @@ def test_json_shape_has_the_documented_keys():
     assert {"verdict", "record_cid", "hash", "model", "candidates", "change_map", "thresholds"} <= set(obj)
     assert obj["candidates"][1] | {} == obj["candidates"][1]
     assert {"record_cid", "distance", "inliers", "passed"} <= set(obj["candidates"][0])
-    assert obj["thresholds"] == {"hash_threshold": 8, "hash_altered": 12, "change_threshold": 0.5, "identity_gate": None}
+    assert {"hash_threshold": 8, "hash_altered": 12, "change_threshold": 0.5,
+            "identity_gate": None}.items() <= obj["thresholds"].items()
+    assert {"scene_off_plane", "scene_min_inlier_ratio", "scene_changed", "scene_min_inliers"} <= set(obj["thresholds"])
+
+
+def test_the_first_registrant_is_the_source_and_later_ones_are_listed():
+    from dataclasses import replace
+
+    alpha = replace(cand("alpha-photo", inliers=400), leaf_index=3, publisher="alpha")
+    beta = replace(cand("beta-copy", inliers=420), leaf_index=9, publisher="beta")  # registered later, as good
+    v = decide([beta, alpha], POLICY, query_hash="ab" * 8, model="m")
+    assert v.verdict == MATCH and v.record_cid == "alpha-photo"
+    assert [c.record_cid for c in v.also_registered] == ["beta-copy"]
+    assert v.to_obj()["also_registered_by"] == [{"record_cid": "beta-copy", "publisher": "beta", "leaf_index": 9}]
+    assert "registered first (log leaf 3)" in v.explanation
+    # A much better source (over twice the inliers) is not displaced by an earlier, weaker one...
+    weak = replace(cand("early-crop", inliers=150), leaf_index=1, publisher="gamma")
+    v = decide([weak, beta], POLICY, query_hash="ab" * 8, model="m")
+    assert v.record_cid == "beta-copy" and v.also_registered == ()
+    # ...and an earlier record that the query *alters* is not an equal of a clean match.
+    edited = replace(cand("edited", inliers=300, change=0.9), leaf_index=0, publisher="delta")
+    assert decide([edited, alpha], POLICY, query_hash="ab" * 8, model="m").record_cid == "alpha-photo"

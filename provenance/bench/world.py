@@ -1,0 +1,133 @@
+"""The ``world`` recipe of ``make-dataset`` (issue 13): a calibration and test set that looks like the world.
+
+Per photo, one reference per size: the photo as stored and downscaled to each smaller long side of ``sizes`` (384
+and 256 by default; a size at or above the stored one is skipped). Per reference: ``n_copies`` benign copies of
+distinct ``platform.KINDS`` (as real platforms make them), and ``n_manipulated`` edits of distinct kinds
+(``WORLD_EDITS``), each aimed at one edit-size bucket in turn (``EDIT_BUCKETS``: 0.5 % of the pixels and up), then
+lightly re-shared. The changed share of the picture is measured from the edit's mask and recorded in ``build.json``
+with the bucket it falls in (``edit_bucket``), as is every copy's size and recipe; ``variant_facts`` reads them back.
+
+Everything a variant does is drawn from its own generator seeded by (seed, reference id, variant index), like the
+classic recipe, so a dataset is byte-reproducible and does not depend on the worker count.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from provenance.bench import manipulations as M
+from provenance.bench import platform as P
+from provenance.bench.dataset import Pair
+
+__all__ = ["DEFAULT_SIZES", "EDIT_BUCKETS", "WORLD_EDITS", "bucket_of", "reference_sizes", "variant_facts"]
+
+DEFAULT_SIZES = (0, 384, 256)  # 0: the photo as stored
+WORLD_EDITS = ("copy_move", "splice", "object_insertion", "object_removal", "recolour", "text_insertion")
+#: Edit-size buckets, as shares of the picture's pixels: [lo, hi). Edits aim at each bucket in turn.
+EDIT_BUCKETS = ((0.005, 0.01), (0.01, 0.02), (0.02, 0.05), (0.05, 0.10), (0.10, 0.15))
+
+
+def bucket_of(share: float) -> str:
+    """The report label of an edit that changed ``share`` of the pixels: ``"<1%"``, ``"1-2%"``, ... ``">=10%"``."""
+    if share < 0.01:
+        return "<1%"
+    for lo, hi in EDIT_BUCKETS[1:-1]:
+        if share < hi:
+            return f"{lo * 100:g}-{hi * 100:g}%"
+    return f">={EDIT_BUCKETS[-1][0] * 100:g}%"
+
+
+def reference_sizes(stored: tuple[int, int], sizes: tuple[int, ...]) -> list[int]:
+    """Long sides the photo is registered at: ``0`` (as stored) first, then each smaller size asked for."""
+    long_side = max(stored)
+    out: list[int] = []
+    for s in sizes:
+        side = long_side if s == 0 else s
+        if side <= long_side and side not in out:
+            out.append(side)
+    return out
+
+
+def _resized(img: Image.Image, side: int) -> Image.Image:
+    if max(img.size) == side:
+        return img
+    scale = side / max(img.size)
+    return img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.LANCZOS)
+
+
+def _scaled_boxes(boxes: tuple[M.Box, ...], scale: float, w: int, h: int) -> tuple[M.Box, ...]:
+    out = []
+    for x1, y1, x2, y2 in boxes:
+        b = (int(x1 * scale), int(y1 * scale), min(w, int(np.ceil(x2 * scale))), min(h, int(np.ceil(y2 * scale))))
+        if b[2] - b[0] >= 4 and b[3] - b[1] >= 4:
+            out.append(b)
+    return tuple(out)
+
+
+def build_world_photo(job: Any) -> tuple[list[Pair], dict[str, Any]]:
+    """Every reference size, copy and edit of one photo (``job`` is ``make_dataset._Job``)."""
+    from provenance.bench.make_dataset import _variant_rng, load_rgb
+
+    cfg, out = job.config, Path(job.out)
+    with Image.open(job.photo) as im:
+        stored = im.convert("RGB")
+    base_scale = max(stored.size) / max(load_rgb(job.photo, cfg.max_side).size)  # regions are at max_side
+    pairs: list[Pair] = []
+    recipes: dict[str, Any] = {}
+    (out / "references").mkdir(parents=True, exist_ok=True)
+    for side in reference_sizes(stored.size, cfg.sizes):
+        ref = _resized(stored, side)
+        ref_id = f"{job.photo_id}@{side}"
+        ref_rel = f"references/{ref_id}.jpg"
+        (out / ref_rel).write_bytes(P.encode(ref, P.Encoding("JPEG", 90)))
+        qdir = f"queries/{ref_id}"
+        (out / qdir).mkdir(parents=True, exist_ok=True)
+        common = {"reference_side": side, "reference_size": list(ref.size)}
+
+        kinds = list(P.KINDS)
+        order = _variant_rng(cfg.seed, ref_id, 1000).permutation(len(kinds))
+        for i in range(cfg.n_copies):
+            kind = kinds[order[i % len(kinds)]]
+            img, enc, info = P.KINDS[kind](ref, _variant_rng(cfg.seed, ref_id, 1000 + i + 1))
+            rel = f"{qdir}/c{i + 1:02d}_{kind}{enc.suffix}"
+            (out / rel).write_bytes(P.encode(img, enc))
+            pairs.append(Pair(ref_rel, rel, "benign", f"world:{kind}", job.subset))
+            recipes[rel] = {"kind": f"world:{kind}", **common, "size": list(img.size), "encoding": enc.to_obj(),
+                            **info}
+
+        ref_arr = np.asarray(ref)
+        regions = _scaled_boxes(job.regions, side / max(stored.size) * base_scale, ref.width, ref.height)
+        order = _variant_rng(cfg.seed, ref_id, 2000).permutation(len(WORLD_EDITS))
+        for i in range(cfg.n_manipulated):
+            name = WORLD_EDITS[order[i % len(WORLD_EDITS)]]
+            rng = _variant_rng(cfg.seed, ref_id, 2000 + i + 1)
+            target = EDIT_BUCKETS[(i + int(order[0])) % len(EDIT_BUCKETS)]
+            ctx = M.EditContext(regions, job.clipart, job.logos, job.donors, cfg.font, area=target)
+            edited, mask, info = M.EDITS[name](ref_arr, rng, ctx)
+            img, enc = P.reshare_edit(Image.fromarray(edited), rng)
+            rel = f"{qdir}/m{i + 1:02d}_{name}{enc.suffix}"
+            (out / rel).write_bytes(P.encode(img, enc))
+            mask_img = Image.fromarray(mask.astype(np.uint8) * 255, "L").resize(img.size, Image.Resampling.NEAREST)
+            mask_img.save(out / f"{qdir}/m{i + 1:02d}_{name}.mask.png", "PNG")
+            share = float(mask.mean())
+            pairs.append(Pair(ref_rel, rel, "manipulated", name, job.subset))
+            recipes[rel] = {"kind": name, **common, "size": list(img.size), "encoding": enc.to_obj(),
+                            "target_share": list(target), "mask_share": round(share, 5),
+                            "edit_bucket": bucket_of(share), **info}
+    return pairs, {"photo": job.photo, "regions": [list(b) for b in job.regions],
+                   "region_source": job.region_source, "variants": recipes}
+
+
+def variant_facts(root: str | Path) -> dict[str, dict[str, Any]]:
+    """Query path -> its recipe from ``build.json`` (for reports per reference size and per edit bucket); empty
+    when the dataset has no ``build.json``."""
+    path = Path(root) / "build.json"
+    if not path.is_file():
+        return {}
+    build = json.loads(path.read_text(encoding="utf-8"))
+    return {rel: info for photo in build.get("photos", {}).values() for rel, info in photo.get("variants", {}).items()}

@@ -1,0 +1,3 @@
+from provenance.client.cli import main
+
+main()

@@ -1,0 +1,102 @@
+"""SQL storage of key events (log entries beside records) and of the publisher statements already used.
+
+A key event is stored like a record: canonical bytes in the block store under their CID, one row here, one log leaf
+(``SHA-256(0x00 || CID)``), written in the same transaction as the leaf. ``used_statements`` makes a signed
+statement good for one record only (a replayed statement is refused).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, String, Table, select
+from sqlalchemy.engine import Connection
+
+from provenance.db import metadata
+from provenance.keyevents import KeyEvent
+
+key_events = Table(
+    "key_events",
+    metadata,
+    Column("cid", String(128), primary_key=True),
+    Column("leaf_index", BigInteger, nullable=False, unique=True),
+    Column("publisher_id", String(64), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("key_id", String(80)),  # the key the event is about (new or revoked)
+    Column("record_cid", String(128), index=True),  # withdrawals
+    Column("event_bytes", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+used_statements = Table(
+    "used_statements",
+    metadata,
+    Column("statement_sha256", String(64), primary_key=True),
+    Column("record_cid", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class StoredKeyEvent:
+    cid: str
+    leaf_index: int
+    event: KeyEvent
+    event_bytes: bytes
+
+
+class KeyEventStore:
+    def insert(self, conn: Connection, cid: str, leaf_index: int, event: KeyEvent, event_bytes: bytes) -> None:
+        conn.execute(key_events.insert().values(
+            cid=cid, leaf_index=leaf_index, publisher_id=event.publisher, kind=event.kind,
+            key_id=event.subject_key_id, record_cid=event.record_cid, event_bytes=event_bytes,
+            created_at=datetime.now(timezone.utc)))
+
+    def iter_events(self, conn: Connection, *, publisher: str | None = None,
+                    below_leaf: int | None = None) -> Iterator[StoredKeyEvent]:
+        """Events in log order (optionally one publisher's, optionally only leaves < ``below_leaf``)."""
+        q = select(key_events).order_by(key_events.c.leaf_index)
+        if publisher is not None:
+            q = q.where(key_events.c.publisher_id == publisher)
+        if below_leaf is not None:
+            q = q.where(key_events.c.leaf_index < below_leaf)
+        for row in conn.execute(q):
+            yield _stored(row)
+
+    def get(self, conn: Connection, cid: str) -> StoredKeyEvent | None:
+        row = conn.execute(select(key_events).where(key_events.c.cid == cid)).first()
+        return None if row is None else _stored(row)
+
+    def withdrawal(self, conn: Connection, record_cid: str) -> StoredKeyEvent | None:
+        row = conn.execute(select(key_events).where(key_events.c.record_cid == record_cid,
+                                                    key_events.c.kind == "record-withdrawal")).first()
+        return None if row is None else _stored(row)
+
+    def has_events(self, conn: Connection, publisher: str) -> bool:
+        return conn.execute(select(key_events.c.cid).where(key_events.c.publisher_id == publisher).limit(1)
+                            ).first() is not None
+
+    def count(self, conn: Connection) -> int:
+        from sqlalchemy import func
+
+        return int(conn.execute(select(func.count()).select_from(key_events)).scalar_one())
+
+    # --- statements -------------------------------------------------------------------------------------------
+    def statement_use(self, conn: Connection, digest: str) -> str | None:
+        """The record CID a statement was already used for, or None."""
+        row = conn.execute(select(used_statements.c.record_cid)
+                           .where(used_statements.c.statement_sha256 == digest)).first()
+        return None if row is None else str(row.record_cid)
+
+    def use_statement(self, conn: Connection, digest: str, record_cid: str) -> None:
+        conn.execute(used_statements.insert().values(statement_sha256=digest, record_cid=record_cid,
+                                                     created_at=datetime.now(timezone.utc)))
+
+
+def _stored(row) -> StoredKeyEvent:  # type: ignore[no-untyped-def]
+    import json
+
+    data = bytes(row.event_bytes)
+    return StoredKeyEvent(row.cid, int(row.leaf_index), KeyEvent.from_obj(json.loads(data)), data)

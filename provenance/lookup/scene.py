@@ -1,0 +1,65 @@
+"""Is a verified query a copy of the registered photo, or another photo of the same scene?
+
+Geometric verification (``geometry.py``) says the query and a registered photo show the same content. A re-share of
+that photo (benign or edited) is derived from its pixels: one homography explains nearly every correct match, over
+the whole overlap. Another photo of the same scene (a second shot of a burst, a stereo partner, another visit to a
+landmark) is a new capture from another viewpoint: a homography explains only the matches on one plane, while a
+fundamental matrix, which allows for depth, explains the rest too (parallax). This module measures that, on the
+correspondences verification already has, so it costs one more robust fit (a few milliseconds).
+
+The aligned comparison adds the other half of the evidence: a re-share differs from its source only where it was
+edited (a minority of the picture), another photo differs over much of it (``ChangeAnalysis.changed_fraction``).
+``verdict.decide`` combines both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from provenance.lookup.features import MAX_SIDE
+from provenance.lookup.geometry import CONFIDENCE, MAX_ITERS, REPROJ_THRESHOLD, GeometryResult
+
+__all__ = ["MIN_PARALLAX_MATCHES", "SceneEvidence", "scene_evidence"]
+
+#: Fewer correspondences than this and the parallax test is not run (off_plane_share 0): a fundamental matrix
+#: fitted on a handful of points explains anything.
+MIN_PARALLAX_MATCHES = 24
+
+
+@dataclass(frozen=True)
+class SceneEvidence:
+    """``fundamental_inliers``: matches a fundamental matrix explains; ``off_plane_share``: the share of those the
+    verified homography does not explain (0 for a re-share of one photo, large under parallax)."""
+
+    fundamental_inliers: int
+    off_plane_share: float
+
+    def to_obj(self) -> dict[str, float | int]:
+        return {"fundamental_inliers": self.fundamental_inliers, "off_plane_share": round(self.off_plane_share, 4)}
+
+
+def scene_evidence(geo: GeometryResult, reference_size: tuple[int, int]) -> SceneEvidence:
+    """Fit a fundamental matrix on the correspondences ``geo`` verified with a homography, and measure how many of
+    its inliers lie off that homography. ``reference_size`` is (width, height): the fit's threshold scales with it,
+    as verification's does."""
+    qp, rp, inl = geo.query_points, geo.reference_points, geo.inlier_mask
+    if qp is None or rp is None or inl is None or len(qp) < MIN_PARALLAX_MATCHES:
+        return SceneEvidence(int(geo.inliers), 0.0)
+    thr = REPROJ_THRESHOLD * max(1.0, max(reference_size) / MAX_SIDE)
+    try:
+        f, mask = cv2.findFundamentalMat(np.asarray(qp, np.float64), np.asarray(rp, np.float64),
+                                         method=cv2.USAC_MAGSAC, ransacReprojThreshold=thr, confidence=CONFIDENCE,
+                                         maxIters=MAX_ITERS)
+    except cv2.error:  # a degenerate point set: no evidence of parallax
+        return SceneEvidence(int(geo.inliers), 0.0)
+    if f is None or mask is None:
+        return SceneEvidence(int(geo.inliers), 0.0)
+    f_inl = mask.ravel().astype(bool)
+    n_f = int(f_inl.sum())
+    if n_f == 0:
+        return SceneEvidence(0, 0.0)
+    off = int((f_inl & ~np.asarray(inl, bool)).sum())
+    return SceneEvidence(n_f, off / n_f)

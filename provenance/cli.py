@@ -397,11 +397,20 @@ def records_show(state: _State, cid: str) -> None:
 
 @records.command("proof")
 @click.argument("cid")
+@click.option("--bundle", "bundle_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the offline proof bundle to OUT instead (check it with provenance verify OUT).")
 @click.pass_obj
-def records_proof(state: _State, cid: str) -> None:
+def records_proof(state: _State, cid: str, bundle_out: Path | None) -> None:
     """Inclusion proof of a record in the latest checkpoint, with the signed checkpoint note, the log's verifier
-    key and the chain anchor (the same JSON as GET /v1/records/CID/proof)."""
+    key and the chain anchor (the same JSON as GET /v1/records/CID/proof). With --bundle OUT: one self-contained
+    file (record, key events, proofs, checkpoint, anchor) that provenance verify checks with no data directory."""
     from provenance.proofs import record_proof
+
+    if bundle_out is not None:
+        from provenance.bundle.cli import describe_written, write_bundle
+
+        click.echo(describe_written(write_bundle(state.ledger, cid, bundle_out), bundle_out))
+        return
 
     proof = record_proof(state.ledger, cid)
     if proof is None:
@@ -614,6 +623,7 @@ def demo(state: _State, photos: Path | None, publisher: str) -> None:
 def _register_subcommands() -> None:
     from provenance.api.cli import api_keys, serve
     from provenance.bench.cli import bench
+    from provenance.bundle.cli import verify_command
     from provenance.index.cli import index
     from provenance.client.cli import client
     from provenance.witness.cli import witness
@@ -622,7 +632,7 @@ def _register_subcommands() -> None:
     cli.add_command(witness)
     cli.add_command(client)
 
-    for command in (bench, index, serve, api_keys, worker):
+    for command in (bench, index, serve, api_keys, worker, verify_command):
         cli.add_command(command)
 
 

@@ -39,6 +39,18 @@ used_statements = Table(
 )
 
 
+staged_statements = Table(
+    # A statement verified when its upload was accepted, waiting for the queue to reach the image's append step
+    # (the queue carries the image by CID; the statement waits here, durable across a crash).
+    "staged_statements",
+    metadata,
+    Column("publisher_id", String(64), primary_key=True),
+    Column("image_sha256", String(64), primary_key=True),
+    Column("statement_bytes", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
 @dataclass(frozen=True)
 class StoredKeyEvent:
     cid: str
@@ -89,6 +101,21 @@ class KeyEventStore:
         row = conn.execute(select(used_statements.c.record_cid)
                            .where(used_statements.c.statement_sha256 == digest)).first()
         return None if row is None else str(row.record_cid)
+
+    def stage_statement(self, conn: Connection, publisher: str, image_sha256: str, data: bytes) -> None:
+        conn.execute(staged_statements.delete().where(staged_statements.c.publisher_id == publisher,
+                                                      staged_statements.c.image_sha256 == image_sha256))
+        conn.execute(staged_statements.insert().values(publisher_id=publisher, image_sha256=image_sha256,
+                                                       statement_bytes=data, created_at=datetime.now(timezone.utc)))
+
+    def staged_statement(self, conn: Connection, publisher: str, image_sha256: str) -> bytes | None:
+        row = conn.execute(select(staged_statements.c.statement_bytes).where(
+            staged_statements.c.publisher_id == publisher, staged_statements.c.image_sha256 == image_sha256)).first()
+        return None if row is None else bytes(row.statement_bytes)
+
+    def unstage_statement(self, conn: Connection, publisher: str, image_sha256: str) -> None:
+        conn.execute(staged_statements.delete().where(staged_statements.c.publisher_id == publisher,
+                                                      staged_statements.c.image_sha256 == image_sha256))
 
     def use_statement(self, conn: Connection, digest: str, record_cid: str) -> None:
         conn.execute(used_statements.insert().values(statement_sha256=digest, record_cid=record_cid,

@@ -10,6 +10,7 @@ Write order at ingest is chosen so that nothing is ever half-written:
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -248,6 +249,12 @@ class Ledger:
         if existing is not None:
             return _result(existing, duplicate=True)
         custody = self.custody(publisher)
+        if statement is None and custody == "publisher":
+            statement = self.staged_statement(publisher, sha)  # verified when the upload was accepted
+            if statement is not None:
+                self.check_statement(statement, data, publisher=publisher, fresh=False)
+        elif statement is not None:
+            self.check_statement(statement, data, publisher=publisher)
         if statement is None:
             if custody != "service":
                 raise StatementError(f"publisher {publisher!r} holds its own key: an upload must carry its signed "
@@ -255,16 +262,27 @@ class Ledger:
             key = self.keyring.publisher_key(publisher)
             statement = PublisherStatement(sha, cid_for_bytes(data), info.media_type, metadata, publisher,
                                            key_id_for(key.public_key()), utc_now()).sign(key)
-        else:
-            self.check_statement(statement, data, publisher=publisher)
+        if statement.statement.media_type != info.media_type:
+            raise StatementError(f"statement says {statement.statement.media_type}, the image is {info.media_type}")
         record = AttestedRecord.attest(
             statement, custody=custody, width=info.width, height=info.height, byte_size=len(data),
             hashes=hashes if hashes is not None else self.hash_image(data), c2pa=c2pa,
             service_key=self._service_key())
         return self._append(record, data, source=source)
 
+    def stage_statement(self, signed: SignedStatement, data: bytes, *, publisher: str) -> None:
+        """Check a statement when its upload is accepted, and keep it for the queue's append step."""
+        self.check_statement(signed, data, publisher=publisher)
+        with self.engine.begin() as conn:
+            self.events.stage_statement(conn, publisher, signed.statement.image_sha256, signed.to_bytes())
+
+    def staged_statement(self, publisher: str, image_sha256: str) -> SignedStatement | None:
+        with self.reader.connect() as conn:
+            data = self.events.staged_statement(conn, publisher, image_sha256)
+        return None if data is None else SignedStatement.from_obj(json.loads(data))
+
     def check_statement(self, signed: SignedStatement, data: bytes | None = None, *, publisher: str,
-                        now: datetime | None = None) -> None:
+                        now: datetime | None = None, fresh: bool = True) -> None:
         """Everything that can refuse a publisher's statement, before any work is queued: it names this publisher
         and (when given) these bytes, it is fresh and unused, and it verifies under a key the publisher holds now.
         StatementError / SignatureError / RevokedKeyError naming what failed; nothing is written."""
@@ -278,7 +296,7 @@ class Ledger:
                 raise StatementError("statement names another image: its CID differs from the uploaded bytes")
         now = now or datetime.now(timezone.utc)
         age = (now - parse_utc(st.issued_at)).total_seconds()
-        if abs(age) > self.config.statement_max_age_s:
+        if fresh and abs(age) > self.config.statement_max_age_s:
             raise StatementError(f"statement was issued at {st.issued_at}, {age:.0f} s from now: more than the "
                                  f"{self.config.statement_max_age_s:.0f} s allowed (sign it again)")
         with self.reader.connect() as conn:
@@ -339,6 +357,7 @@ class Ledger:
                 if used is not None:
                     raise ReplayError(f"statement was already used for record {used} (a replay)")
                 self.events.use_statement(conn, signed.statement.digest, cid)
+                self.events.unstage_statement(conn, rec.publisher_id, rec.image_sha256)
             leaf = self.log.append(conn, cid)
             stored = StoredRecord(cid, rec.publisher_id, rec.image_sha256, rec.image_cid, record_bytes, leaf.index)
             self.store.insert_record(conn, stored, datetime.now(timezone.utc))

@@ -273,6 +273,11 @@ class RecordStore:
         row = conn.execute(select(checkpoints).order_by(checkpoints.c.tree_size.desc()).limit(1)).first()
         return _checkpoint(row, log_id) if row else None
 
+    def checkpoint_at(self, conn: Connection, log_id: bytes, tree_size: int) -> StoredCheckpoint | None:
+        """The checkpoint signed at exactly ``tree_size``, or None."""
+        row = conn.execute(select(checkpoints).where(checkpoints.c.tree_size == tree_size)).first()
+        return _checkpoint(row, log_id) if row else None
+
     def checkpoint_summary(self, conn: Connection) -> CheckpointSummary | None:
         """The latest checkpoint's size, time and anchor, and the size the latest anchored one covers (metrics)."""
         row = conn.execute(select(checkpoints.c.tree_size, checkpoints.c.created_at, checkpoints.c.anchor_tx,

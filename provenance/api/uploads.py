@@ -114,6 +114,17 @@ def check_image(data: bytes, *, declared: str | None, filename: str, max_image_b
     return ImageUpload(data=data, media_type=sniffed, filename=filename)
 
 
+def check_query_image(upload: ImageUpload, config: Any) -> None:
+    """The checks every image *query* passes before it may take a work slot (``POST /v1/lookup``,
+    ``/matches/byContent``): ``provenance.images.check_query_header`` under the ledger's limits (``config``: its
+    ``LedgerConfig``), the header checks of the bounded decode (``decode_query``) that runs later, with the same
+    smallest side, so the routes cannot drift apart."""
+    from provenance.images import check_query_header
+
+    check_query_header(upload.data, max_bytes=config.max_image_bytes, max_pixels=config.max_image_pixels,
+                       name=upload.filename)
+
+
 async def read_form(request: Request, *, max_fields: int = 4) -> Any:
     """The multipart form of ``request`` (one file at most), parsed only when the handler asks for it, i.e. after
     authentication and rate limiting have passed."""

@@ -12,9 +12,13 @@ What it checks, each failure a :class:`Finding` naming its check and subject:
 3. the entries: every entry bundle is there (``entries.missing``) and well formed (``entries.format``); every
    entry hashes to its leaf in the level-0 tile (``entries.leaf``), is a canonical CID (``entries.cid``) and appears
    once (``entries.duplicate``);
-4. with a block source, per entry: the blob is there (``record.missing``) and hashes to its CID (``record.cid``); it
-   is a record (``record.format``) whose publisher signature verifies when its key was given (``record.signature``)
-   and whose image is there and matches its CID and sha256 (``blob.image``); key events are checked for their CID;
+4. with a block source, per entry in log order: the blob is there (``record.missing``) and hashes to its CID
+   (``record.cid``). A key event is replayed into the publishers' key history with the log's key as the operator's
+   (``key-event.invalid``: not signed by who it must be). A record parses (``record.format``); its publisher
+   signature verifies (``record.signature``) under the key its publisher held at that leaf by the replayed history
+   (``record.key``, ``record.revoked``, ``record.operator_key``) or under a ``--publisher-key``; a v2 record's service
+   attestation verifies under the log's key (``record.attestation``); its image is there and matches its CID and
+   sha256 (``blob.image``);
 5. with a chain: the anchor at the checkpoint's size exists (``anchor.missing``) and every anchor of the log up to
    that size has the root the tiles give at its size (``anchor.root``).
 
@@ -44,10 +48,14 @@ from provenance.errors import (
     IntegrityError,
     InvalidCIDError,
     InvalidRecordError,
+    KeyEventError,
     LogError,
+    RevokedKeyError,
     SignatureError,
 )
-from provenance.records import parse_record
+from provenance.keyevents import EVENT_TYPE as KEY_EVENT_TYPE
+from provenance.keyevents import KeyEvent, KeyHistory, KeyState
+from provenance.records import AnyRecord, AttestedRecord, parse_record
 from provenance.translog.checkpoint import Checkpoint, VerifierKey, parse_checkpoint_note, verify_checkpoint_note
 from provenance.translog.cosignature import WitnessKey, check_cosignatures
 from provenance.translog.hashing import EMPTY_ROOT, HASH_SIZE, leaf_hash, node_hash
@@ -62,7 +70,6 @@ from provenance.translog.tree import perfect_nodes_of_range
 
 __all__ = ["AuditPolicy", "Finding", "RecordResult", "TileTree", "TilesAuditReport", "audit_tiles"]
 
-KEY_EVENT_TYPE = "provenance-key-event/v1"
 
 
 # --- results ----------------------------------------------------------------------------------------------------------
@@ -449,31 +456,26 @@ def _is_canonical_cid(text: str) -> bool:
 
 
 def _check_blobs(blocks: BlockSource, policy: AuditPolicy, report: TilesAuditReport) -> None:
-    unchecked_keys: set[str] = set()
-    key_events = 0
+    """Per entry, in log order: the blob and its CID; key events replayed into the publishers' key history (with the
+    log's key as the operator's); records checked against the key their publisher held at their leaf."""
+    history = KeyHistory(policy.log_key.public_key) if policy.log_key is not None else None
+    owners: dict[str, str] = {}  # record CID -> publisher, for withdrawals
+    no_key: set[str] = set()
+    unverified_events = 0
     for result in report.records:
         if result.cid is None or not _is_canonical_cid(result.cid):
             continue
         subject = f"leaf {result.index} ({result.cid})"
-        try:
-            blob = blocks.get(result.cid)
-        except IntegrityError as exc:
-            result.blob = "mismatch"
-            report.fail("record.cid", subject, str(exc))
-            continue
+        blob = _blob(blocks, result, report, subject)
         if blob is None:
-            result.blob = "missing"
-            report.fail("record.missing", subject, f"{blocks.describe()} does not hold the blob")
             continue
-        got = cid_for_bytes(blob)
-        if got != result.cid:
-            result.blob = "mismatch"
-            report.fail("record.cid", subject, f"the blob's {len(blob)} bytes hash to {got}, not to the logged CID")
-            continue
-        result.blob = "ok"
-        if _is_key_event(blob):
+        obj = _json_object(blob)
+        if obj is not None and obj.get("type") == KEY_EVENT_TYPE:
             result.kind = "key-event"
-            key_events += 1
+            if history is None:
+                unverified_events += 1
+            else:
+                _replay_event(obj, history, owners, result, report, subject)
             continue
         try:
             record = parse_record(blob)
@@ -482,24 +484,100 @@ def _check_blobs(blocks: BlockSource, policy: AuditPolicy, report: TilesAuditRep
             continue
         result.kind = "record"
         view = record.record
-        key = policy.publisher_keys.get(view.key_id)
-        if key is None:
-            unchecked_keys.add(view.key_id)
-        else:
-            try:
-                record.verify(key)
-                result.signature = "verified"
-            except SignatureError as exc:
-                result.signature = "failed"
-                report.fail("record.signature", subject, str(exc))
+        owners[result.cid] = view.publisher_id
+        _check_signature(record, history, policy, result, report, subject, no_key)
         _check_image(blocks, view.image_cid, view.image_sha256, result, report, subject)
-    if unchecked_keys:
-        report.skip("record.signature", f"no public key given (--publisher-key) for key id(s) "
-                                        f"{', '.join(sorted(unchecked_keys))}: records carry only a key id, so "
-                                        f"their publisher signatures were not checked")
-    if key_events:
-        report.skip("key-event.signature", f"{key_events} key event(s): their blobs match their CIDs; their "
-                                           f"signatures are checked by 'provenance audit' and 'verify'")
+    if no_key:
+        why = ("no --log-key, so the key history in the log was not replayed, and no --publisher-key"
+               if history is None else "their publishers' keys are not registered in the log (registered before key "
+               "events existed), and no --publisher-key")
+        report.skip("record.signature", f"records signed by {', '.join(sorted(no_key))}: {why}; their publisher "
+                                        f"signatures were not checked")
+    if unverified_events:
+        report.skip("key-event.signature", f"{unverified_events} key event(s): their blobs match their CIDs; their "
+                                           f"signatures need the operator's key (--log-key)")
+
+
+def _blob(blocks: BlockSource, result: RecordResult, report: TilesAuditReport, subject: str) -> bytes | None:
+    assert result.cid is not None
+    try:
+        blob = blocks.get(result.cid)
+    except IntegrityError as exc:
+        result.blob = "mismatch"
+        report.fail("record.cid", subject, str(exc))
+        return None
+    if blob is None:
+        result.blob = "missing"
+        report.fail("record.missing", subject, f"{blocks.describe()} does not hold the blob")
+        return None
+    got = cid_for_bytes(blob)
+    if got != result.cid:
+        result.blob = "mismatch"
+        report.fail("record.cid", subject, f"the blob's {len(blob)} bytes hash to {got}, not to the logged CID")
+        return None
+    result.blob = "ok"
+    return blob
+
+
+def _json_object(blob: bytes) -> dict[str, Any] | None:
+    try:
+        obj = parse_canonical_json(blob)
+    except InvalidRecordError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _replay_event(obj: dict[str, Any], history: KeyHistory, owners: Mapping[str, str], result: RecordResult,
+                  report: TilesAuditReport, subject: str) -> None:
+    try:
+        event = KeyEvent.from_obj(obj)
+        history.apply(event, result.index, record_publisher=owners.get(event.record_cid or ""))
+    except (KeyEventError, SignatureError) as exc:
+        result.signature = "failed"
+        report.fail("key-event.invalid", subject, str(exc))
+        return
+    result.signature = "verified"
+
+
+def _check_signature(record: AnyRecord, history: KeyHistory | None, policy: AuditPolicy, result: RecordResult,
+                     report: TilesAuditReport, subject: str, no_key: set[str]) -> None:
+    """The publisher's signature, under the key its publisher held at this leaf (from the replayed key history), or
+    a key given on the command line; and a v2 record's service attestation under the log's key."""
+    view = record.record
+    key = policy.publisher_keys.get(view.key_id)
+    state: KeyState | None = None
+    revoked = False
+    if key is None and history is not None and history.keys.get(view.publisher_id):
+        signed_at = record.statement.statement.issued_at if isinstance(record, AttestedRecord) else None
+        try:
+            state = history.check_signer(view.publisher_id, view.key_id, result.index, signed_at=signed_at)
+        except RevokedKeyError as exc:
+            report.fail("record.revoked", subject, str(exc))
+            state, revoked = history.key(view.publisher_id, view.key_id), True
+        except KeyEventError as exc:
+            result.signature = "failed"
+            report.fail("record.key", subject, str(exc))
+            return
+        key = state.public_key if state is not None else None
+    if key is None:
+        no_key.add(f"{view.publisher_id} ({view.key_id})")
+    else:
+        try:
+            record.verify(key)
+            result.signature = "failed" if revoked else "verified"
+        except SignatureError as exc:
+            result.signature = "failed"
+            report.fail("record.signature", subject, str(exc))
+        if state is not None and state.authority == "operator" and state.custody == "publisher":
+            result.signature = "failed"
+            report.fail("record.operator_key", subject, f"signed with key {state.key_id}, which the operator "
+                        "installed (a rotation on the operator's authority): the operator could have signed it")
+    if isinstance(record, AttestedRecord) and policy.log_key is not None:
+        try:
+            record.verify_attestation(policy.log_key.public_key)
+        except SignatureError as exc:
+            result.signature = "failed"
+            report.fail("record.attestation", subject, str(exc))
 
 
 def _check_image(blocks: BlockSource, image_cid: str, image_sha256: str, result: RecordResult,
@@ -519,14 +597,6 @@ def _check_image(blocks: BlockSource, image_cid: str, image_sha256: str, result:
         report.fail("blob.image", subject, f"the image bytes do not match the record's CID {image_cid} and sha256")
         return
     result.image = "ok"
-
-
-def _is_key_event(blob: bytes) -> bool:
-    try:
-        obj = parse_canonical_json(blob)
-    except InvalidRecordError:
-        return False
-    return isinstance(obj, dict) and obj.get("type") == KEY_EVENT_TYPE
 
 
 def _check_chain(chain: AnchorSource, cp: Checkpoint, tree: TileTree, report: TilesAuditReport) -> None:

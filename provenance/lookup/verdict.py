@@ -172,10 +172,10 @@ def is_altered(c: Candidate, policy: Policy) -> bool:
 
 
 def other_photo_reasons(c: Candidate, policy: Policy) -> list[str]:
-    """Why a verified candidate that differs from the query (``is_altered``) is another photo of its scene rather
-    than an edited copy of it; empty when it is a copy. Only a pair that would otherwise be *altered* is asked: one
-    that compares clean after registration is a copy whatever its matches look like."""
-    if not is_altered(c, policy):
+    """Why a verified candidate is another photo of its scene rather than a copy of it; empty when it is a copy.
+    A pair that compares clean after registration is a copy whatever its matches look like, so only a pair that
+    would otherwise be *altered*, or one the comparison could not judge (too little overlap), is asked."""
+    if c.change_score is not None and not is_altered(c, policy):
         return []
     reasons = []
     if c.off_plane_share is not None and c.off_plane_share >= policy.scene_off_plane:
@@ -190,9 +190,9 @@ def other_photo_reasons(c: Candidate, policy: Policy) -> list[str]:
 
 def classify(c: Candidate, policy: Policy) -> str:
     """What one verified candidate alone would make of the query: MATCH, ALTERED or SAME_SCENE."""
-    if not is_altered(c, policy):
-        return MATCH
-    return SAME_SCENE if other_photo_reasons(c, policy) else ALTERED
+    if other_photo_reasons(c, policy):
+        return SAME_SCENE
+    return ALTERED if is_altered(c, policy) else MATCH
 
 
 def _first_registered(passed: list[Candidate], policy: Policy) -> tuple[Candidate, tuple[Candidate, ...]]:

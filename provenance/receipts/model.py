@@ -259,7 +259,10 @@ class LookupReceipt:
         self.validate()
 
     def validate(self) -> None:
-        """The rules that tie fields together (each field's own form is checked by ``from_obj``)."""
+        """Every rule ``from_obj`` applies, so the issuer can never sign what a verifier would refuse."""
+        ServiceKeyRef.from_obj(self.service.to_obj())
+        for i, code in enumerate(self.codes):
+            QueryCode.from_obj(code.to_obj(), f"query.codes[{i}]")
         _str(self.receipt_id, "id", _ID, "32 lowercase hex digits")
         check_time(self.issued_at, "issued_at")
         _str(self.query_sha256, "query.sha256", _SHA256, "64 lowercase hex digits")
@@ -270,6 +273,9 @@ class LookupReceipt:
         cids = [c.record_cid for c in self.candidates]
         if len(set(cids)) != len(cids):
             raise _fail("candidates", "names a record twice")
+        bits = {c.alg: c.bits for c in self.codes}
+        for i, c in enumerate(self.candidates):
+            ReceiptCandidate.from_obj(c.to_obj(), f"candidates[{i}]", bits)
         if self.verdict == NO_MATCH and self.record_cid is not None:
             raise _fail("record_cid", "must be null when the verdict is no_match")
         if self.record_cid is not None and self.record_cid not in cids:

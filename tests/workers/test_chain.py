@@ -15,6 +15,7 @@ from provenance.errors import InvalidImageError
 from provenance.ingest import IngestPipeline
 from provenance.records import PublisherMetadata
 from provenance.services import open_pipeline
+from tests.fixtures.services import free_port
 from tests.workers.conftest import ClaimDb, Stack, new_stack, wait_for
 from workers.app import close_pipeline
 from workers.errors import UnknownTaskError
@@ -30,9 +31,11 @@ META = PublisherMetadata(title="Harbour", licence="CC-BY-4.0")
 def stack(claim_redis_db: ClaimDb, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     from tests.workers.conftest import release
 
-    s = new_stack(claim_redis_db, tmp_path_factory, PROVENANCE_ANCHOR_EVERY_RECORDS="3")
+    s = new_stack(claim_redis_db, tmp_path_factory, PROVENANCE_ANCHOR_EVERY_RECORDS="3",
+                  PROVENANCE_WORKER_METRICS_PORT=str(free_port()))
     pipeline = open_pipeline(s.settings)
     pipeline.ledger.add_publisher("acme")
+    pipeline.ledger.add_publisher("globex")
     close_pipeline(pipeline)
     s.worker().start()
     yield s
@@ -173,3 +176,38 @@ def test_submit_many_reports_progress_and_refusals(queue: CeleryQueue, shared_ph
     assert by_name["broken.jpg"].refused is not None and by_name["broken.jpg"].status is None
     assert by_name["k1.png"].ok and by_name["k1.png"].status.duplicate  # type: ignore[union-attr]
     assert sorted(seen) == [("broken.jpg", 1, 2), ("k1.png", 2, 2)]
+
+
+def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    resp = httpx.get(url, timeout=10)
+    assert resp.status_code == 200
+    return {(m.name, tuple(sorted(m.labels.items()))): m.value
+            for family in text_string_to_metric_families(resp.text) for m in family.samples}
+
+
+def test_the_worker_exports_metrics_and_flags_an_earlier_registration(stack: Stack, queue: CeleryQueue,
+                                                                      shared_photos: Path) -> None:
+    url = f"http://127.0.0.1:{stack.env['PROVENANCE_WORKER_METRICS_PORT']}/metrics"
+    before = _scrape(url)
+    data = photo(shared_photos, 12)
+    first = queue.wait(queue.submit(data, publisher="acme", metadata=META, source="k12"), timeout_s=TIMEOUT_S)
+    assert first.state == "succeeded" and first.earlier_record_cid is None
+    second = queue.wait(queue.submit(data, publisher="globex", metadata=META, source="k12 again"),
+                        timeout_s=TIMEOUT_S)
+    assert second.state == "succeeded" and second.record_cid != first.record_cid
+    assert (second.earlier_record_cid, second.earlier_publisher, second.earlier_match) == (
+        first.record_cid, "acme", "sha256")
+    after = _scrape(url)
+
+    def moved(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert moved("provenance_ingests_total", outcome="appended") == 2
+    assert moved("provenance_ingest_duration_seconds_count", outcome="appended") == 2
+    assert moved("provenance_ingest_earlier_registrations_total", match="sha256") == 1
+    for step in ("read_c2pa", "hash", "features", "append", "register"):
+        assert moved("provenance_ingest_step_duration_seconds_count", step=step, outcome="ok") == 2, step

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,6 +16,7 @@ from provenance.api.schemas import TaskAccepted, TaskStatusOut, errors, parse_me
 from provenance.api.uploads import IMAGE_FIELD, form_image, multipart_openapi, read_form
 from provenance.logging import get_logger
 from provenance.metadata import PublisherMetadata
+from provenance.statements import SignedStatement
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v1", tags=["ingest"])
@@ -28,10 +30,34 @@ _METADATA_FIELD = {
 }
 
 
+_STATEMENT_FIELD = {
+    "type": "string",
+    "description": "The publisher's signed statement (JSON, provenance-statement/v1: image sha256, CID and media "
+                   "type, metadata, publisher and key id, time; Ed25519 over RFC 8785 canonical bytes). Required "
+                   "for a publisher holding its own key (`provenance client submit` makes it); its metadata is what "
+                   "the record carries.",
+}
+
+
 def parse_metadata(text: str | None) -> PublisherMetadata:
     """The ``metadata`` field, under the schema the CLI's ``--meta`` shares (``schemas.MetadataIn``): 422 with the
     reason (``InvalidMetadataError``) for anything it refuses."""
     return parse_metadata_json(text)
+
+
+def parse_statement(raw: Any, ctx: Any) -> SignedStatement:
+    """The ``statement`` form field: a publisher statement as JSON (bounded before parsing), strictly parsed."""
+    from provenance.api.json_limits import check_json
+
+    if not isinstance(raw, str):
+        raise ApiError(422, "invalid_statement", "statement must be a form field holding JSON, not a file")
+    data = raw.encode("utf-8", "surrogatepass")
+    check_json(data, ctx.json_limits, what="statement")
+    try:
+        obj = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(422, "invalid_statement", f"statement: not valid JSON ({str(exc)[:120]})") from None
+    return SignedStatement.from_obj(obj)
 
 
 def task_obj(status: Any) -> dict[str, Any]:
@@ -49,8 +75,9 @@ def task_obj(status: Any) -> dict[str, Any]:
     "/assets",
     status_code=202,
     response_model=TaskAccepted,
-    responses=errors(401, 409, 413, 415, 422, 503),
-    openapi_extra=multipart_openapi({"file": IMAGE_FIELD, "metadata": _METADATA_FIELD}, ["file"]),
+    responses=errors(401, 403, 409, 413, 415, 422, 503),
+    openapi_extra=multipart_openapi({"file": IMAGE_FIELD, "metadata": _METADATA_FIELD,
+                                     "statement": _STATEMENT_FIELD}, ["file"]),
     summary="Register an image (queued; returns a task id)",
 )
 async def submit_asset(request: Request, publisher: PublisherDep, service: ServiceDep,
@@ -69,9 +96,22 @@ async def submit_asset(request: Request, publisher: PublisherDep, service: Servi
         upload = await form_image(form, max_image_bytes=ctx.max_image_bytes)
         raw_meta = form.get("metadata")
         metadata = parse_metadata(raw_meta if isinstance(raw_meta, str) else None)
+        raw_statement = form.get("statement")
     finally:
         await form.close()
     source = upload.filename[:200]
+    statement = parse_statement(raw_statement, ctx) if raw_statement is not None else None
+    if statement is not None:
+        if raw_meta is not None and metadata != statement.statement.metadata:
+            raise ApiError(422, "invalid_statement", "the metadata field differs from the signed statement's "
+                                                     "metadata (send the statement alone, or both the same)")
+        metadata = statement.statement.metadata
+        # Checked now, before anything is queued: signature under a key the publisher holds, this image, fresh,
+        # unused. The queue's append step finds it staged.
+        await run_in_threadpool(service.ledger.stage_statement, statement, upload.data, publisher=publisher)
+    elif await run_in_threadpool(service.ledger.custody, publisher) == "publisher":
+        raise ApiError(422, "statement_required", f"publisher {publisher!r} holds its own key: send the image with "
+                                                  "its signed statement (field 'statement'; provenance client submit)")
     # The queue decodes the image fully (limits, corruption) before queueing anything: a bad file is refused here.
     task_id = await run_in_threadpool(
         service.queue.submit, upload.data, publisher=publisher, metadata=metadata, source=source)

@@ -16,7 +16,8 @@ from provenance.api.deps import ApiContext, ContextDep, ProvenanceService, RateL
 from provenance.api.errors import ApiError
 from provenance.proofs import get_record, record_proof
 from provenance.api.schemas import errors
-from provenance.api.uploads import IMAGE_FIELD, ImageUpload, form_image, multipart_openapi, read_form
+from provenance.api.uploads import (IMAGE_FIELD, ImageUpload, check_query_image, form_image, multipart_openapi,
+                                    read_form)
 from provenance.api.routes.receipts import receipt_url
 from provenance.logging import get_logger
 from provenance.metrics import observe_lookup
@@ -85,6 +86,7 @@ async def lookup(request: Request, service: ServiceDep, ctx: ContextDep) -> dict
         upload = await form_image(form, max_image_bytes=ctx.max_image_bytes)
     finally:
         await form.close()
+    check_query_image(upload, service.ledger.config)  # one set of checks for every image query (422)
     # A work slot bounds lookups in flight, per client and overall (429 / 503 + Retry-After; workslots.py).
     async with ctx.work.slot(client_address(request), "lookup"):
         with observe_lookup() as seen:  # provenance_lookups_total / _duration_seconds by verdict

@@ -24,7 +24,7 @@ from provenance.api.errors import ApiError
 from provenance.api.routes.receipts import RECEIPT_HEADER, receipt_headers
 from provenance.proofs import get_record
 from provenance.api.schemas import SoftBindingAlgList, SoftBindingQuery, SoftBindingQueryResult, errors
-from provenance.api.uploads import IMAGE_FIELD, ImageUpload, check_image, form_image, read_form
+from provenance.api.uploads import IMAGE_FIELD, ImageUpload, check_image, check_query_image, form_image, read_form
 from provenance.api.withdrawn import refuse_if_withdrawn
 from provenance.cid import canonical_cid
 from provenance.errors import InvalidCIDError
@@ -196,6 +196,7 @@ async def query_by_content(
         data = b"".join([chunk async for chunk in request.stream()])
         upload = check_image(data, declared=request.headers.get("content-type"), filename="body",
                              max_image_bytes=ctx.max_image_bytes)
+    check_query_image(upload, service.ledger.config)  # the same checks as POST /v1/lookup (422)
     async with ctx.work.slot(client_address(request), "byContent"):  # bounded work in flight (workslots.py)
         answer, signed = await run_in_threadpool(
             answer_with_receipt, service, ctx.settings, upload.data,

@@ -74,10 +74,9 @@ def _failure(report: TilesAuditReport, check: str) -> list[str]:
 
 
 # --- the clean case -------------------------------------------------------------------------------------------------
-def test_a_clean_log_verifies_with_every_record(exported: Exported) -> None:
-    raw = base64.b64decode(exported.publisher_key)
-    keys = {"ed25519:" + hashlib.sha256(raw).hexdigest()[:32]: Ed25519PublicKey.from_public_bytes(raw)}
-    report = audit_tiles(DirectoryTileSource(exported.tiles), _policy(exported.built, publisher_keys=keys),
+def test_a_clean_log_verifies_every_record_from_the_key_history_in_the_log(exported: Exported) -> None:
+    # Only the log's key is given: publishers' keys come from the key events in the log itself.
+    report = audit_tiles(DirectoryTileSource(exported.tiles), _policy(exported.built),
                          blocks=CarBlockSource(exported.car))
     assert report.ok, report.summary()
     assert report.log_signature == "verified" and report.rebuilt_root == report.checkpoint.root  # type: ignore[union-attr]
@@ -86,8 +85,49 @@ def test_a_clean_log_verifies_with_every_record(exported: Exported) -> None:
     for cid in exported.records:
         r = by_cid[cid]
         assert (r.leaf, r.blob, r.kind, r.signature, r.image) == ("ok", "ok", "record", "verified", "ok")
-    assert by_cid[exported.built.cids[0]].kind == "key-event"
-    assert {u["check"] for u in report.unchecked} == {"cosignature", "anchor", "key-event.signature"}
+    registration = by_cid[exported.built.cids[0]]
+    assert (registration.kind, registration.signature) == ("key-event", "verified")
+    assert {u["check"] for u in report.unchecked} == {"cosignature", "anchor"}
+
+
+def test_without_the_log_key_a_publisher_key_still_checks_records(exported: Exported) -> None:
+    raw = base64.b64decode(exported.publisher_key)
+    keys = {"ed25519:" + hashlib.sha256(raw).hexdigest()[:32]: Ed25519PublicKey.from_public_bytes(raw)}
+    report = audit_tiles(DirectoryTileSource(exported.tiles), AuditPolicy(publisher_keys=keys),
+                         blocks=CarBlockSource(exported.car))
+    assert report.ok, report.summary()
+    assert {r.signature for r in report.records if r.kind == "record"} == {"verified"}
+    assert {u["check"] for u in report.unchecked} >= {"checkpoint.signature", "key-event.signature"}
+    other = {"ed25519:" + hashlib.sha256(raw).hexdigest()[:32]: Ed25519PrivateKey.generate().public_key()}
+    report = audit_tiles(DirectoryTileSource(exported.tiles), AuditPolicy(publisher_keys=other),
+                         blocks=CarBlockSource(exported.car))
+    assert report.failed_checks == ["record.signature"]
+    assert len(_failure(report, "record.signature")) == len(exported.records)
+
+
+def test_a_key_event_the_operator_did_not_sign_is_caught(tmp_path: Path) -> None:
+    from provenance import keyevents
+
+    built, _records = records_ledger(tmp_path / "data", 1)
+    try:
+        ledger = built.ledger
+        forged = keyevents.registration("mallory", Ed25519PrivateKey.generate().public_key(), "publisher",
+                                        Ed25519PrivateKey.generate())  # not the operator's key
+        cid = ledger.blockstore.put(forged.to_bytes())
+        with ledger.engine.begin() as conn:
+            index = ledger.log.append(conn, cid).index
+        ledger.checkpoint()
+        export_tiles(ledger, tmp_path / "tiles")
+        car = tmp_path / "log.car"
+        with ledger.reader.connect() as conn:
+            images = [rec.image_cid for rec in ledger.store.iter_records(conn)]
+        ledger.blockstore.export_car([*built.cids, *images, cid], car)  # type: ignore[attr-defined]
+        report = audit_tiles(DirectoryTileSource(tmp_path / "tiles"), _policy(built), blocks=CarBlockSource(car))
+        assert report.failed_checks == ["key-event.invalid"], report.summary()
+        assert _failure(report, "key-event.invalid") == [f"leaf {index} ({cid})"]
+        assert report.records[index].signature == "failed"
+    finally:
+        built.ledger.close()
 
 
 def test_without_keys_the_unchecked_parts_are_said_and_do_not_fail(exported: Exported) -> None:

@@ -1,0 +1,236 @@
+"""Verdict quality on pairs (issue 13): every (reference, query) pair of a dataset through the lookup's own evidence
+(``provenance.lookup.evidence.examine``: verification, the scene test, the aligned comparison) and verdict policy
+(``verdict.decide``, with the shipped thresholds), without the hash index. Fast enough to run on a calibration
+split and a test split of a few thousand pairs, and the input of ``calibrate_verdicts.py``.
+
+    .venv/bin/python benchmarks/bench_verdicts.py --dataset benchmarks/out/world-cal \
+        --same-scene benchmarks/same_scene_pairs.csv --out benchmarks/out/verdicts-cal.jsonl
+
+Pairs: the dataset's benign and manipulated pairs; each unrelated photo (the dataset's distractors) against
+``--unrelated-refs`` references drawn for it (the system benchmark, ``attribution_system.py``, has the index choose
+them instead); and the real photo pairs of ``--same-scene`` (a CSV of ``reference,query,relation,note`` with paths
+relative to ``--shared``; relation ``same_scene`` for two photos of one scene, ``other_photo`` for two photos that
+only share an object or a pattern). One JSON object per pair is appended to ``--out`` (an existing file is resumed:
+pairs already in it are skipped), then a summary is printed: per relation, per reference size, per benign kind, per
+edit kind and edit-size bucket, with Wilson 95 % intervals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from provenance.bench.dataset import load_dataset
+from provenance.bench.world import bucket_of, variant_facts
+from provenance.lookup import geometry
+from provenance.lookup.compare import ALTERED_THRESHOLD
+from provenance.lookup.evidence import PairEvidence, examine
+from provenance.lookup.features import LocalFeatures, extract_features
+from provenance.lookup.verdict import Policy, decide
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n (95 % by default)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (max(0.0, mid - half), min(1.0, mid + half))
+
+
+def rate(k: int, n: int) -> str:
+    lo, hi = wilson(k, n)
+    return f"{k / n:7.2%} ({k}/{n}) [{lo:.2%}, {hi:.2%}]" if n else "n/a"
+
+
+def _rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.ascontiguousarray(np.asarray(im.convert("RGB")))
+
+
+def _box_hit(boxes: tuple, mask: np.ndarray) -> tuple[float, bool]:
+    """IoU of the union of ``boxes`` with the mask's bounding box, and whether any box touches the mask."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return 0.0, False
+    truth = np.zeros(mask.shape, bool)
+    truth[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1] = True
+    pred = np.zeros(mask.shape, bool)
+    for x, y, w, h in boxes:
+        pred[y: y + h, x: x + w] = True
+    union = int((pred | truth).sum())
+    return (int((pred & truth).sum()) / union if union else 0.0), bool((pred & mask).any())
+
+
+def evidence_row(ev: PairEvidence, policy: Policy) -> dict[str, Any]:
+    g, s, a = ev.geometry, ev.scene, ev.analysis
+    v = decide([ev.candidate("ref")], policy, query_hash="", model="")
+    row: dict[str, Any] = {"verdict": v.verdict, "passed": g.passed, "inliers": g.inliers, "matches": g.matches,
+                           "inlier_ratio": round(g.inlier_ratio, 4), "mirrored": g.mirrored}
+    if s is not None:
+        row.update(fundamental_inliers=s.fundamental_inliers, off_plane_share=round(s.off_plane_share, 4))
+    if a is not None:
+        row.update(score=round(a.score, 3), changed_fraction=round(a.changed_fraction, 4), overlap=round(a.overlap, 4),
+                   blur_sigma=a.blur_sigma, noise_floor=round(a.noise_floor, 3),
+                   comparison_scale=round(a.comparison_scale, 4), boxes=[list(b) for b in a.boxes])
+    elif ev.not_compared:
+        row["not_compared"] = ev.not_compared
+    return row
+
+
+class Runner:
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.features: dict[Path, tuple[np.ndarray, LocalFeatures]] = {}
+        self.times: list[float] = []
+
+    def reference(self, path: Path) -> tuple[np.ndarray, LocalFeatures]:
+        if path not in self.features:
+            rgb = _rgb(path)
+            self.features[path] = (rgb, extract_features(rgb))
+        return self.features[path]
+
+    def pair(self, ref_path: Path, query_path: Path) -> tuple[PairEvidence, dict[str, Any]]:
+        ref_rgb, ref_f = self.reference(ref_path)
+        q = _rgb(query_path)
+        t = time.perf_counter()
+        ev = examine(q, geometry.query_features(q), ref_f, lambda: ref_rgb)
+        self.times.append(time.perf_counter() - t)
+        return ev, {**evidence_row(ev, self.policy), "query_size": [q.shape[1], q.shape[0]],
+                    "reference_side": max(ref_rgb.shape[:2])}
+
+
+def pairs_to_run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    ds = load_dataset(args.dataset)
+    facts = variant_facts(args.dataset)
+    jobs: list[dict[str, Any]] = []
+    for p in ds.pairs:
+        info = facts.get(p.query, {})
+        job = {"relation": p.relation, "kind": p.kind, "reference": str(ds.path(p.reference)),
+               "query": str(ds.path(p.query))}
+        if p.relation == "manipulated":
+            share = info.get("mask_share")
+            job.update(mask_share=share, edit_bucket=info.get("edit_bucket") or (bucket_of(share) if share else None))
+        jobs.append(job)
+    rng = np.random.default_rng(args.seed)
+    refs = list(ds.references)
+    for d in ds.distractors:
+        for i in rng.choice(len(refs), size=min(args.unrelated_refs, len(refs)), replace=False):
+            jobs.append({"relation": "unrelated", "kind": "unrelated", "reference": str(ds.path(refs[int(i)])),
+                         "query": str(ds.path(d))})
+    if args.same_scene:
+        with args.same_scene.open(newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                jobs.append({"relation": row["relation"], "kind": row.get("note", ""),
+                             "reference": str(args.shared / row["reference"]), "query": str(args.shared / row["query"])})
+    return jobs
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    policy = Policy(hash_threshold=22, hash_altered=22, change_threshold=ALTERED_THRESHOLD)
+    done: dict[tuple[str, str], dict[str, Any]] = {}
+    if args.out.is_file():
+        for line in args.out.read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            done[(r["reference"], r["query"])] = r
+    jobs = [j for j in pairs_to_run(args) if (j["reference"], j["query"]) not in done]
+    print(f"{len(done)} pairs already in {args.out}; {len(jobs)} to run", flush=True)
+    runner = Runner(policy)
+    t0 = time.perf_counter()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("a", encoding="utf-8") as fh:
+        for n, job in enumerate(jobs, 1):
+            ev, row = runner.pair(Path(job["reference"]), Path(job["query"]))
+            row = {**job, **row}
+            if job["relation"] == "manipulated" and ev.analysis is not None:
+                mask_path = Path(job["query"]).with_name(Path(job["query"]).stem + ".mask.png")
+                if mask_path.is_file():
+                    w, h = ev.analysis.reference_size
+                    with Image.open(mask_path) as m:
+                        mask = np.asarray(m.resize((w, h), Image.Resampling.NEAREST)) > 0
+                    iou, hit = _box_hit(ev.analysis.boxes, mask)
+                    row.update(box_iou=round(iou, 4), box_hit=hit)
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
+            done[(job["reference"], job["query"])] = row
+            if n % 100 == 0:
+                print(f"  {n}/{len(jobs)} pairs, {(time.perf_counter() - t0) / n:.2f} s each", flush=True)
+    if runner.times:
+        t = np.array(runner.times) * 1000
+        print(f"evidence per pair (verification, scene, comparison): median {np.median(t):.0f} ms, "
+              f"p90 {np.percentile(t, 90):.0f} ms")
+    return list(done.values())
+
+
+def summarise(rows: list[dict[str, Any]]) -> None:
+    """Per relation and breakdown: the share of each verdict, with Wilson 95 % intervals."""
+    def table(title: str, groups: dict[str, list[dict[str, Any]]], good: str) -> None:
+        print(f"\n{title} (right verdict: {good})")
+        for key in sorted(groups):
+            g = groups[key]
+            counts = {v: sum(r["verdict"] == v for r in g) for v in ("match", "altered", "same_scene", "no_match")}
+            ok = sum(r["verdict"] in good.split("|") for r in g)
+            print(f"  {key:28s} n={len(g):5d}  {good} {rate(ok, len(g))}  {counts}")
+
+    by_rel: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_rel[r["relation"]].append(r)
+    benign, edits = by_rel.get("benign", []), by_rel.get("manipulated", [])
+    table("benign copies by reference size", _group(benign, lambda r: f"{r['reference_side']}px"), "match")
+    table("benign copies by kind", _group(benign, lambda r: r["kind"]), "match")
+    table("edits by reference size", _group(edits, lambda r: f"{r['reference_side']}px"), "altered")
+    table("edits by size bucket", _group(edits, lambda r: r.get("edit_bucket") or "?"), "altered")
+    table("edits by kind", _group(edits, lambda r: r["kind"]), "altered")
+    for rel, good in (("unrelated", "no_match"), ("same_scene", "same_scene|no_match"),
+                      ("other_photo", "no_match|same_scene")):
+        if by_rel.get(rel):
+            table(f"{rel} pairs", {"all": by_rel[rel]}, good)
+    fpr = sum(r["verdict"] == "match" for r in edits)
+    fnr = sum(r["verdict"] != "match" for r in benign)
+    print(f"\nbenign not match (FNR): {rate(fnr, len(benign))}")
+    print(f"edits called match (FPR): {rate(fpr, len(edits))}")
+    big = [r for r in edits if (r.get("mask_share") or 0) >= 0.02]
+    print(f"altered recall, edits >= 2 % of the pixels: {rate(sum(r['verdict'] == 'altered' for r in big), len(big))}")
+    hits = [r for r in edits if r["verdict"] == "altered" and "box_iou" in r]
+    if hits:
+        print(f"altered edits: mean box IoU {np.mean([r['box_iou'] for r in hits]):.3f}, a box on the edit "
+              f"{np.mean([r['box_hit'] for r in hits]):.1%}")
+
+
+def _group(rows: list[dict[str, Any]], key) -> dict[str, list[dict[str, Any]]]:  # type: ignore[no-untyped-def]
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        out[key(r)].append(r)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dataset", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True, help="JSONL of per-pair evidence (resumed if it exists)")
+    ap.add_argument("--same-scene", type=Path, default=None, help="CSV of real same-scene / other-photo pairs")
+    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data",
+                    help="root the --same-scene paths are relative to")
+    ap.add_argument("--unrelated-refs", type=int, default=10, help="references each unrelated photo is tried against")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--summary-only", action="store_true", help="summarise --out without running anything")
+    args = ap.parse_args()
+    rows = ([json.loads(line) for line in args.out.read_text(encoding="utf-8").splitlines()]
+            if args.summary_only else run(args))
+    summarise(rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -28,6 +28,7 @@ bench: install
 	.venv/bin/python benchmarks/bench_global_id_index.py
 	.venv/bin/python benchmarks/bench_ingest_queue.py
 	.venv/bin/python benchmarks/bench_api_load.py
+	.venv/bin/python benchmarks/bench_tiles.py --leaves 100000 1000000
 # The hasher and system benchmarks need the datasets of hasher/weights/MODEL_CARD.md (benchmarks/out/train-data):
 #   provenance bench attribution --dataset benchmarks/out/train-data/test --methods all ...
 #   .venv/bin/python benchmarks/bench_channels.py --dataset benchmarks/out/train-data/test

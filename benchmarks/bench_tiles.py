@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import socket
 import subprocess
 import sys
 import tempfile
@@ -37,10 +38,15 @@ from provenance.config import Settings  # noqa: E402
 from provenance.services import open_ledger  # noqa: E402
 from provenance.translog import encode_verifier_key, parse_verifier_key  # noqa: E402
 from provenance.translog.tiles import TILE_WIDTH, TileId  # noqa: E402
-from tests.fixtures.services import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin" / "provenance"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def build(data_dir: Path, leaves: int, batch: int = 10_000) -> tuple[str, float]:

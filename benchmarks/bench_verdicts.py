@@ -87,6 +87,8 @@ def evidence_row(ev: PairEvidence, policy: Policy) -> dict[str, Any]:
                    comparison_scale=round(a.comparison_scale, 4), boxes=[list(b) for b in a.boxes])
     elif ev.not_compared:
         row["not_compared"] = ev.not_compared
+    if ev.clone is not None:
+        row["clone"] = ev.clone.to_obj()
     return row
 
 

@@ -316,7 +316,7 @@ def audit(state: _State, as_json: bool, trust_operator_rotations: bool, from_til
     if from_tiles is not None:
         from provenance.auditor.cli import run_tiles_audit
 
-        ok = run_tiles_audit(from_tiles=from_tiles, as_json=as_json,
+        ok = run_tiles_audit(from_tiles=from_tiles, as_json=as_json, trust_operator_rotations=trust_operator_rotations,
                              default_contract=state.settings.chain_contract_address, **tiles)
         sys.exit(0 if ok else 1)
     refuse_tiles_options(tiles)
@@ -423,13 +423,20 @@ def records_proof(state: _State, cid: str, bundle_out: Path | None) -> None:
 @records.command("c2pa-copy")
 @click.argument("cid")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--base-url", default="", metavar="URL",
+              help="Public base URL of this service, to make the proof bundle's URL absolute (default: a path).")
 @click.pass_obj
-def records_c2pa_copy(state: _State, cid: str, out: Path) -> None:
+def records_c2pa_copy(state: _State, cid: str, out: Path, base_url: str) -> None:
     """Write a C2PA-signed copy of record CID's image to OUT: its manifest carries a c2pa.soft-binding assertion
-    with our OSCAR-Net hash and model id (and the record CID), so soft-binding tools can find the record.
-    Needs PROVENANCE_C2PA_SIGNING_CERT and PROVENANCE_C2PA_SIGNING_KEY."""
+    with our OSCAR-Net hash and model id (and the record CID), so soft-binding tools can find the record, and the
+    record's proof bundle by sha256 and URL (/v1/records/CID/bundle?tree_size=N): the copy carries its own proof.
+    The record must be in a checkpoint (provenance anchor). Needs PROVENANCE_C2PA_SIGNING_CERT and
+    PROVENANCE_C2PA_SIGNING_KEY."""
+    from provenance.bundle import bundle_url
+    from provenance.bundle.build import build_bundle
     from provenance.c2pa import C2paConfigError, C2paSigningConfig, sign_with_soft_binding
-    from provenance.records import SignedRecord
+    from provenance.records import parse_record
+    from provenance.translog.checkpoint import parse_checkpoint_note
 
     signer = C2paSigningConfig.from_settings(state.settings)
     if signer is None:
@@ -439,14 +446,20 @@ def records_c2pa_copy(state: _State, cid: str, out: Path) -> None:
         stored = ledger.store.get(conn, cid)
     if stored is None:
         raise ProvenanceError(f"no record {cid}")
-    record = SignedRecord.from_bytes(stored.record_bytes).record
+    record = parse_record(stored.record_bytes).record
+    bundle = build_bundle(ledger, cid)  # BundleError when no checkpoint covers the record yet: nothing written
+    assert bundle is not None
+    size = parse_checkpoint_note(bundle.checkpoint)[0].size
+    proof_ref = {"record_cid": cid, "tree_size": size, "sha256": bundle.sha256,
+                 "url": bundle_url(cid, size, base_url)}
     binding = next((h for h in record.hashes if h.alg == "oscar-net"), record.hashes[0])
     signed = sign_with_soft_binding(ledger.blockstore.get(record.image_cid), record.media_type,
                                     binding_alg=binding.alg, binding_value=binding.value, model_id=binding.model_id,
-                                    record_cid=cid, title=record.metadata.title, signer=signer)
+                                    record_cid=cid, title=record.metadata.title, signer=signer,
+                                    proof_bundle=proof_ref)
     out.write_bytes(signed)
     click.echo(f"wrote {out} ({len(signed)} bytes): C2PA manifest with soft binding {binding.alg}={binding.value} "
-               f"({binding.model_id}) -> record {cid}")
+               f"({binding.model_id}) -> record {cid}, proof bundle sha256 {bundle.sha256} at {proof_ref['url']}")
 
 
 @cli.command("export-car")

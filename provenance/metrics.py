@@ -7,7 +7,8 @@ Counters and histograms live in prometheus-client's process-wide registry and mo
 * ``provenance_ingest_step_duration_seconds{step,outcome}``: each step of a Celery ingest chain;
 * ``provenance_ingest_earlier_registrations_total{match}``: uploads another publisher registered first;
 * ``provenance_lookups_total{verdict}`` and ``provenance_lookup_duration_seconds{verdict}`` (verdict ``match``,
-  ``altered``, ``no_match``, ``refused``, ``error``): ``POST /v1/lookup``;
+  ``altered``, ``same_scene``, ``no_match``; ``refused``: bad input; ``busy``: turned away for capacity;
+  ``error``): ``POST /v1/lookup``;
 * ``provenance_errors_total{part}``: server-side failures by the part that failed (database, blockstore, chain,
   queue, index, log, witnesses, internal).
 
@@ -30,7 +31,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from provenance.logging import get_logger
@@ -40,8 +48,10 @@ __all__ = ["ERRORS", "INGESTS", "LOOKUPS", "ServiceCollector", "error_part", "ex
 
 log = get_logger(__name__)
 
+disable_created_metrics()  # no *_created series: half the exposition, and nothing our dashboards need
+
 INGEST_OUTCOMES = ("appended", "duplicate", "refused", "failed")
-LOOKUP_VERDICTS = ("match", "altered", "no_match", "refused", "error")
+LOOKUP_VERDICTS = ("match", "altered", "same_scene", "no_match", "refused", "busy", "error")
 ERROR_PARTS = ("database", "blockstore", "chain", "queue", "index", "log", "witnesses", "internal")
 
 INGESTS = Counter("provenance_ingests", "Ingests finished, by outcome.", ["outcome"])
@@ -126,8 +136,9 @@ def observe_lookup() -> Iterator[_LookupObservation]:
     except InvalidInputError:
         seen.verdict = "refused"
         raise
-    except BaseException:
-        seen.verdict = "error"
+    except BaseException as exc:
+        # Turned away for capacity (the HTTP layer's own 429 / 503 with Retry-After) is not a failure.
+        seen.verdict = "busy" if getattr(exc, "status", None) in (429, 503) else "error"
         raise
     finally:
         verdict = seen.verdict if seen.verdict in LOOKUP_VERDICTS else "error"

@@ -148,6 +148,8 @@ class IngestQueue(ABC):
 
 
 # --- Celery --------------------------------------------------------------------------------------------------------
+_REDIS_PRIORITY_SEP = "\x06\x16"  # kombu's Redis transport: queue name + this + priority step (step 0: the name)
+
 class CeleryQueue(IngestQueue):
     def __init__(self, pipeline: IngestPipeline, settings: Settings, app=None) -> None:  # type: ignore[no-untyped-def]
         from workers.app import create_app
@@ -199,6 +201,27 @@ class CeleryQueue(IngestQueue):
 
     def close(self) -> None:
         self.app.close()
+
+    def depth(self) -> dict[str, int]:
+        """Chain messages waiting in the broker's ingest and hash queues (every priority), and those delivered but
+        not yet acknowledged (running, or held by a worker that died until redelivery). Redis broker layout."""
+        import redis
+
+        from workers.jobs import HASH_QUEUE, INGEST_QUEUE, PRIORITY_STEPS
+
+        names = [q if p == 0 else f"{q}{_REDIS_PRIORITY_SEP}{p}" for q in (INGEST_QUEUE, HASH_QUEUE)
+                 for p in PRIORITY_STEPS]
+        with self._reaching("broker", self.settings.broker_url):
+            client = redis.Redis.from_url(self.settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
+            try:
+                pipe = client.pipeline(transaction=False)
+                for name in names:
+                    pipe.llen(name)
+                pipe.hlen("unacked")
+                *waiting, unacked = pipe.execute()
+            finally:
+                client.close()
+        return {"pending": int(sum(waiting)), "running": int(unacked)}
 
 
 # --- in-process ----------------------------------------------------------------------------------------------------
@@ -338,7 +361,9 @@ class InProcessQueue(IngestQueue):
         return resumed
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        """Finish the ingests running now; those still waiting stay pending in the database, and the next
+        :meth:`resume` (the next ``provenance serve``) runs them, so a shutdown never waits for the backlog."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 #: Starts of one in-process task after which a restart stops running it again (it may be what kills the process).

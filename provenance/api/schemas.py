@@ -212,6 +212,7 @@ def metadata_from_pairs(pairs: list[tuple[str, str]]) -> PublisherMetadata:
 class Withdrawn(BaseModel):
     record_cid: str
     withdrawn: bool
+    event_cid: str | None = None  # the record-withdrawal key event in the log
 
 
 # --- C2PA Soft Binding Resolution API (its schema names: c2pa.softBindingQuery / ...QueryResult / ...AlgList) -----
@@ -242,18 +243,21 @@ class SoftBindingAlgList(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in {
-        400: "Malformed request (e.g. not a CID)",
+        400: "Malformed request: not a CID, a malformed multipart form (e.g. too many fields), or JSON nested "
+             "deeper than PROVENANCE_API_MAX_JSON_DEPTH",
         401: "Missing, unknown or revoked API key",
         403: "The key's publisher may not act on this resource",
         404: "Not found",
+        408: "The request body stalled or took too long to arrive (the connection is closed)",
         409: "Conflicts with what is registered (the body names the record): other metadata for the same bytes, "
              "or another publisher's earlier registration under PROVENANCE_INGEST_DUPLICATE_POLICY=refuse",
         410: "Withdrawn by its publisher: the signed record stays in the log, its image is no longer served",
-        413: "Upload over the size limit",
+        413: "Upload (or JSON body) over the size limit",
         415: "Not an image we can read (sniffed from the bytes)",
         422: "Corrupt image or invalid fields",
-        429: "Rate limited (see Retry-After)",
-        503: "A backing service (block store, chain, database) is unavailable",
+        429: "Rate limited, or this client already has its share of heavy requests running (see Retry-After)",
+        503: "A backing service (block store, chain, database) is unavailable, or the server is at capacity (every "
+             "heavy-work slot busy, the ingest queue full; see Retry-After)",
     }.items()
 }
 

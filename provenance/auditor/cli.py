@@ -16,7 +16,8 @@ import click
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-TILES_ONLY = ("blocks", "chain_rpc", "contract", "log_key", "witnesses", "quorum", "publisher_keys")
+TILES_ONLY = {"blocks": "--blocks", "chain_rpc": "--chain-rpc", "contract": "--contract", "log_key": "--log-key",
+              "witnesses": "--witness", "quorum": "--quorum", "publisher_keys": "--publisher-key"}
 
 
 def tiles_audit_options(fn: F) -> F:
@@ -49,11 +50,9 @@ def tiles_audit_options(fn: F) -> F:
 
 def refuse_tiles_options(given: dict[str, Any]) -> None:
     """Usage error when a ``--from-tiles`` option is given without ``--from-tiles``."""
-    used = [name for name in TILES_ONLY if given.get(name) not in (None, ())]
+    used = [flag for name, flag in TILES_ONLY.items() if given.get(name) not in (None, ())]
     if used:
-        flags = ", ".join("--" + name.replace("_", "-").removesuffix("s") if name in ("witnesses", "publisher_keys")
-                          else "--" + name.replace("_", "-") for name in used)
-        raise click.UsageError(f"{flags} only apply with --from-tiles")
+        raise click.UsageError(f"{', '.join(used)} only apply with --from-tiles")
 
 
 def _publisher_key(text: str) -> tuple[str, Any]:
@@ -75,7 +74,8 @@ def _publisher_key(text: str) -> tuple[str, Any]:
 
 def run_tiles_audit(*, from_tiles: str, as_json: bool, blocks: str | None, chain_rpc: str | None,
                     contract: str | None, log_key: str | None, witnesses: tuple[str, ...], quorum: int | None,
-                    publisher_keys: tuple[str, ...], default_contract: str | None = None) -> bool:
+                    publisher_keys: tuple[str, ...], trust_operator_rotations: bool = False,
+                    default_contract: str | None = None) -> bool:
     """Run the audit and print its report; True when everything checked verified."""
     from provenance.auditor.sources import open_block_source, open_tile_source
     from provenance.auditor.tiles_audit import AuditPolicy, audit_tiles
@@ -98,7 +98,8 @@ def run_tiles_audit(*, from_tiles: str, as_json: bool, blocks: str | None, chain
     if chain_rpc and not contract:
         raise click.UsageError("--chain-rpc needs --contract ADDRESS (or PROVENANCE_CHAIN_CONTRACT_ADDRESS)")
     policy = AuditPolicy(log_key=vkey, witnesses=wkeys, quorum=quorum,
-                         publisher_keys=dict(_publisher_key(k) for k in publisher_keys))
+                         publisher_keys=dict(_publisher_key(k) for k in publisher_keys),
+                         trust_operator_rotations=trust_operator_rotations)
 
     tiles = open_tile_source(from_tiles)
     block_source = open_block_source(blocks) if blocks else None

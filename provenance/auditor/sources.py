@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 import httpx
 
@@ -66,6 +66,17 @@ class BlockSource(Protocol):
     def close(self) -> None: ...
 
 
+class _Closing:
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 # --- tiles ------------------------------------------------------------------------------------------------------------
 def _safe_relative(path: str) -> str:
     parts = path.split("/")
@@ -74,7 +85,7 @@ def _safe_relative(path: str) -> str:
     return path
 
 
-class DirectoryTileSource:
+class DirectoryTileSource(_Closing):
     """A directory written by ``provenance log export-tiles`` (or any copy of a tiled log)."""
 
     def __init__(self, root: Path) -> None:
@@ -97,11 +108,8 @@ class DirectoryTileSource:
         for path in paths:
             yield path, self.get(path)
 
-    def close(self) -> None:
-        pass
 
-
-class HttpTileSource:
+class HttpTileSource(_Closing):
     """A log served over HTTP(S) at a URL prefix (``provenance serve``, a CDN, any static web server)."""
 
     def __init__(self, prefix: str, *, timeout_s: float = 30.0, parallel: int = 8,
@@ -148,7 +156,7 @@ def open_tile_source(location: str, *, parallel: int = 8) -> TileSource:
 
 
 # --- blocks -----------------------------------------------------------------------------------------------------------
-class CarBlockSource:
+class CarBlockSource(_Closing):
     """The blocks of a CARv1 (``provenance export-car``), held in memory, keyed by binary CID."""
 
     def __init__(self, path: Path) -> None:
@@ -195,7 +203,7 @@ class CarBlockSource:
         self._blocks = {}
 
 
-class IpfsBlockSource:
+class IpfsBlockSource(_Closing):
     """Content by CID from an IPFS daemon's RPC API (Kubo or js-ipfs), through the project's thin client."""
 
     def __init__(self, api_url: str, *, timeout_s: float = 30.0) -> None:

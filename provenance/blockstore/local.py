@@ -74,6 +74,16 @@ class LocalBlockStore:
     def describe(self) -> str:
         return f"local:{self.root}"
 
+    def ping(self) -> str:
+        """Health check (``/readyz``): the directory exists, or can be made, and this process may write to it."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BlockStoreError(f"cannot create {self.root}: {exc}") from exc
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise BlockStoreError(f"{self.root} is not writable by this process")
+        return "writable"
+
     def close(self) -> None:
         """Nothing held open."""
 

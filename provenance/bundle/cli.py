@@ -100,7 +100,8 @@ def verify_command(bundle_path: Path, image_path: Path | None, chain_rpc: str | 
         click.echo(f"  anchored on chain {chain.chain_id} (contract {chain.contract}, block {chain.block}) at "
                    f"{chain.to_obj()['block_time']}, read from {chain.rpc}")
     elif a is not None:
-        note = "ephemeral in-process chain: no durable timestamp" if a["ephemeral"] else "not read back (--chain-rpc URL)"
+        note = ("ephemeral in-process chain: no durable timestamp" if a["ephemeral"]
+                else "not read back (--chain-rpc URL)")
         click.echo(f"  anchor receipt: chain {a['chain_id']}, tx {a['tx']}, block {a['block']} at {a['block_time']} "
                    f"({note})")
     else:
@@ -117,11 +118,17 @@ def write_bundle(ledger: Ledger, cid: str, out: Path) -> ProofBundle:
         raise ProvenanceError(f"no record {cid}")
     data = bundle.to_json()
     out = out.expanduser()
-    fd, tmp = tempfile.mkstemp(dir=out.parent if str(out.parent) else ".", prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ProvenanceError(f"cannot write {out}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, out)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ProvenanceError(f"cannot write {out}: {exc.strerror or exc}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -29,7 +29,7 @@ from typing import Any
 
 from provenance.bundle.tlog_proof import TlogProof, parse_tlog_proof
 from provenance.canonical import canonical_json
-from provenance.errors import BundleError, ProvenanceError
+from provenance.errors import BundleError
 
 __all__ = ["BUNDLE_TYPE", "MAX_BUNDLE_BYTES", "AnchorInfo", "LogEntry", "ProofBundle"]
 
@@ -252,7 +252,3 @@ def make_entry(cid: str, data: bytes, index: int, hashes: Sequence[bytes], check
     """A log entry with its tlog-proof (what the builder, and anyone assembling a bundle, uses)."""
     return LogEntry(cid, bytes(data), TlogProof(index, tuple(bytes(h) for h in hashes), checkpoint))
 
-
-def bundle_error(exc: ProvenanceError, check: str) -> BundleError:
-    """``exc`` as a BundleError naming ``check`` (its message kept)."""
-    return BundleError(str(exc), check=check)

@@ -296,7 +296,7 @@ def _anchor(bundle: ProofBundle, cp: Checkpoint, checks: _Checks) -> dict[str, A
     if a.root != cp.root:
         raise _fail("anchor.root", f"the anchor names root {a.root.hex()}, but the checkpoint's root is "
                                    f"{cp.root.hex()}")
-    checks.ok("anchor.receipt", f"chain {a.chain_id} contract {a.contract} block {a.block} ({iso_time(a.block_timestamp)})"
-                                + (": ephemeral in-process chain, no durable timestamp" if a.ephemeral else
-                                   ": not read from the chain (use --chain-rpc)"))
+    where = f"chain {a.chain_id} contract {a.contract} block {a.block} ({iso_time(a.block_timestamp)})"
+    checks.ok("anchor.receipt", where + (": ephemeral in-process chain, no durable timestamp" if a.ephemeral else
+                                         ": not read from the chain (use --chain-rpc)"))
     return a.to_obj()

@@ -25,6 +25,7 @@ from provenance.c2pa.errors import (
 )
 from provenance.c2pa.formats import sniff_media_type
 from provenance.c2pa.summary import (
+    PROOF_BUNDLE_ASSERTION_LABEL,
     RECORD_ASSERTION_LABEL,
     SOFT_BINDING_LABEL,
     C2paSummary,
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from provenance.c2pa.signing import sign_with_soft_binding
 
 __all__ = [
+    "PROOF_BUNDLE_ASSERTION_LABEL",
     "RECORD_ASSERTION_LABEL",
     "SIGNING_ALGS",
     "SOFT_BINDING_LABEL",

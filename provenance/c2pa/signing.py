@@ -7,6 +7,8 @@ already had stays in the chain. Its assertions:
   scope means "the whole image", ``alg-params`` = the hash model id, ``pad`` empty. The value is the hash in the
   algorithm's own text form (our hex), as c2pa-rs itself models it (a string; c2pa 0.91 decodes and accepts it).
 * ``org.provenance-service.record``: ``{record_cid}``, the ledger record of the original image.
+* ``org.provenance-service.proof-bundle`` (when given): ``{record_cid, tree_size, sha256, url}``, the record's
+  offline proof bundle (docs/bundles.md) by digest and where to fetch it, so the copy carries its own proof.
 
 Pixels are not touched; only the manifest is added. No thumbnail is embedded (it would only grow the file).
 """
@@ -24,7 +26,7 @@ import c2pa
 from provenance.c2pa.credentials import C2paSigningConfig
 from provenance.c2pa.errors import C2paSigningError, C2paUnsupportedMediaError
 from provenance.c2pa.formats import C2PA_IMAGE_TYPES, sniff_media_type
-from provenance.c2pa.summary import RECORD_ASSERTION_LABEL, SOFT_BINDING_LABEL
+from provenance.c2pa.summary import PROOF_BUNDLE_ASSERTION_LABEL, RECORD_ASSERTION_LABEL, SOFT_BINDING_LABEL
 
 CLAIM_GENERATOR = "provenance-service"
 _HEIF_FAMILY = frozenset({"image/heic", "image/heif", "image/avif"})
@@ -40,6 +42,7 @@ def sign_with_soft_binding(
     record_cid: str,
     title: str | None,
     signer: C2paSigningConfig,
+    proof_bundle: dict[str, Any] | None = None,
 ) -> bytes:
     """A copy of ``image`` with a new active C2PA manifest signed by ``signer`` (see the module docstring)."""
     for name, value in (
@@ -57,7 +60,7 @@ def sign_with_soft_binding(
         raise C2paUnsupportedMediaError(f"the bytes are {sniffed or 'not an image format we know'}, not {mime}")
 
     builder = c2pa.Builder(
-        _manifest_definition(binding_alg, binding_value, model_id, record_cid, title),
+        _manifest_definition(binding_alg, binding_value, model_id, record_cid, title, proof_bundle),
         context=_builder_context(os.getpid()),
     )
     out = io.BytesIO()
@@ -75,7 +78,8 @@ def sign_with_soft_binding(
 
 
 def _manifest_definition(
-    binding_alg: str, binding_value: str, model_id: str, record_cid: str, title: str | None
+    binding_alg: str, binding_value: str, model_id: str, record_cid: str, title: str | None,
+    proof_bundle: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     soft_binding = {
         "alg": binding_alg,
@@ -90,6 +94,8 @@ def _manifest_definition(
             {"label": RECORD_ASSERTION_LABEL, "data": {"record_cid": record_cid}},
         ],
     }
+    if proof_bundle is not None:
+        definition["assertions"].append({"label": PROOF_BUNDLE_ASSERTION_LABEL, "data": proof_bundle})
     if title is not None:
         definition["title"] = title
     return definition

@@ -19,6 +19,8 @@ VALIDATION_STATES: tuple[str, ...] = ("Invalid", "Valid", "Trusted")
 SOFT_BINDING_LABEL = "c2pa.soft-binding"
 # Our own assertion (entity-specific label) pointing from a signed copy back to its ledger record.
 RECORD_ASSERTION_LABEL = "org.provenance-service.record"
+# Our assertion pointing from a signed copy to the record's offline proof bundle: {record_cid, tree_size, sha256, url}.
+PROOF_BUNDLE_ASSERTION_LABEL = "org.provenance-service.proof-bundle"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from provenance.lookup.clones import CloneEvidence, find_clone
 from provenance.lookup.compare import ChangeAnalysis, aligned_difference
 from provenance.lookup.errors import InsufficientOverlapError
 from provenance.lookup.features import LocalFeatures
@@ -29,6 +30,7 @@ class PairEvidence:
     scene: SceneEvidence | None = None
     analysis: ChangeAnalysis | None = None
     not_compared: str | None = None
+    clone: CloneEvidence | None = None  # a copy-move's tell-tale (``clones.py``), for a verified pair
 
     @property
     def reason(self) -> str:
@@ -57,8 +59,9 @@ def examine(query_rgb: np.ndarray, query: QueryFeatures, reference: LocalFeature
     if not geo.passed or geo.homography is None:
         return PairEvidence(geo)
     scene = scene_evidence(geo, (reference.width, reference.height))
+    clone = find_clone(query, reference, geo.homography, geo.mirrored, original())
     try:
         analysis = aligned_difference(query_rgb, original(), geo.homography)
     except InsufficientOverlapError as exc:
-        return PairEvidence(geo, scene, None, str(exc))
-    return PairEvidence(geo, scene, analysis)
+        return PairEvidence(geo, scene, None, str(exc), clone)
+    return PairEvidence(geo, scene, analysis, None, clone)

@@ -31,7 +31,7 @@ from provenance.images import QUERY_DECODE_SIDE, decode_query, decode_rgb
 from provenance.ledger import Ledger
 from provenance.logging import get_logger
 from provenance.lookup.verdict import Candidate, ObjectChange, Policy, Region, Verdict, decide
-from provenance.records import PerceptualHash, SignedRecord
+from provenance.records import AnyRecord, PerceptualHash, parse_record
 
 log = get_logger(__name__)
 
@@ -140,10 +140,11 @@ class Lookup:
         return list(self.index.search(alg, value_hex, k or self.k))
 
     # --- lookup -------------------------------------------------------------------------------------------------
-    def record(self, cid: str) -> SignedRecord | None:
+    def record(self, cid: str) -> AnyRecord | None:
+        """The stored record (v1 or v2: both have ``.record``, the fields lookup reads)."""
         with self.ledger.reader.connect() as conn:
             stored = self.ledger.store.get(conn, cid)
-        return None if stored is None else SignedRecord.from_bytes(stored.record_bytes)
+        return None if stored is None else parse_record(stored.record_bytes)
 
     def _object_changes(self, query: np.ndarray, original: np.ndarray, homography: np.ndarray,
                         regions: Sequence[Region]) -> tuple[ObjectChange, ...]:

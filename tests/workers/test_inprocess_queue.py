@@ -181,3 +181,15 @@ def test_the_task_store_on_sqlite_and_postgresql(sql_engine) -> None:  # type: i
     assert t1.details == {"earlier_record_cid": "bafkreiold", "earlier_match": "sha256"} and t1.metadata == {
         "title": "é"}
     assert [t.id for t in store.unfinished()] == ["t2"] and store.get("nope") is None
+
+
+def test_celery_queue_depth_counts_the_messages_waiting_in_redis(claim_redis_db, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                 pipeline: IngestPipeline, shared_photos: Path) -> None:
+    db = claim_redis_db()
+    queue = CeleryQueue(pipeline, Settings(data_dir=tmp_path, queue="celery", broker_url=db.url,
+                                           result_backend=db.url))
+    assert queue.depth() == {"pending": 0, "running": 0}
+    for n in (10, 11):  # no worker consumes them: each chain waits at its first step
+        queue.submit((shared_photos / "kodak24" / f"kodim{n:02d}.png").read_bytes(), publisher="acme", metadata=META)
+    assert queue.depth() == {"pending": 2, "running": 0}
+    queue.close()

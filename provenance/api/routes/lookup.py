@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from provenance.api.deps import ApiContext, ContextDep, ProvenanceService, RateLimited, ServiceDep, client_address
 from provenance.api.errors import ApiError
+from provenance.records import parse_record, record_view
 from provenance.proofs import get_record, record_proof
 from provenance.api.schemas import errors
 from provenance.api.uploads import (IMAGE_FIELD, ImageUpload, check_query_image, form_image, multipart_openapi,
@@ -60,7 +60,7 @@ def run_lookup(ctx: ApiContext, service: ProvenanceService, upload: ImageUpload)
     result["change_map_url"] = f"/v1/change-maps/{name}" if name else None
     cid = result.get("record_cid")
     stored = get_record(service.ledger, cid) if cid else None
-    result["record"] = json.loads(stored.record_bytes) if stored else None
+    result["record"] = record_view(parse_record(stored.record_bytes)) if stored else None
     result["proof"] = record_proof(service.ledger, cid) if stored and cid else None
     result["c2pa"] = query_c2pa(service, upload)
     result["receipt_url"] = receipt_url(signed.receipt_id)
@@ -71,7 +71,7 @@ def run_lookup(ctx: ApiContext, service: ProvenanceService, upload: ImageUpload)
 @router.post(
     "/lookup",
     dependencies=[RateLimited],
-    responses=errors(413, 415, 422, 429, 503),
+    responses=errors(400, 408, 413, 415, 422, 429, 503),
     openapi_extra=multipart_openapi({"file": IMAGE_FIELD}, ["file"]),
     summary="Where does this image come from, and was it changed?",
 )
@@ -86,10 +86,10 @@ async def lookup(request: Request, service: ServiceDep, ctx: ContextDep) -> dict
         upload = await form_image(form, max_image_bytes=ctx.max_image_bytes)
     finally:
         await form.close()
-    check_query_image(upload, service.ledger.config)  # one set of checks for every image query (422)
-    # A work slot bounds lookups in flight, per client and overall (429 / 503 + Retry-After; workslots.py).
-    async with ctx.work.slot(client_address(request), "lookup"):
-        with observe_lookup() as seen:  # provenance_lookups_total / _duration_seconds by verdict
+    with observe_lookup() as seen:  # provenance_lookups_total / _duration_seconds by verdict (refused, busy too)
+        check_query_image(upload, service.ledger.config)  # one set of checks for every image query (422)
+        # A work slot bounds lookups in flight, per client and overall (429 / 503 + Retry-After; workslots.py).
+        async with ctx.work.slot(client_address(request), "lookup"):
             result = await run_in_threadpool(run_lookup, ctx, service, upload)
             seen.verdict = str(result.get("verdict"))
     return result

@@ -54,6 +54,28 @@ def get_record_proof(cid: str, service: ServiceDep) -> dict[str, Any]:
     return proof
 
 
+@router.get("/records/{cid}/bundle", responses={200: {"content": {"application/json": {}}}, **errors(400, 404)},
+            summary="The record's offline proof bundle (check it with provenance verify)")
+def get_record_bundle(cid: str, service: ServiceDep,
+                      tree_size: Annotated[int | None, Query(
+                          ge=1, description="The checkpoint to prove against (default: the latest). Pinned, the "
+                                            "bytes do not change: what a C2PA copy's proof-bundle digest names.")
+                      ] = None) -> Response:
+    """One self-contained file: the signed record, the publisher's key events, their inclusion proofs (C2SP
+    tlog-proof), the signed checkpoint and its anchor receipt. 404 while no checkpoint covers the record."""
+    from provenance.bundle.build import build_bundle
+    from provenance.errors import BundleError
+
+    try:
+        bundle = build_bundle(service.ledger, canonical_cid(cid), tree_size=tree_size)
+    except BundleError as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    if bundle is None:
+        raise ApiError(404, "not_found", f"no record {cid}")
+    return Response(bundle.to_json(), media_type="application/json",
+                    headers={"Cache-Control": _WITHDRAWABLE, "ETag": f'"{bundle.sha256}"'})
+
+
 @router.get("/records/{cid}/image", responses={200: {"content": {"image/jpeg": {}, "image/*": {}}},
                                                **errors(400, 404, 410, 429, 503)},
             dependencies=[ImageRateLimited], summary="The registered image, or a JPEG thumbnail of it")
@@ -82,9 +104,9 @@ async def get_record_image(request: Request, cid: str, service: ServiceDep, ctx:
 
 
 def _record_media_type(rec: StoredRecord) -> str:
-    import json
+    from provenance.records import parse_record
 
-    media_type = json.loads(rec.record_bytes).get("image", {}).get("media_type")
+    media_type = parse_record(rec.record_bytes).record.media_type
     return media_type if isinstance(media_type, str) and media_type.startswith("image/") else "application/octet-stream"
 
 
@@ -96,13 +118,18 @@ def get_latest_checkpoint(service: ServiceDep) -> dict[str, Any]:
     return checkpoint_obj(service.ledger, cp)
 
 
-@router.delete("/records/{cid}", response_model=Withdrawn, responses=errors(400, 401, 403, 404),
+@router.delete("/records/{cid}", response_model=Withdrawn, responses=errors(400, 401, 403, 404, 422),
                summary="Withdraw a record (its publisher only)")
 def withdraw_record(cid: str, publisher: PublisherDep, service: ServiceDep) -> dict[str, Any]:
-    """Lookups stop returning the record. The log is append-only, so the record itself stays auditable."""
+    """A service-custody publisher's withdrawal is signed here with its custodial key and appended to the log as a
+    ``record-withdrawal`` key event; a publisher holding its own key signs its own (``POST /v1/key-events``,
+    ``provenance client withdraw``), and gets 422 here. Lookups stop returning the record; the log is append-only,
+    so the record itself stays auditable (docs/withdrawal.md)."""
     rec = _record(service.ledger, cid)
     if rec.publisher_id != publisher:
         raise ForbiddenError(f"record {rec.cid} belongs to another publisher; only its publisher may withdraw it")
+    existing = service.ledger.withdrawal(rec.cid)
+    event_cid = existing.cid if existing is not None else service.ledger.withdraw(rec.cid, publisher)
     service.lookup.withdraw(rec.cid, publisher)
-    log.info("api.record.withdrawn", record_cid=rec.cid, publisher=publisher)
-    return {"record_cid": rec.cid, "withdrawn": True}
+    log.info("api.record.withdrawn", record_cid=rec.cid, publisher=publisher, event_cid=event_cid)
+    return {"record_cid": rec.cid, "withdrawn": True, "event_cid": event_cid}

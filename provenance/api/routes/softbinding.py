@@ -23,6 +23,7 @@ from provenance.api.deps import ContextDep, ProvenanceService, RateLimited, Serv
 from provenance.api.errors import ApiError
 from provenance.api.routes.receipts import RECEIPT_HEADER, receipt_headers
 from provenance.proofs import get_record
+from provenance.records import parse_record, record_view
 from provenance.api.schemas import SoftBindingAlgList, SoftBindingQuery, SoftBindingQueryResult, errors
 from provenance.api.uploads import IMAGE_FIELD, ImageUpload, check_image, check_query_image, form_image, read_form
 from provenance.api.withdrawn import refuse_if_withdrawn
@@ -118,7 +119,7 @@ def query_by_binding(service: ServiceDep, alg: Annotated[str, Query()], value: A
     return _by_binding(service, alg, value, max_results)
 
 
-@router.post("/matches/byBinding", **_MATCHES, responses=errors(400, 429),
+@router.post("/matches/byBinding", **_MATCHES, responses=errors(400, 408, 413, 429),
              summary="Manifests matching a (large) soft binding value", operation_id="queryByLargeBinding")
 def query_by_large_binding(service: ServiceDep, query: SoftBindingQuery,
                            max_results: MaxResults = 10) -> dict[str, Any]:
@@ -169,7 +170,7 @@ def _by_content(service: ProvenanceService, upload: ImageUpload, alg: str | None
     responses={200: {"headers": {
         RECEIPT_HEADER: {"description": "Id of this answer's signed lookup receipt", "schema": {"type": "string"}},
         "Link": {"description": 'Its permalink: </v1/receipts/ID>; rel="describedby"', "schema": {"type": "string"}},
-    }}, **errors(400, 413, 415, 422, 429)}, summary="Manifests matching an uploaded image",
+    }}, **errors(400, 408, 413, 415, 422, 429, 503)}, summary="Manifests matching an uploaded image",
     operation_id="uploadFile",
     openapi_extra={"requestBody": {"required": True, "content": {
         "image/*": {"schema": {"type": "string", "format": "binary"}},
@@ -214,7 +215,7 @@ def _manifest(service: ProvenanceService, manifest_id: str, active_only: bool) -
     if stored is None:
         raise ApiError(404, "not_found", f"no manifest {manifest_id}")
     refuse_if_withdrawn(service, stored.cid, "its manifest")  # 410 (docs/withdrawal.md)
-    record = json.loads(stored.record_bytes)
+    record = record_view(parse_record(stored.record_bytes))
     store: dict[str, Any] | None = None
     store_error: str | None = None
     summary = record.get("c2pa")

@@ -25,6 +25,7 @@ TILE_CACHE = "public, max-age=31536000, immutable"
 # The checkpoint moves as the log grows: caches may keep it a few seconds at most (tlog-tiles).
 CHECKPOINT_CACHE = "public, max-age=5"
 _OCTETS = "application/octet-stream"
+_PUBLIC = {"Access-Control-Allow-Origin": "*"}  # public data: a monitor running in a browser may read it from anywhere
 
 
 @router.get("/checkpoint", response_class=Response, responses={200: {"content": {"text/plain": {}}}, **errors(404)},
@@ -32,7 +33,7 @@ _OCTETS = "application/octet-stream"
 def get_checkpoint(service: ServiceDep) -> Response:
     note = TileReader(service.ledger).checkpoint_note()
     return Response(note.encode("utf-8"), media_type="text/plain; charset=utf-8",
-                    headers={"Cache-Control": CHECKPOINT_CACHE})
+                    headers={"Cache-Control": CHECKPOINT_CACHE, **_PUBLIC})
 
 
 @router.get("/tile/{tile_path:path}", response_class=Response,
@@ -43,7 +44,7 @@ def get_tile(tile_path: str, request: Request, service: ServiceDep) -> Response:
     ``tile/entries/<N>[.p/<W>]``: the matching log entries (each a big-endian uint16 length, then the record CID)."""
     tile = parse_tile_path(f"tile/{tile_path}")
     data = TileReader(service.ledger).tile(tile)
-    headers = {"Cache-Control": TILE_CACHE}
+    headers = {"Cache-Control": TILE_CACHE, **_PUBLIC}
     if tile.is_entries:  # the spec asks for HTTP-level compression of entry bundles
         headers["Vary"] = "Accept-Encoding"
         if "gzip" in request.headers.get("accept-encoding", "").lower():

@@ -3,6 +3,7 @@ whose values move with real ingests, lookups and failures (the real ledger, inde
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -85,6 +86,17 @@ def test_readyz_names_an_unreachable_chain(tmp_path: Path) -> None:
     assert resp.status_code == 503
     body = resp.json()
     assert body["not_ready"] == ["chain"] and "not answering eth_chainId" in body["checks"]["chain"]["detail"]
+
+
+def test_readyz_names_a_block_store_it_cannot_write(live: tuple[TestClient, Service, str]) -> None:
+    client, service, _ = live
+    blocks = service.settings.data_dir / "blocks"
+    shutil.rmtree(blocks, ignore_errors=True)
+    blocks.write_text("a file where the block store's directory should be")
+    resp = client.get("/readyz")
+    assert resp.status_code == 503
+    body = resp.json()
+    assert body["not_ready"] == ["blockstore"] and "cannot create" in body["checks"]["blockstore"]["detail"]
 
 
 def test_metrics_move_with_ingests_lookups_and_failures(live: tuple[TestClient, Service, str],

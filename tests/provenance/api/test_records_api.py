@@ -21,7 +21,7 @@ def test_record_is_served_as_its_exact_canonical_bytes(client: TestClient, keys:
     resp = client.get(f"/v1/records/{cid}")
     assert resp.status_code == 200 and resp.headers["content-type"] == "application/json"
     assert cid_for_bytes(resp.content) == cid  # anyone can re-derive the id from what we serve
-    assert resp.json()["publisher"]["id"] == "acme"
+    assert resp.json()["statement"]["publisher"]["id"] == "acme"
     assert "immutable" in resp.headers["cache-control"]
     # the same CID in another multibase finds the same record
     z = "z" + b58encode(parse_cid(cid).to_bytes())
@@ -41,13 +41,14 @@ def test_proof_and_latest_checkpoint(client: TestClient, keys: dict[str, str], f
     assert client.get(f"/v1/records/{cids[0]}/proof").json()["checkpoint"] is None
     fake_service.ledger.anchor()
     cp = client.get("/v1/checkpoints/latest").json()
-    assert set(cp) == {"origin", "tree_size", "root", "note", "verifier_key", "anchor"} and cp["tree_size"] == 3
-    assert verify_checkpoint_note_with(cp["note"], [cp["verifier_key"]]).size == 3
+    # the two publishers' key registrations are leaves 0 and 1, then the three records
+    assert set(cp) == {"origin", "tree_size", "root", "note", "verifier_key", "anchor"} and cp["tree_size"] == 5
+    assert verify_checkpoint_note_with(cp["note"], [cp["verifier_key"]]).size == 5
     assert set(cp["anchor"]) >= {"chain_id", "contract", "tx", "block", "block_timestamp", "block_time", "ephemeral"}
     for cid in cids:
         proof = client.get(f"/v1/records/{cid}/proof").json()
-        assert proof["checkpoint"] == cp and proof["tree_size"] == 3
-        verify_inclusion(proof["leaf_index"], 3, bytes.fromhex(proof["leaf_hash"]),
+        assert proof["checkpoint"] == cp and proof["tree_size"] == 5
+        verify_inclusion(proof["leaf_index"], 5, bytes.fromhex(proof["leaf_hash"]),
                          [bytes.fromhex(h) for h in proof["inclusion_proof"]], bytes.fromhex(cp["root"]))
 
 
@@ -71,7 +72,12 @@ def test_withdraw_only_by_the_owning_publisher(client: TestClient, keys: dict[st
     assert "another publisher" in err["message"]
     assert fake_service.lookup.withdrawn == set()
     resp = client.delete(f"/v1/records/{cid}", headers=bearer(keys["acme"]))
-    assert resp.status_code == 200 and resp.json() == {"record_cid": cid, "withdrawn": True}
+    body = resp.json()
+    assert resp.status_code == 200 and body["record_cid"] == cid and body["withdrawn"] is True
+    event = fake_service.ledger.withdrawal(cid)  # signed with acme's custodial key, appended to the log
+    assert event is not None and body["event_cid"] == event.cid and event.event.publisher == "acme"
+    again = client.delete(f"/v1/records/{cid}", headers=bearer(keys["acme"])).json()
+    assert again["event_cid"] == event.cid  # idempotent: one withdrawal event
     assert fake_service.lookup.withdrawn == {cid}
     assert client.post("/v1/lookup", files={"file": ("q.png", textured_image(1))}).json()["verdict"] == "no_match"
     assert_error(client.delete(f"/v1/records/{UNKNOWN_CID}", headers=bearer(keys["acme"])), 404)

@@ -17,6 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from provenance.api.app import create_app
+from provenance.auditor.sources import HttpTileSource
+from provenance.auditor.tiles_audit import AuditPolicy, audit_tiles
+from provenance.translog.checkpoint import parse_verifier_key
 from provenance.translog.tiles import tiles_for_size
 from tests.provenance.tiled_log import BuiltLog, build_log, cli, serve
 from tests.provenance.translog import c2sp_tile_reader as spec
@@ -99,7 +102,7 @@ def test_proofs_computed_from_tiles_verify_against_signed_roots(built: BuiltLog,
 def test_headers(client: TestClient) -> None:
     cp = client.get("/checkpoint")
     assert cp.headers["content-type"] == "text/plain; charset=utf-8"
-    assert cp.headers["cache-control"] == "public, max-age=5"
+    assert cp.headers["cache-control"] == "public, max-age=5" and cp.headers["access-control-allow-origin"] == "*"
     for path in ("/tile/0/000", "/tile/1/000", "/tile/0/273.p/112", "/tile/2/000.p/1"):
         resp = client.get(path)
         assert resp.status_code == 200
@@ -167,4 +170,9 @@ def test_export_equals_a_real_server_byte_for_byte(built: BuiltLog, tmp_path: Pa
             return resp.content
 
         assert spec.TiledTree(over_http, FINAL).root() == cp.root
+        # and the public audit passes over HTTP (levels 0-2, every entry)
+        with HttpTileSource(url) as source:
+            report = audit_tiles(source, AuditPolicy(log_key=parse_verifier_key(built.vkey)))
+        assert report.ok and report.rebuilt_root == cp.root and len(report.records) == FINAL, report.summary()
+        assert report.tiles_fetched == 273 + 1 + 1 + 1 + 1 + 274
     assert spec.TiledTree(lambda p: (out / p).read_bytes(), FINAL).root() == cp.root

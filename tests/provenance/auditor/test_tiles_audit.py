@@ -105,6 +105,18 @@ def test_without_the_log_key_a_publisher_key_still_checks_records(exported: Expo
     assert len(_failure(report, "record.signature")) == len(exported.records)
 
 
+def _export_all(built: BuiltLog, out: Path) -> tuple[Path, Path]:
+    """Tiles and a CAR of every log entry and image of ``built``'s ledger (as export-tiles and export-car write)."""
+    ledger = built.ledger
+    cp = ledger.checkpoint()
+    export_tiles(ledger, out / "tiles")
+    with ledger.reader.connect() as conn:
+        entries = ledger.log.record_cid_run(conn, 0, cp.tree_size)
+        images = [rec.image_cid for rec in ledger.store.iter_records(conn)]
+    ledger.blockstore.export_car(list(dict.fromkeys([*entries, *images])), out / "log.car")  # type: ignore[attr-defined]
+    return out / "tiles", out / "log.car"
+
+
 def test_a_key_event_the_operator_did_not_sign_is_caught(tmp_path: Path) -> None:
     from provenance import keyevents
 
@@ -116,13 +128,8 @@ def test_a_key_event_the_operator_did_not_sign_is_caught(tmp_path: Path) -> None
         cid = ledger.blockstore.put(forged.to_bytes())
         with ledger.engine.begin() as conn:
             index = ledger.log.append(conn, cid).index
-        ledger.checkpoint()
-        export_tiles(ledger, tmp_path / "tiles")
-        car = tmp_path / "log.car"
-        with ledger.reader.connect() as conn:
-            images = [rec.image_cid for rec in ledger.store.iter_records(conn)]
-        ledger.blockstore.export_car([*built.cids, *images, cid], car)  # type: ignore[attr-defined]
-        report = audit_tiles(DirectoryTileSource(tmp_path / "tiles"), _policy(built), blocks=CarBlockSource(car))
+        tiles, car = _export_all(built, tmp_path)
+        report = audit_tiles(DirectoryTileSource(tiles), _policy(built), blocks=CarBlockSource(car))
         assert report.failed_checks == ["key-event.invalid"], report.summary()
         assert _failure(report, "key-event.invalid") == [f"leaf {index} ({cid})"]
         assert report.records[index].signature == "failed"
@@ -141,18 +148,6 @@ def test_a_checkpoint_signed_by_another_key_fails(exported: Exported) -> None:
     vkey = encode_verifier_key(exported.built.ledger.config.log_key_name, Ed25519PrivateKey.generate().public_key())
     report = audit_tiles(DirectoryTileSource(exported.tiles), AuditPolicy(log_key=parse_verifier_key(vkey)))
     assert report.failed_checks == ["checkpoint.signature"] and report.log_signature == "failed"
-
-
-def test_the_log_audits_at_level_two(tmp_path: Path) -> None:
-    built = build_log(tmp_path / "data", [65_536, 70_000])
-    try:
-        export_tiles(built.ledger, tmp_path / "tiles")
-        report = audit_tiles(DirectoryTileSource(tmp_path / "tiles"), _policy(built))
-        assert report.ok, report.summary()
-        assert len(report.records) == 70_000 and report.tiles_fetched == 273 + 1 + 1 + 1 + 1 + 274
-        assert report.rebuilt_root == parse_checkpoint_note(built.notes[70_000])[0].root
-    finally:
-        built.ledger.close()
 
 
 # --- tampering, each caught and named ---------------------------------------------------------------------------------
@@ -222,6 +217,37 @@ def test_a_record_blob_missing_from_the_car_is_caught(exported: Exported, tmp_pa
         write_car(exported.records, [(c, b) for c, b in sections if c != cid_to_bytes(target)], fh)
     report = audit_tiles(DirectoryTileSource(exported.tiles), _policy(exported.built), blocks=CarBlockSource(bad))
     assert report.failed_checks == ["record.missing"]
+
+
+def test_a_record_signed_with_a_key_the_operator_installed_is_flagged(tmp_path: Path) -> None:
+    from provenance import keyevents
+    from provenance.cid import cid_for_bytes
+    from provenance.metadata import PublisherMetadata
+    from provenance.statements import PublisherStatement, key_id_for, utc_now
+    from tests.provenance.api.fakes import textured_image
+
+    built, _records = records_ledger(tmp_path / "data", 0)
+    try:
+        ledger = built.ledger
+        lost, installed = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+        ledger.add_publisher("daily", public_key=lost.public_key())  # the publisher holds its key
+        operator = ledger.keyring.service_key(ledger.config.log_key_name)
+        ledger.append_key_event(keyevents.rotation("daily", key_id_for(lost.public_key()), installed.public_key(),
+                                                   "publisher", operator, by_operator=True))
+        image, meta = textured_image(9), PublisherMetadata(title="after the rotation")
+        statement = PublisherStatement(hashlib.sha256(image).hexdigest(), cid_for_bytes(image), "image/png", meta,
+                                       "daily", key_id_for(installed.public_key()), utc_now()).sign(installed)
+        cid = ledger.ingest(image, publisher="daily", metadata=meta, statement=statement).cid
+        tiles, car = _export_all(built, tmp_path)
+        report = audit_tiles(DirectoryTileSource(tiles), _policy(built), blocks=CarBlockSource(car))
+        assert report.failed_checks == ["record.operator_key"], report.summary()
+        index = [r.cid for r in report.records].index(cid)
+        assert _failure(report, "record.operator_key") == [f"leaf {index} ({cid})"]
+        trusting = audit_tiles(DirectoryTileSource(tiles), _policy(built, trust_operator_rotations=True),
+                               blocks=CarBlockSource(car))
+        assert trusting.ok and "record.operator_key" in {u["check"] for u in trusting.unchecked}
+    finally:
+        built.ledger.close()
 
 
 # --- witnesses (cosignatures written from the tlog-cosignature text) -----------------------------------------------
@@ -306,3 +332,27 @@ def test_a_checkpoint_whose_root_differs_from_the_anchor_is_caught(big: tuple[Bu
     assert report.failed_checks == ["anchor.root"]
     assert _failure(report, "anchor.root") == ["tree size 300", "tree size 600"]
     assert [a.status for a in report.anchors] == ["mismatch", "mismatch"]
+
+
+# --- blobs from a real IPFS daemon ------------------------------------------------------------------------------------
+@pytest.mark.ipfs
+def test_blobs_from_an_ipfs_daemon(exported: Exported, ipfs_api_url: str) -> None:
+    from provenance.auditor.sources import IpfsBlockSource
+    from provenance.blockstore.ipfs_rpc import IpfsRpcBlockStore
+
+    local = exported.built.ledger.blockstore
+    withheld = exported.records[-1]  # the daemon is given every blob but this record's
+    with IpfsRpcBlockStore(ipfs_api_url) as ipfs, exported.built.ledger.reader.connect() as conn:
+        for cid in exported.built.cids:
+            if cid != withheld:
+                assert ipfs.put(local.get(cid)) == cid
+        for rec in exported.built.ledger.store.iter_records(conn):
+            ipfs.put(local.get(rec.image_cid))
+    source = IpfsBlockSource(ipfs_api_url)
+    try:
+        report = audit_tiles(DirectoryTileSource(exported.tiles), _policy(exported.built), blocks=source)
+    finally:
+        source.close()
+    assert report.failed_checks == ["record.missing"]
+    assert _failure(report, "record.missing") == [f"leaf {exported.built.cids.index(withheld)} ({withheld})"]
+    assert sum(r.signature == "verified" for r in report.records) == len(exported.built.cids) - 1

@@ -78,7 +78,8 @@ def test_audit_from_a_directory_and_from_a_real_server(ledger, tmp_path: Path, c
 
 def test_usage_errors(ledger, tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     _built, tiles, _car, _pub = ledger
-    assert _main(capsys, monkeypatch, "audit", "--blocks", "x.car")[0] == 2  # only with --from-tiles
+    rc, _out, err = _main(capsys, monkeypatch, "audit", "--blocks", "x.car", "--witness", "w")
+    assert rc == 2 and "--blocks, --witness only apply with --from-tiles" in err
     rc, _out, err = _main(capsys, monkeypatch, "audit", "--from-tiles", str(tiles), "--log-key", "not-a-key")
     assert rc == 2 and "--log-key" in err
     assert _main(capsys, monkeypatch, "audit", "--from-tiles", str(tiles), "--quorum", "1")[0] == 2

@@ -213,3 +213,35 @@ def test_an_empty_index_answers_no_match(tmp_path, shared_photos):
         assert v.verdict == "no_match" and v.explanation == "no candidate in the index"
     finally:
         svc.close()
+
+
+def test_a_large_copy_decoded_shrunk_gets_the_verdicts_a_full_decode_gets(service, shared_photos):
+    """Queries over the decode bound (issue 16, finding 2) are decoded shrunk by a whole factor; lookup works at
+    <= 1024 px, so a 3072 px benign copy and a 3072 px edited copy get the verdicts and the record that decoding
+    them at full size gets."""
+    import io
+
+    from PIL import Image
+
+    def enlarged_jpeg(data: bytes) -> bytes:
+        img = Image.open(io.BytesIO(data)).convert("RGB")
+        buf = io.BytesIO()
+        img.resize((img.width * 4, img.height * 4), Image.Resampling.LANCZOS).save(buf, "JPEG", quality=92)
+        return buf.getvalue()
+
+    original = (shared_photos / PHOTOS[1]).read_bytes()
+    edited = paste_object(original, (shared_photos / PHOTOS[2]).read_bytes())
+    queries = {"match": enlarged_jpeg(benign_reshare(original)), "altered": enlarged_jpeg(edited)}
+    bound = service.lookup.decode_max_side
+    for expected, query in queries.items():
+        shrunk = service.lookup.lookup(query)
+        try:
+            service.lookup.decode_max_side = 10**9
+            full = service.lookup.lookup(query)
+        finally:
+            service.lookup.decode_max_side = bound
+        assert (shrunk.verdict, shrunk.record_cid) == (full.verdict, full.record_cid) == (
+            expected, service.cids[PHOTOS[1]]), (shrunk.explanation, full.explanation)
+        best = {c.record_cid: c for c in shrunk.candidates}[shrunk.record_cid]
+        best_full = {c.record_cid: c for c in full.candidates}[full.record_cid]
+        assert best.inliers >= 0.7 * best_full.inliers, (best.inliers, best_full.inliers)

@@ -147,7 +147,10 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         for line in args.out.read_text(encoding="utf-8").splitlines():
             r = json.loads(line)
             done[(r["reference"], r["query"])] = r
-    jobs = [j for j in pairs_to_run(args) if (j["reference"], j["query"]) not in done]
+    jobs = pairs_to_run(args)
+    if args.every > 1:  # an even spread over photos, sizes and kinds
+        jobs = jobs[::args.every]
+    jobs = [j for j in jobs if (j["reference"], j["query"]) not in done]
     print(f"{len(done)} pairs already in {args.out}; {len(jobs)} to run", flush=True)
     runner = Runner(policy)
     t0 = time.perf_counter()
@@ -227,6 +230,7 @@ def main() -> None:
                     help="root the --same-scene paths are relative to")
     ap.add_argument("--unrelated-refs", type=int, default=10, help="references each unrelated photo is tried against")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--every", type=int, default=1, help="run every N-th pair only (a quick, even sample)")
     ap.add_argument("--summary-only", action="store_true", help="summarise --out without running anything")
     args = ap.parse_args()
     rows = ([json.loads(line) for line in args.out.read_text(encoding="utf-8").splitlines()]

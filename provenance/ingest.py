@@ -72,6 +72,12 @@ class IngestReport:
         return out
 
 
+def _conflicts(kept: PublisherMetadata, given: PublisherMetadata) -> bool:
+    """Whether ``given`` metadata would be lost if the record keeping ``kept`` were returned instead: it says
+    something (an upload without metadata loses nothing), and something else."""
+    return given != PublisherMetadata() and given != kept
+
+
 def record_metadata(record_bytes: bytes) -> PublisherMetadata:
     from provenance.records import parse_record
 
@@ -95,14 +101,15 @@ class IngestPipeline:
     def admit(self, data: bytes, *, publisher: str, metadata: PublisherMetadata, source: str = "image") -> None:
         """Everything a queue's ``submit`` refuses before answering (nothing is written): :meth:`check`; these bytes
         registered already by this publisher with other metadata (``MetadataConflictError``: the record is
-        immutable, so the new metadata could only be dropped); and, under the ``refuse`` policy, the same bytes
+        immutable, so the new metadata could only be dropped; an upload without metadata drops nothing and gets
+        the existing record); and, under the ``refuse`` policy, the same bytes
         registered earlier by another publisher (``DuplicateImageError``). A near-duplicate needs the hashes: the
         ingest itself refuses those (:meth:`precedence`)."""
         self.check(data, source=source)
         sha = hashlib.sha256(data).hexdigest()
         with self.ledger.reader.connect() as conn:
             own = self.ledger.store.find_by_image(conn, publisher, sha)
-        if own is not None and record_metadata(own.record_bytes) != metadata:
+        if own is not None and _conflicts(record_metadata(own.record_bytes), metadata):
             raise MetadataConflictError(
                 f"{source}: publisher {publisher!r} registered these bytes already as record {own.cid} with other "
                 "metadata; records are immutable, so that record and its metadata stand (send the same metadata "
@@ -138,7 +145,7 @@ class IngestPipeline:
             return False
         with self.ledger.reader.connect() as conn:
             stored = self.ledger.store.get(conn, result.cid)
-        return stored is not None and record_metadata(stored.record_bytes) != metadata
+        return stored is not None and _conflicts(record_metadata(stored.record_bytes), metadata)
 
     def read_c2pa(self, data: bytes) -> dict[str, Any] | None:
         from provenance.c2pa import read_c2pa

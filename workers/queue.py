@@ -229,7 +229,11 @@ class InProcessQueue(IngestQueue):
     """``IngestPipeline.ingest`` on a thread pool. While ``max_pending`` images wait (their bytes are held in memory
     until ingested), ``submit`` blocks (the CLI's bulk ingest: backpressure) or, with ``block_when_full=False`` (the
     HTTP API: a blocked submit would hold a thread of the shared pool and leave the client without its task id),
-    raises ``QueueFullError`` at once. Statuses of the last ``keep_finished`` finished ingests are kept."""
+    raises ``QueueFullError`` at once. Statuses of the last ``keep_finished`` finished ingests are kept in memory.
+
+    Durable: ``submit`` returns only once the bytes are in the block store and the task is a row of
+    ``ingest_tasks`` (``provenance.ingest_tasks_store``); :meth:`resume` runs again what a dead process accepted,
+    and :meth:`status` answers from the database for ids this process never saw (docs/operations.md)."""
 
     def __init__(self, pipeline: IngestPipeline, *, threads: int = 1, max_pending: int = 64,
                  keep_finished: int = 100_000, block_when_full: bool = True,
@@ -250,11 +254,10 @@ class InProcessQueue(IngestQueue):
     def _set(self, st: TaskStatus) -> None:
         with self._lock:
             self._statuses[st.id] = st
-            if st.finished:
-                self._live.pop(st.id, None)
-            else:
+            if not st.finished:
                 self._live[st.id] = st.state
-            if st.finished:
+            else:
+                self._live.pop(st.id, None)
                 self._finished[st.id] = None
                 while len(self._finished) > self._keep_finished:
                     old, _ = self._finished.popitem(last=False)
@@ -283,7 +286,7 @@ class InProcessQueue(IngestQueue):
         from provenance.metrics import ingest_outcome, record_error, record_ingest
 
         started = time.time() if submitted_at is None else submitted_at
-        outcome = "failed"
+        outcome, details = "failed", {}
         try:
             self._store.start(task_id, "ingest")
             self._set(TaskStatus(task_id, "running", "ingest", source=source))
@@ -300,12 +303,12 @@ class InProcessQueue(IngestQueue):
             self._finish(TaskStatus(task_id, "failed", "ingest", error=f"ingest: internal error "
                                     f"({type(exc).__name__}: {exc})", source=source))
         else:
-            result = report.result
+            result, details = report.result, report.details()
             outcome = "duplicate" if result.duplicate else "appended"
             self._finish(TaskStatus(task_id, "succeeded", "ingest", result.cid, result.duplicate, source=source)
-                         .with_details(report.details()))
+                         .with_details(details))
         finally:
-            record_ingest(outcome, time.time() - started)
+            record_ingest(outcome, time.time() - started, details=details)
             if holds_slot:
                 self._slots.release()
 

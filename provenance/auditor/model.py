@@ -124,7 +124,7 @@ class TilesAuditReport:
             lines.append(f"  checkpoint {cp.origin} size {cp.size} root {cp.root.hex()}; log signature "
                          f"{self.log_signature}; cosignatures {sum(c['status'] == 'valid' for c in self.cosignatures)}"
                          f" valid of {len(self.cosignatures)} (quorum {self.quorum})")
-            lines.append(f"  {self.tiles_fetched} tiles fetched; rebuilt root "
+            lines.append(f"  {self.tiles_fetched} tiles and entry bundles fetched; rebuilt root "
                          f"{self.rebuilt_root.hex() if self.rebuilt_root else 'not rebuilt'}")
             lines.append(f"  {len(self.records)} entries, {sum(r.ok for r in self.records)} verified"
                          + (f"; blobs from {self.blocks}" if self.blocks else "; no block source (blobs unchecked)"))

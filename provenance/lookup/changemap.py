@@ -24,8 +24,10 @@ BOX_COLOUR = (255, 40, 40)  # RGB
 
 
 def render_change_map(reference_rgb: np.ndarray, analysis: ChangeAnalysis, *, max_side: int = MAX_SIDE,
-                      full_scale: float = 2 * ALTERED_THRESHOLD) -> bytes:
-    """PNG bytes of ``reference_rgb`` with ``analysis``'s heat as a translucent overlay and its boxes drawn.
+                      full_scale: float = 2 * ALTERED_THRESHOLD,
+                      boxes: tuple[tuple[int, int, int, int], ...] | None = None) -> bytes:
+    """PNG bytes of ``reference_rgb`` with ``analysis``'s heat as a translucent overlay and its boxes drawn (or
+    ``boxes``, reference pixels, when given: the lookup adds a copy-move's copy to the comparison's).
 
     ``reference_rgb`` must be the image ``analysis`` was computed against (its size is checked); the map is
     downscaled so its long side is at most ``max_side``; heat at ``full_scale`` or more gets the full colour.
@@ -52,7 +54,7 @@ def render_change_map(reference_rgb: np.ndarray, analysis: ChangeAnalysis, *, ma
 
     thickness = max(1, round(max(size) / 300))
     sx, sy = size[0] / w, size[1] / h
-    for x, y, bw, bh in analysis.boxes:
+    for x, y, bw, bh in (analysis.boxes if boxes is None else boxes):
         x1, y1 = int(x * sx), int(y * sy)
         x2, y2 = max(x1, int((x + bw) * sx) - 1), max(y1, int((y + bh) * sy) - 1)
         cv2.rectangle(out, (x1, y1), (x2, y2), BOX_COLOUR, thickness)

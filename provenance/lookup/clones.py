@@ -28,6 +28,7 @@ MIN_CLONE_MATCHES = 5  # keypoints moved alike: fewer is what chance and repetit
 OFF_MODEL = 4.0  # a match is off the homography when it lands this many thresholds from its partner
 MIN_MOVE = 0.04  # the move must shift the copy by at least this share of the query's long side
 MOVE_TOLERANCE = 2.0  # thresholds (query pixels at feature scale) within which the move must explain a match
+STRONG_QUANTILE = 0.75  # a copy's matches are as close as this quantile of the photo's own (inlier) matches
 CONFIRM = 2.0  # what the original shows where the copy is must be this much farther from it than its source
 
 
@@ -127,8 +128,8 @@ def find_clone(query: QueryFeatures, reference: LocalFeatures, homography: np.nd
     inl = err <= thr
     if int(inl.sum()) < 2 * MIN_CLONE_MATCHES:
         return None
-    # A copy is a pixel copy: its keypoints match their source at least as closely as the photo's own matches do.
-    cand = np.flatnonzero((err > OFF_MODEL * thr) & (dist <= np.median(dist[inl])))
+    # A copy is a pixel copy: its keypoints match their source about as closely as the photo's own matches do.
+    cand = np.flatnonzero((err > OFF_MODEL * thr) & (dist <= np.quantile(dist[inl], STRONG_QUANTILE)))
     if len(cand) < MIN_CLONE_MATCHES:
         return None
     dst = q[cand]  # where the copy is, in the query

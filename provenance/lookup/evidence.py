@@ -45,10 +45,17 @@ class PairEvidence:
         return Candidate(
             record_cid, channels, distance, next(iter(tols.values()), None), g.inliers, g.inlier_ratio, g.passed,
             g.mirrored, self.reason, None if a is None else float(a.score),
-            () if a is None else tuple(Region(int(x), int(y), int(w), int(h)) for x, y, w, h in a.boxes), tols,
+            tuple(Region(int(x), int(y), int(w), int(h)) for x, y, w, h in self.boxes), tols,
             fundamental_inliers=None if s is None else s.fundamental_inliers,
             off_plane_share=None if s is None else s.off_plane_share,
-            changed_fraction=None if a is None else float(a.changed_fraction))
+            changed_fraction=None if a is None else float(a.changed_fraction),
+            clone_matches=None if self.clone is None else self.clone.matches)
+
+    @property
+    def boxes(self) -> tuple[tuple[int, int, int, int], ...]:
+        """The changed regions (reference pixels): the comparison's, then a copy-move's copy when it found one."""
+        boxes = () if self.analysis is None else tuple(self.analysis.boxes)
+        return boxes + ((self.clone.box,) if self.clone is not None else ())
 
 
 def examine(query_rgb: np.ndarray, query: QueryFeatures, reference: LocalFeatures,

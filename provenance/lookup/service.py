@@ -248,8 +248,8 @@ class Lookup:
             ev = examine(rgb, qf, reference, original)
             analysis = ev.analysis
             if analysis is not None and ev.geometry.homography is not None:
-                if analysis.is_altered(self.policy.change_threshold) and maps_dir is not None:
-                    change_maps[cid] = render_change_map(original(), analysis)
+                if (analysis.is_altered(self.policy.change_threshold) or ev.clone is not None) and maps_dir is not None:
+                    change_maps[cid] = render_change_map(original(), analysis, boxes=ev.boxes)
                 aligned[cid] = (original(), ev.geometry.homography)
             candidates.append(ev.candidate(cid, tuple(sorted(found[cid])), dist, tols))
         timings["verify"] = (time.perf_counter() - t) * 1000

@@ -52,12 +52,14 @@ class Policy:
     scene_min_inlier_ratio: float = 0.6  # homography inlier ratios below this are not a copy's
     scene_changed: float = 0.25  # changed_fraction at or above which the difference is not a local edit
     scene_min_inliers: int = 40  # a same-scene tie needs this many inliers to be a lead (else no_match)
+    clone_min_matches: int = 5  # keypoints copied from another place of the original that make a copy-move
 
     def to_obj(self) -> dict[str, Any]:
         return {"hash_threshold": self.hash_threshold, "hash_altered": self.hash_altered,
                 "change_threshold": self.change_threshold, "identity_gate": self.identity_gate,
                 "scene_off_plane": self.scene_off_plane, "scene_min_inlier_ratio": self.scene_min_inlier_ratio,
-                "scene_changed": self.scene_changed, "scene_min_inliers": self.scene_min_inliers}
+                "scene_changed": self.scene_changed, "scene_min_inliers": self.scene_min_inliers,
+                "clone_min_matches": self.clone_min_matches}
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ class Candidate:
     fundamental_inliers: int | None = None  # matches a fundamental matrix (depth allowed) explains
     off_plane_share: float | None = None  # share of those the homography does not explain (parallax)
     changed_fraction: float | None = None  # share of the compared area the aligned comparison found changed
+    clone_matches: int | None = None  # query keypoints copied from another place of the original (copy-move)
 
     def to_obj(self) -> dict[str, Any]:
         return {"record_cid": self.record_cid, "publisher": self.publisher, "leaf_index": self.leaf_index,
@@ -134,7 +137,8 @@ class Candidate:
                 "regions": [r.to_obj() for r in self.regions],
                 "fundamental_inliers": self.fundamental_inliers,
                 "off_plane_share": None if self.off_plane_share is None else round(self.off_plane_share, 4),
-                "changed_fraction": None if self.changed_fraction is None else round(self.changed_fraction, 4)}
+                "changed_fraction": None if self.changed_fraction is None else round(self.changed_fraction, 4),
+                "clone_matches": self.clone_matches}
 
 
 @dataclass(frozen=True)
@@ -165,10 +169,14 @@ class Verdict:
                 "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()}}
 
 
+def is_cloned(c: Candidate, policy: Policy) -> bool:
+    return c.clone_matches is not None and c.clone_matches >= policy.clone_min_matches
+
+
 def is_altered(c: Candidate, policy: Policy) -> bool:
     changed = c.change_score is not None and c.change_score >= policy.change_threshold
     far = c.distance is not None and c.distance > policy.hash_altered
-    return changed or far
+    return changed or far or is_cloned(c, policy)
 
 
 def other_photo_reasons(c: Candidate, policy: Policy) -> list[str]:
@@ -240,6 +248,8 @@ def decide(candidates: Sequence[Candidate], policy: Policy, *, query_hash: str, 
             reasons.append(f"local change score {best.change_score:.3f} >= {policy.change_threshold}")
         if best.distance is not None and best.distance > policy.hash_altered:
             reasons.append(f"hash distance {best.distance} > {policy.hash_altered}")
+        if is_cloned(best, policy):
+            reasons.append(f"copy-move: {best.clone_matches} keypoints match a second place in the original")
         return Verdict(ALTERED, best.record_cid, regions=best.regions,
                        explanation=f"same scene ({best.inliers} inliers) but content differs: " + "; ".join(reasons)
                        + first, **common)

@@ -267,15 +267,18 @@ class LookupReceipt:
         check_time(self.issued_at, "issued_at")
         _str(self.query_sha256, "query.sha256", _SHA256, "64 lowercase hex digits")
         _str(self.verdict, "verdict", _VERDICT, "a verdict name (a-z and '_')")
+        bits = {c.alg: c.bits for c in self.codes}
+        for i, c in enumerate(self.candidates):
+            ReceiptCandidate.from_obj(c.to_obj(), f"candidates[{i}]", bits)
+        self._check_relations()
+
+    def _check_relations(self) -> None:
         algs = [c.alg for c in self.codes]
         if len(set(algs)) != len(algs):
             raise _fail("query.codes", f"names a channel twice: {algs}")
         cids = [c.record_cid for c in self.candidates]
         if len(set(cids)) != len(cids):
             raise _fail("candidates", "names a record twice")
-        bits = {c.alg: c.bits for c in self.codes}
-        for i, c in enumerate(self.candidates):
-            ReceiptCandidate.from_obj(c.to_obj(), f"candidates[{i}]", bits)
         if self.verdict == NO_MATCH and self.record_cid is not None:
             raise _fail("record_cid", "must be null when the verdict is no_match")
         if self.record_cid is not None and self.record_cid not in cids:
@@ -317,7 +320,9 @@ class LookupReceipt:
         candidates = tuple(ReceiptCandidate.from_obj(c, f"candidates[{i}]", bits)
                            for i, c in enumerate(_list(o["candidates"], "candidates", MAX_CANDIDATES)))
         record = o["record_cid"]
-        return cls(
+        # Every field was checked on the way in; only the rules between fields remain (``_check_relations``).
+        receipt = object.__new__(cls)
+        for name, value in dict(
             receipt_id=_str(o["id"], "id", _ID, "32 lowercase hex digits"),
             issued_at=check_time(o["issued_at"], "issued_at"),
             service=ServiceKeyRef.from_obj(o["service"]),
@@ -327,7 +332,10 @@ class LookupReceipt:
             record_cid=None if record is None else _cid(record, "record_cid"),
             candidates=candidates,
             checkpoint=ReceiptCheckpoint.from_obj(o["checkpoint"]),
-        )
+        ).items():
+            object.__setattr__(receipt, name, value)
+        receipt._check_relations()
+        return receipt
 
 
 @dataclass(frozen=True, slots=True)

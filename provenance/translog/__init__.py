@@ -3,7 +3,8 @@
 * :mod:`.hashing` — leaf/node hashing; :mod:`.proofs` — pure verifiers (all an auditor needs);
 * :mod:`.tree` — proof generation over any node source, and :class:`MemoryMerkleLog`;
 * :mod:`.sql` — :class:`SqlTransparencyLog`, the log in the SQL database (its tables register on ``provenance.db``);
-* :mod:`.checkpoint` — C2SP signed-note checkpoints.
+* :mod:`.checkpoint` — C2SP signed-note checkpoints;
+* :mod:`.tiles` — the log as C2SP ``tlog-tiles``: tile paths, which tiles a size has, entry bundles.
 """
 
 from __future__ import annotations

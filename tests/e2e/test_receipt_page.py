@@ -81,6 +81,7 @@ def test_receipt_downloads_verifies_and_its_permalink_redisplays_the_card(
     assert card.get_attribute("data-verdict") == "match"
     assert "Match: this image is in the ledger" in text and "Saved check from" in text
     assert parrots in text and _facts(card) == live_facts and {"Publisher", "Title", "Transaction"} <= set(live_facts)
+    assert "harbour-times" in text and "Parrots at the market" in text
     assert f"checkpoint {receipt.checkpoint.size} of {receipt.checkpoint.origin}" in text
     assert receipt.query_sha256 in text
     assert card.query_selector("img.original").evaluate("img => img.complete && img.naturalWidth > 0")

@@ -47,11 +47,11 @@ def test_queries_within_the_bound_decode_exactly_as_before(size: tuple[int, int]
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "TIFF"])
 def test_larger_queries_are_decoded_shrunk_by_a_whole_factor(fmt: str) -> None:
-    img = _photo_like(5000, 3000, seed=1)
-    data = _encode(img, fmt)
+    img = _photo_like(4200, 2520, seed=1)
+    data = _encode(img, fmt, **({"compress_level": 1} if fmt == "PNG" else {}))
     query = decode_query(data, **LIMITS)
     height, width = query.rgb.shape[:2]
-    assert (query.width, query.height) == (5000, 3000) and query.shrunk
+    assert (query.width, query.height) == (4200, 2520) and query.shrunk
     assert 1024 < max(width, height) <= QUERY_DECODE_SIDE  # more than lookup's 1024 px SIFT side survives
     assert abs(width / height - 5 / 3) < 0.01
     # The same picture: close to a plain resize of the full decode (JPEG's DCT scaling differs a little).

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from provenance.api.deps import ContextDep, PublisherDep, ServiceDep
-from provenance.api.errors import ApiError
+from provenance.api.errors import ApiError, echo
 from provenance.api.schemas import TaskAccepted, TaskStatusOut, errors, parse_metadata_json
 from provenance.api.uploads import IMAGE_FIELD, form_image, multipart_openapi, read_form
 from provenance.logging import get_logger
@@ -86,9 +86,9 @@ async def submit_asset(request: Request, publisher: PublisherDep, service: Servi
     from the bytes, fully decoded, within limits) and its metadata validated before it is queued, so a bad upload
     is refused here (422 with the reason), not later. Once 202 is answered the upload survives a server crash.
 
-    Bytes this publisher registered already: with the same metadata, 202 and the task ends ``duplicate: true`` with
-    the existing record; with other metadata, 409 ``metadata_conflict`` naming that record (records are immutable:
-    the new metadata would otherwise be dropped). An image another publisher registered first is flagged in the
+    Bytes this publisher registered already: with the same metadata (or none), 202 and the task ends
+    ``duplicate: true`` with the existing record; with other metadata, 409 ``metadata_conflict`` naming that record
+    (records are immutable: the new metadata would otherwise be dropped). An image another publisher registered first is flagged in the
     task result (``earlier_record_cid``), or refused with 409 ``duplicate_image`` under
     ``PROVENANCE_INGEST_DUPLICATE_POLICY=refuse`` (docs/operations.md)."""
     form = await read_form(request)
@@ -125,5 +125,5 @@ async def submit_asset(request: Request, publisher: PublisherDep, service: Servi
 def get_task(task_id: str, service: ServiceDep) -> dict[str, Any]:
     status = service.queue.status(task_id)  # UnknownTaskError (404) for an id it never saw
     if status is None:
-        raise ApiError(404, "not_found", f"no ingest task {task_id!r}")
+        raise ApiError(404, "not_found", f"no ingest task {echo(task_id)}")
     return task_obj(status)

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from provenance.api.deps import ApiContext, ContextDep, ProvenanceService, RateLimited, ServiceDep, client_address
-from provenance.api.errors import ApiError
+from provenance.api.errors import ApiError, echo
 from provenance.records import parse_record, record_view
 from provenance.proofs import get_record, record_proof
 from provenance.api.schemas import errors
@@ -101,5 +101,5 @@ async def lookup(request: Request, service: ServiceDep, ctx: ContextDep) -> dict
 def change_map(name: str, ctx: ContextDep) -> FileResponse:
     path = ctx.change_maps.path_for(name)
     if path is None:
-        raise ApiError(404, "not_found", f"no change map {name} (they expire after {ctx.change_maps.ttl_s:g} s)")
+        raise ApiError(404, "not_found", f"no change map {echo(name)} (they expire after {ctx.change_maps.ttl_s:g} s)")
     return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})

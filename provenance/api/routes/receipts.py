@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from provenance.api.deps import ContextDep, ServiceDep
-from provenance.api.errors import ApiError
+from provenance.api.errors import ApiError, echo
 from provenance.api.schemas import errors
 from provenance.lookup_receipts import stored_receipt
 
@@ -38,7 +38,7 @@ async def get_receipt(receipt_id: str, service: ServiceDep, ctx: ContextDep) -> 
     ``PROVENANCE_RECEIPT_RETENTION_DAYS`` days (and at most ``PROVENANCE_RECEIPT_MAX_COUNT``)."""
     body = await run_in_threadpool(stored_receipt, service, ctx.settings, receipt_id)
     if body is None:
-        raise ApiError(404, "not_found", f"no receipt {receipt_id[:64]} (receipts are kept "
+        raise ApiError(404, "not_found", f"no receipt {echo(receipt_id)} (receipts are kept "
                                          f"{ctx.settings.receipt_retention_days:g} days)")
     return Response(body, media_type="application/json",
                     headers={"Cache-Control": "public, max-age=86400",

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from provenance.api.deps import ContextDep, ImageRateLimited, PublisherDep, ServiceDep, client_address
-from provenance.api.errors import ApiError
+from provenance.api.errors import ApiError, echo
 from provenance.api.keys import ForbiddenError
 from provenance.api.images import (MAX_THUMBNAIL_SIDE, THUMBNAIL_SIZES, make_thumbnail,
                                    snap_thumbnail_size)
@@ -32,7 +32,7 @@ _WITHDRAWABLE = "public, max-age=300"
 def _record(ledger: Ledger, cid: str) -> StoredRecord:
     rec = get_record(ledger, canonical_cid(cid))
     if rec is None:
-        raise ApiError(404, "not_found", f"no record {cid}")
+        raise ApiError(404, "not_found", f"no record {echo(cid)}")
     return rec
 
 
@@ -50,7 +50,7 @@ def get_record_proof(cid: str, service: ServiceDep) -> dict[str, Any]:
     """``checkpoint`` is null (and the proof empty) until a checkpoint covers the record."""
     proof = record_proof(service.ledger, canonical_cid(cid))
     if proof is None:
-        raise ApiError(404, "not_found", f"no record {cid}")
+        raise ApiError(404, "not_found", f"no record {echo(cid)}")
     return proof
 
 
@@ -71,7 +71,7 @@ def get_record_bundle(cid: str, service: ServiceDep,
     except BundleError as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     if bundle is None:
-        raise ApiError(404, "not_found", f"no record {cid}")
+        raise ApiError(404, "not_found", f"no record {echo(cid)}")
     return Response(bundle.to_json(), media_type="application/json",
                     headers={"Cache-Control": _WITHDRAWABLE, "ETag": f'"{bundle.sha256}"'})
 

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from provenance.api.deps import ContextDep, ProvenanceService, RateLimited, ServiceDep, client_address
-from provenance.api.errors import ApiError
+from provenance.api.errors import ApiError, echo
 from provenance.api.routes.receipts import RECEIPT_HEADER, receipt_headers
 from provenance.proofs import get_record
 from provenance.records import parse_record, record_view
@@ -54,7 +54,7 @@ def supported_algs(service: ProvenanceService) -> dict[str, int]:
 def _check_alg(service: ProvenanceService, alg: str) -> int:
     algs = supported_algs(service)
     if alg not in algs:
-        raise ApiError(400, "unsupported_alg", f"unsupported soft binding algorithm {alg!r}; supported: "
+        raise ApiError(400, "unsupported_alg", f"unsupported soft binding algorithm {echo(alg)}; supported: "
                        f"{', '.join(sorted(algs))} (GET /services/supportedAlgorithms)")
     return algs[alg]
 
@@ -213,7 +213,7 @@ def _manifest(service: ProvenanceService, manifest_id: str, active_only: bool) -
         raise ApiError(400, "invalid_manifest_id", f"manifestId must be a record CID: {exc}") from None
     stored = get_record(service.ledger, cid)
     if stored is None:
-        raise ApiError(404, "not_found", f"no manifest {manifest_id}")
+        raise ApiError(404, "not_found", f"no manifest {echo(manifest_id)}")
     refuse_if_withdrawn(service, stored.cid, "its manifest")  # 410 (docs/withdrawal.md)
     record = record_view(parse_record(stored.record_bytes))
     store: dict[str, Any] | None = None

@@ -175,6 +175,7 @@
     if (record.ingested_at) fact(facts, "Registered", formatTime(record.ingested_at));
     anchorFacts(facts, data.proof);
     if (data.c2pa !== undefined) fact(facts, "Content Credentials (your image)", c2paText(data.c2pa));
+    if (data.record_error) fact(facts, "The record now", data.record_error);
     if (data.from_receipt && data.verdict === "altered") {
       fact(facts, "Changes", "The change map is not kept with the receipt: check the image again to see it.");
     }
@@ -331,9 +332,14 @@
       const receipt = await fetchJson(`/v1/receipts/${id}`);
       const data = { verdict: receipt.verdict, record_cid: receipt.record_cid, receipt, from_receipt: true };
       if (receipt.record_cid) {
+        // The record as the ledger holds it now (its one view for pages: /manifests/{id}); a record withdrawn since
+        // the check still leaves the receipt readable.
         const cid = encodeURIComponent(receipt.record_cid);
-        [data.record, data.proof] = await Promise.all([fetchJson(`/v1/records/${cid}`),
-                                                       fetchJson(`/v1/records/${cid}/proof`)]);
+        const [manifest, proof] = await Promise.allSettled([fetchJson(`/manifests/${cid}`),
+                                                            fetchJson(`/v1/records/${cid}/proof`)]);
+        data.record = manifest.status === "fulfilled" ? manifest.value.record : null;
+        data.proof = proof.status === "fulfilled" ? proof.value : null;
+        if (manifest.status === "rejected") data.record_error = manifest.reason.message;
       }
       setStatus("Saved check loaded.", false);
       render(data);

@@ -136,7 +136,7 @@ def test_deeply_nested_json_body_is_refused_and_the_server_survives(served: Serv
     assert resp.status_code == 200 and resp.json() == {"matches": []}, resp.text
 
 
-def test_deeply_nested_metadata_is_refused_and_the_server_survives(served: Served, tmp_path: Path) -> None:
+def test_deeply_nested_metadata_is_refused_and_the_server_survives(served: Served) -> None:
     from tests.provenance.api.fakes import textured_image
 
     for depth in (100_000, 20_000):

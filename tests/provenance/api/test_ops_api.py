@@ -79,6 +79,22 @@ def test_healthz_and_readyz(live: tuple[TestClient, Service, str], shared_photos
     assert client.get("/readyz").status_code == 200
 
 
+def test_the_server_catches_its_index_up_without_lookups(tmp_path: Path, shared_photos: Path) -> None:
+    service = open_light_service(tmp_path / "data", index_max_staleness_s=2)  # catch-up every 0.5 s
+    service.ledger.add_publisher("alpha")
+    key = create_api_key(service.ledger.engine, "alpha")
+    with TestClient(create_app(lambda: service, settings=service.settings, anchor=False)) as client:
+        _ingest(client, key, photo(shared_photos, 1))
+        with service.ledger.engine.begin() as conn:  # what another process adds
+            IndexCatalog().insert(conn, "phash", "bafkreiother", "alpha", "0123456789abcdef",
+                                  now=datetime.now(timezone.utc) - timedelta(seconds=30))
+        deadline = time.monotonic() + 10
+        while value(scrape(client), "provenance_index_entries", channel="phash") < 2:
+            assert time.monotonic() < deadline, "the background catch-up did not load the new entry"
+            time.sleep(0.2)
+        assert client.get("/readyz").status_code == 200
+
+
 def test_readyz_names_an_unreachable_chain(tmp_path: Path) -> None:
     service = open_light_service(tmp_path / "data", chain_rpc_url=f"http://127.0.0.1:{free_port()}")
     with TestClient(create_app(lambda: service, settings=service.settings, anchor=False)) as client:

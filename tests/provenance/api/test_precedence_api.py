@@ -113,9 +113,10 @@ def test_the_same_bytes_with_other_metadata_are_409_and_the_record_keeps_its_own
     first = _finished(client, _upload(client, keys["alpha"], data, '{"title": "Harbour"}'))
     err = assert_error(_upload(client, keys["alpha"], data, '{"title": "Another title"}'), 409, "metadata_conflict")
     assert err["record_cid"] == first["record_cid"] and "records are immutable" in err["message"]
-    same = _finished(client, _upload(client, keys["alpha"], data, '{"title": "Harbour"}'))
-    assert same["record_cid"] == first["record_cid"] and same["duplicate"] is True
-    assert not same["metadata_conflict"]
+    for metadata in ('{"title": "Harbour"}', ""):  # the same metadata, or none: nothing would be dropped
+        same = _finished(client, _upload(client, keys["alpha"], data, metadata))
+        assert same["record_cid"] == first["record_cid"] and same["duplicate"] is True
+        assert not same["metadata_conflict"]
     assert _records(service) == 1
     # When two uploads race past that check, the loser's result says its metadata was not used.
     report = service.pipeline.ingest_report(data, publisher="alpha", metadata=PublisherMetadata(title="Raced"))

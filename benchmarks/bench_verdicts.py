@@ -34,7 +34,7 @@ from provenance.lookup import geometry
 from provenance.lookup.compare import ALTERED_THRESHOLD
 from provenance.lookup.evidence import PairEvidence, examine
 from provenance.lookup.features import LocalFeatures, extract_features
-from provenance.lookup.verdict import Policy, decide
+from provenance.lookup.verdict import Candidate, Policy, decide
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,6 +74,19 @@ def _box_hit(boxes: tuple, mask: np.ndarray) -> tuple[float, bool]:
     return (int((pred & truth).sum()) / union if union else 0.0), bool((pred & mask).any())
 
 
+def candidate_from_row(row: dict[str, Any], record_cid: str = "ref") -> Candidate:
+    """The verdict's view of a stored evidence row (what ``PairEvidence.candidate`` gives at run time)."""
+    resolution = row.get("resolution")
+    if resolution is None and row.get("score") is not None:  # rows written before the field existed
+        resolution = round(min(row["reference_side"], 512) * row.get("comparison_scale", 1.0))
+    clone = row.get("clone")
+    return Candidate(record_cid, (), None, None, row["inliers"], row["inlier_ratio"], row["passed"],
+                     row.get("mirrored", False), "", row.get("score"), (), {},
+                     fundamental_inliers=row.get("fundamental_inliers"), off_plane_share=row.get("off_plane_share"),
+                     changed_fraction=row.get("changed_fraction"),
+                     clone_matches=None if clone is None else clone["matches"], comparison_side=resolution)
+
+
 def evidence_row(ev: PairEvidence, policy: Policy) -> dict[str, Any]:
     g, s, a = ev.geometry, ev.scene, ev.analysis
     v = decide([ev.candidate("ref")], policy, query_hash="", model="")
@@ -84,7 +97,8 @@ def evidence_row(ev: PairEvidence, policy: Policy) -> dict[str, Any]:
     if a is not None:
         row.update(score=round(a.score, 3), changed_fraction=round(a.changed_fraction, 4), overlap=round(a.overlap, 4),
                    blur_sigma=a.blur_sigma, noise_floor=round(a.noise_floor, 3),
-                   comparison_scale=round(a.comparison_scale, 4), boxes=[list(b) for b in a.boxes])
+                   comparison_scale=round(a.comparison_scale, 4), resolution=a.resolution,
+                   boxes=[list(b) for b in a.boxes])
     elif ev.not_compared:
         row["not_compared"] = ev.not_compared
     if ev.clone is not None:

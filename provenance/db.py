@@ -42,18 +42,21 @@ def reader(engine: Engine) -> Engine:
     return engine.execution_options(sqlite_begin="DEFERRED")
 
 
-def create_schema(engine: Engine) -> None:
-    # Import the modules that define tables so they register on ``metadata``.
+def import_table_modules() -> None:
+    """Import every module that defines tables, so that they all register on ``metadata``."""
     import provenance.api.keys  # noqa: F401
     import provenance.index.catalog  # noqa: F401
+    import provenance.ingest_tasks_store  # noqa: F401
     import provenance.keyevents_store  # noqa: F401
     import provenance.receipts_store  # noqa: F401
     import provenance.records_store  # noqa: F401
     import provenance.translog.sql  # noqa: F401
-    import provenance.ingest_tasks_store  # noqa: F401
 
-    metadata.create_all(engine)
-    # create_all adds indexes only with new tables: an index added to an existing table is created here.
-    for table in metadata.sorted_tables:
-        for index in table.indexes:
-            index.create(engine, checkfirst=True)
+
+def create_schema(engine: Engine) -> None:
+    """Bring the database to the schema this code expects: a fresh one is created (``create_all``) and stamped at
+    the head migration; an older one (an ``alembic_version`` behind the head, or the baseline tables of a database
+    made before migrations) is upgraded with Alembic; one at the head is left alone. See provenance/migrations/."""
+    from provenance.migrations import ensure_schema
+
+    ensure_schema(engine)

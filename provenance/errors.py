@@ -193,3 +193,24 @@ class AnchorRejectedError(AnchorError):
 # --- storage -------------------------------------------------------------------------------------------------------
 class StoreError(ProvenanceError):
     """Record store (SQL) failure."""
+
+
+class SchemaVersionError(StoreError):
+    """The database's schema revision cannot be brought to this code's (unknown, newer, or not recognisable)."""
+
+
+# --- backup and restore (provenance/backup/) ----------------------------------------------------------------------
+class BackupError(ProvenanceError):
+    """A backup could not be made or restored (nothing was written to the restore target)."""
+
+
+class BackupArchiveError(BackupError):
+    """The archive is not a provenance backup, is corrupt or truncated, or was altered."""
+
+
+class BackupPassphraseError(BackupError):
+    """No backup passphrase was given, or it is not the one the archive was made with."""
+
+
+class RestoreTargetError(BackupError):
+    """The restore target (data directory or database) is not empty and ``--force`` was not given."""

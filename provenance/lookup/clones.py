@@ -55,6 +55,8 @@ def _sift_octave(size: float) -> int:
     level = np.log2(max(size, 1e-3) / (2 * 1.6))  # size = 2 * sigma0 * 2 ** (octave + layer / 3)
     octave = int(np.floor(level))
     layer = int(np.clip(round(3 * (level - octave)), 1, 3))
+    if octave < -1:  # finer than SIFT's first (doubled) octave: describe it there
+        octave, layer = -1, 1
     return (octave & 255) | (layer << 8)
 
 
@@ -76,7 +78,10 @@ def descriptors_at(rgb: np.ndarray, points: np.ndarray, sizes: np.ndarray, angle
     out = np.full((len(kps), 128), np.nan, np.float32)
     if not kps:
         return out
-    got, desc = cv2.SIFT_create().compute(grey, kps)
+    try:
+        got, desc = cv2.SIFT_create().compute(grey, kps)
+    except cv2.error:  # a place SIFT cannot describe: unknown, so no member is confirmed by it
+        return out
     if desc is None:
         return out
     index = {(round(k.pt[0], 3), round(k.pt[1], 3)): i for i, k in enumerate(kps)}

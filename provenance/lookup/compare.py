@@ -100,6 +100,12 @@ class ChangeAnalysis:
     noise_floor: float
     comparison_scale: float = 1.0
 
+    @property
+    def resolution(self) -> int:
+        """Long side, in pixels, of the grid the comparison ran on (the work grid, or coarser for a small or
+        pixelated query): what the evidence can resolve, and what the altered threshold depends on."""
+        return max(1, round(max(self.heat.shape) * self.comparison_scale))
+
     def is_altered(self, threshold: float = ALTERED_THRESHOLD) -> bool:
         """True when the score reaches ``threshold`` (default: the calibrated ``ALTERED_THRESHOLD``)."""
         return self.score >= threshold

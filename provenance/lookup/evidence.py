@@ -49,7 +49,8 @@ class PairEvidence:
             fundamental_inliers=None if s is None else s.fundamental_inliers,
             off_plane_share=None if s is None else s.off_plane_share,
             changed_fraction=None if a is None else float(a.changed_fraction),
-            clone_matches=None if self.clone is None else self.clone.matches)
+            clone_matches=None if self.clone is None else self.clone.matches,
+            comparison_side=None if a is None else a.resolution)
 
     @property
     def boxes(self) -> tuple[tuple[int, int, int, int], ...]:

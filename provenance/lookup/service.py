@@ -30,6 +30,8 @@ from provenance.hashing import Hasher
 from provenance.images import QUERY_DECODE_SIDE, decode_query, decode_rgb
 from provenance.ledger import Ledger
 from provenance.logging import get_logger
+from provenance.lookup.calibration import load_calibration
+from provenance.lookup.confidence import ConfidenceModel
 from provenance.lookup.verdict import Candidate, ObjectChange, Policy, Region, Verdict, decide
 from provenance.records import AnyRecord, PerceptualHash, parse_record
 
@@ -41,6 +43,10 @@ DEFAULT_K = 10
 #: (geometric verification is most of a lookup's time).
 IDENTITY_CHANNEL = "global-id"
 PARTNER_SCORE = 0.15  # detections this sure still count as "present" when describing object changes
+#: A candidate this close in another tolerant channel (as given or mirrored) is verified whatever its global-id
+#: distance: small, blurred or noisy copies of dark or smooth photos can land beyond the identity gate (up to 124
+#: of 256 bits on the issue-13 calibration split) while their pHash stays a near-duplicate's.
+VOUCH_RADIUS = {"phash": 12}
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,18 @@ def _hamming_hex(a: str, b: str) -> int:
     return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
+def _vouched(query: dict[str, PerceptualHash], mirrored: dict[str, str], record: dict[str, str],
+             models: dict[str, str]) -> bool:
+    """Whether a channel of ``VOUCH_RADIUS`` puts the record within its radius of the query (as given or
+    mirrored), between codes of one model."""
+    for alg, radius in VOUCH_RADIUS.items():
+        if alg in query and alg in record and models.get(alg) == query[alg].model_id:
+            codes = (query[alg].value, mirrored.get(alg, query[alg].value))
+            if min(_hamming_hex(code, record[alg]) for code in codes) <= radius:
+                return True
+    return False
+
+
 class Lookup:
     def __init__(self, ledger: Ledger, index, *, hashers: Sequence[Hasher] | None = None,  # type: ignore[no-untyped-def]
                  channels: Channels = Channels(), k: int = DEFAULT_K, policy: Policy | None = None,
@@ -81,17 +99,21 @@ class Lookup:
     @property
     def policy(self) -> Policy:
         if self._policy is None:
-            from provenance.lookup.compare import ALTERED_THRESHOLD
-
             sensitive = self._hasher(self.channels.sensitive)
             threshold = getattr(sensitive, "threshold", None)
             if threshold is None:
                 threshold = 10  # untrained or classical hash: the classic pHash "near duplicate" distance
             identity = next((h for h in self.hashers if h.alg == IDENTITY_CHANNEL), None)
             gate = getattr(identity, "identity_gate", None) if IDENTITY_CHANNEL in self.channels.tolerant else None
-            self._policy = Policy(hash_threshold=int(threshold), hash_altered=int(threshold),
-                                  change_threshold=float(ALTERED_THRESHOLD), identity_gate=gate)
+            # the comparison's, scene and copy-move thresholds are calibrated (verdict_calibration.json)
+            self._policy = load_calibration().policy(hash_threshold=int(threshold), hash_altered=int(threshold),
+                                                     identity_gate=gate)
         return self._policy
+
+    @property
+    def confidence(self) -> ConfidenceModel | None:
+        """The calibrated confidence model shipped with the thresholds (None: verdicts carry no confidence)."""
+        return load_calibration().confidence
 
     def _hasher(self, alg: str) -> Hasher:
         for h in self.hashers:
@@ -191,10 +213,12 @@ class Lookup:
         found: dict[str, set[str]] = {}
         tolerant = [alg for alg in self.channels.tolerant if alg in hashes]
         searches = [(self.channels.sensitive, sensitive.value)]
+        mirrored_codes: dict[str, str] = {}
         for alg in tolerant:
             searches.append((alg, hashes[alg].value))
             if alg in self.channels.mirrored:  # flips are benign, and classical hashes are not flip-invariant
-                searches.append((alg, self._hasher(alg).hash_image(_mirrored_png(rgb)).value))
+                mirrored_codes[alg] = self._hasher(alg).hash_image(_mirrored_png(rgb)).value
+                searches.append((alg, mirrored_codes[alg]))
         for alg, value in searches:
             try:
                 hits = self.index.search(alg, value, self.k)
@@ -224,7 +248,8 @@ class Lookup:
                     if alg in rec_hashes and rec_models[alg] == hashes[alg].model_id}
             tol = next(iter(tols.values()), None)
             gate = self.policy.identity_gate
-            if gate is not None and tols.get(IDENTITY_CHANNEL, 0) > gate:
+            if gate is not None and tols.get(IDENTITY_CHANNEL, 0) > gate and not _vouched(
+                    hashes, mirrored_codes, rec_hashes, rec_models):
                 candidates.append(Candidate(cid, tuple(sorted(found[cid])), dist, tol, tolerant_distances=tols,
                                             reason=f"not verified: {IDENTITY_CHANNEL} distance "
                                                    f"{tols[IDENTITY_CHANNEL]} > {gate} (another photo)"))
@@ -248,7 +273,8 @@ class Lookup:
             ev = examine(rgb, qf, reference, original)
             analysis = ev.analysis
             if analysis is not None and ev.geometry.homography is not None:
-                if (analysis.is_altered(self.policy.change_threshold) or ev.clone is not None) and maps_dir is not None:
+                threshold = self.policy.change_threshold_at(analysis.resolution)
+                if (analysis.is_altered(threshold) or ev.clone is not None) and maps_dir is not None:
                     change_maps[cid] = render_change_map(original(), analysis, boxes=ev.boxes)
                 aligned[cid] = (original(), ev.geometry.homography)
             candidates.append(ev.candidate(cid, tuple(sorted(found[cid])), dist, tols))
@@ -256,6 +282,8 @@ class Lookup:
 
         candidates = self._with_registration(candidates)
         verdict = decide(candidates, self.policy, query_hash=sensitive.value, model=sensitive.model_id)
+        if self.confidence is not None:
+            verdict = self.confidence.apply(verdict)
         change_map = None
         if verdict.verdict == "altered" and verdict.record_cid in change_maps and maps_dir is not None:
             maps_dir.mkdir(parents=True, exist_ok=True)
@@ -275,7 +303,8 @@ class Lookup:
         out = Verdict(verdict.verdict, verdict.record_cid, verdict.hash, verdict.model, verdict.candidates,
                       verdict.policy, explanation, change_map, verdict.regions,
                       {alg: h.value for alg, h in hashes.items()}, timings, object_changes,
-                      also_registered=verdict.also_registered)
+                      also_registered=verdict.also_registered, confidence=verdict.confidence,
+                      confident=verdict.confident)
         log.info("lookup", verdict=out.verdict, record=out.record_cid, candidates=len(candidates),
                  ms=round(timings["total"], 1))
         return out

@@ -53,13 +53,26 @@ class Policy:
     scene_changed: float = 0.25  # changed_fraction at or above which the difference is not a local edit
     scene_min_inliers: int = 40  # a same-scene tie needs this many inliers to be a lead (else no_match)
     clone_min_matches: int = 5  # keypoints copied from another place of the original that make a copy-move
+    # The altered threshold by comparison resolution: (up to this many pixels on the long side, threshold) pairs,
+    # ascending; a comparison at a higher resolution than the last uses ``change_threshold``. Coarse comparisons
+    # (small or pixelated copies) leave more benign difference (aliasing, JPEG at low resolution).
+    change_thresholds: tuple[tuple[int, float], ...] = ()
+
+    def change_threshold_at(self, resolution: int | None) -> float:
+        """The altered threshold for a comparison that ran at ``resolution`` (long side, px; None: unknown)."""
+        if resolution is not None:
+            for side, threshold in self.change_thresholds:
+                if resolution <= side:
+                    return threshold
+        return self.change_threshold
 
     def to_obj(self) -> dict[str, Any]:
         return {"hash_threshold": self.hash_threshold, "hash_altered": self.hash_altered,
                 "change_threshold": self.change_threshold, "identity_gate": self.identity_gate,
                 "scene_off_plane": self.scene_off_plane, "scene_min_inlier_ratio": self.scene_min_inlier_ratio,
                 "scene_changed": self.scene_changed, "scene_min_inliers": self.scene_min_inliers,
-                "clone_min_matches": self.clone_min_matches}
+                "clone_min_matches": self.clone_min_matches,
+                "change_thresholds": [list(t) for t in self.change_thresholds]}
 
 
 @dataclass(frozen=True)
@@ -125,6 +138,7 @@ class Candidate:
     off_plane_share: float | None = None  # share of those the homography does not explain (parallax)
     changed_fraction: float | None = None  # share of the compared area the aligned comparison found changed
     clone_matches: int | None = None  # query keypoints copied from another place of the original (copy-move)
+    comparison_side: int | None = None  # long side (px) of the grid the aligned comparison ran on
 
     def to_obj(self) -> dict[str, Any]:
         return {"record_cid": self.record_cid, "publisher": self.publisher, "leaf_index": self.leaf_index,
@@ -138,7 +152,7 @@ class Candidate:
                 "fundamental_inliers": self.fundamental_inliers,
                 "off_plane_share": None if self.off_plane_share is None else round(self.off_plane_share, 4),
                 "changed_fraction": None if self.changed_fraction is None else round(self.changed_fraction, 4),
-                "clone_matches": self.clone_matches}
+                "clone_matches": self.clone_matches, "comparison_side": self.comparison_side}
 
 
 @dataclass(frozen=True)
@@ -156,9 +170,15 @@ class Verdict:
     timings_ms: dict[str, float] = field(default_factory=dict)
     object_changes: tuple[ObjectChange, ...] = ()  # for "altered", where the detector explains a changed region
     also_registered: tuple[Candidate, ...] = ()  # equally good sources registered after ``record_cid``
+    # The calibrated probability that ``verdict`` is right (``provenance.lookup.confidence``), and whether it
+    # reaches the shipped minimum: False means the evidence is weak either way and a person should look.
+    confidence: float | None = None
+    confident: bool | None = None
 
     def to_obj(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "record_cid": self.record_cid,
+                "confidence": None if self.confidence is None else round(self.confidence, 4),
+                "confident": self.confident,
                 "also_registered_by": [{"record_cid": c.record_cid, "publisher": c.publisher,
                                         "leaf_index": c.leaf_index} for c in self.also_registered],
                 "hash": self.hash, "model": self.model,
@@ -173,8 +193,13 @@ def is_cloned(c: Candidate, policy: Policy) -> bool:
     return c.clone_matches is not None and c.clone_matches >= policy.clone_min_matches
 
 
+def change_threshold(c: Candidate, policy: Policy) -> float:
+    """The altered threshold that applies to this candidate's comparison (it depends on its resolution)."""
+    return policy.change_threshold_at(c.comparison_side)
+
+
 def is_altered(c: Candidate, policy: Policy) -> bool:
-    changed = c.change_score is not None and c.change_score >= policy.change_threshold
+    changed = c.change_score is not None and c.change_score >= change_threshold(c, policy)
     far = c.distance is not None and c.distance > policy.hash_altered
     return changed or far or is_cloned(c, policy)
 
@@ -244,8 +269,8 @@ def decide(candidates: Sequence[Candidate], policy: Policy, *, query_hash: str, 
              f"{'s' if len(also) != 1 else ''} of it listed") if also else ""
     if is_altered(best, policy):
         reasons = []
-        if best.change_score is not None and best.change_score >= policy.change_threshold:
-            reasons.append(f"local change score {best.change_score:.3f} >= {policy.change_threshold}")
+        if best.change_score is not None and best.change_score >= change_threshold(best, policy):
+            reasons.append(f"local change score {best.change_score:.3f} >= {change_threshold(best, policy)}")
         if best.distance is not None and best.distance > policy.hash_altered:
             reasons.append(f"hash distance {best.distance} > {policy.hash_altered}")
         if is_cloned(best, policy):

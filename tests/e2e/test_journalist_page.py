@@ -48,7 +48,8 @@ def registered(server: Server, shared_photos: Path) -> dict[str, str]:
         assert task["state"] == "succeeded", task
         cids[name] = task["record_cid"]
     _wait(server, "/v1/checkpoints/latest",
-          lambda cp: cp.get("tree_size") == len(REGISTERED) and cp.get("anchor") is not None)
+          # the publisher's key registration is leaf 0, then the records
+          lambda cp: cp.get("tree_size") == len(REGISTERED) + 1 and cp.get("anchor") is not None)
     return cids
 
 

@@ -41,7 +41,8 @@ def test_publish_anchor_audit_across_processes(tmp_path: Path, images: Path) -> 
     anchored = run(data, "anchor", "--json")
     assert anchored.returncode == 0, anchored.stderr
     receipt = json.loads(anchored.stdout)
-    assert receipt["tree_size"] == 2 and receipt["ephemeral"] is True and receipt["gas_used"] > 0
+    # acme's key registration (leaf 0), then the two records
+    assert receipt["tree_size"] == 3 and receipt["ephemeral"] is True and receipt["gas_used"] > 0
     audit = run(data, "audit", "--json")
     assert audit.returncode == 0, audit.stdout + audit.stderr
     report = json.loads(audit.stdout)
@@ -62,9 +63,9 @@ def test_record_and_proof_commands(tmp_path: Path, images: Path) -> None:
     assert pending.returncode == 3 and "not in a checkpoint yet" in pending.stderr
     run(data, "anchor")
     proof = json.loads(run(data, "records", "proof", cid).stdout)
-    assert proof["leaf_index"] == 1 and proof["tree_size"] == 2 and len(proof["inclusion_proof"]) == 1
+    assert proof["leaf_index"] == 2 and proof["tree_size"] == 3 and len(proof["inclusion_proof"]) == 1
     record = json.loads(run(data, "records", "show", cid).stdout)
-    assert record["publisher"]["id"] == "acme"
+    assert record["statement"]["publisher"]["id"] == "acme" and record["custody"] == "service"
 
 
 def test_bad_inputs_give_clear_errors_and_exit_codes(tmp_path: Path, images: Path) -> None:
@@ -143,5 +144,5 @@ def test_demo_is_the_main_job(tmp_path: Path) -> None:
     assert "ALTERED (expected altered)" in out.stdout and "NO_MATCH (expected no_match)" in out.stdout
     maps = list((tmp_path / "demo" / "change-maps").glob("*.png"))
     assert len(maps) == 1 and maps[0].read_bytes()[:4] == b"\x89PNG"
-    assert "audit: OK" in out.stdout and "anchor for tree size 8: verified" in out.stdout
+    assert "audit: OK" in out.stdout and "anchor for tree size 9: verified" in out.stdout
     assert "all verdicts as expected, audit passed" in out.stdout

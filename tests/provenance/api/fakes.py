@@ -21,7 +21,7 @@ from provenance.hashing import PHashHasher
 from provenance.index.errors import EmptyIndexError
 from provenance.keyring import Keyring
 from provenance.ledger import Ledger, LedgerConfig
-from provenance.records import PublisherMetadata, SignedRecord
+from provenance.records import PublisherMetadata, parse_record, record_view
 
 
 def textured_image(seed: int, size: tuple[int, int] = (160, 120), fmt: str = "PNG") -> bytes:
@@ -208,7 +208,7 @@ class FakeService:
         with self.ledger.reader.connect() as conn:
             stored = self.ledger.store.get(conn, cid)
         assert stored is not None
-        return SignedRecord.from_bytes(stored.record_bytes).to_obj()
+        return record_view(parse_record(stored.record_bytes))
 
     def close(self) -> None:
         self.closed = True

@@ -1,0 +1,84 @@
+"""The verdict calibration shipped with the code: thresholds and the confidence model, and how they were made.
+
+``verdict_calibration.json`` (beside this module) is written by ``benchmarks/calibrate_verdicts.py`` from a
+calibration split of labelled pairs (``make-dataset --recipe world --split calibration``, measured with
+``benchmarks/bench_verdicts.py``); it is data, like the hash's weights, and its ``made_by`` says from what and with
+which command. The lookup reads it once; the hash thresholds still come with the hash's weights.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from provenance.errors import ConfigError
+from provenance.lookup.confidence import ConfidenceModel
+from provenance.lookup.verdict import Policy
+
+__all__ = ["CALIBRATION_FILE", "FORMAT", "VerdictCalibration", "load_calibration"]
+
+CALIBRATION_FILE = Path(__file__).with_name("verdict_calibration.json")
+FORMAT = "provenance-verdict-calibration/1"
+#: Policy fields the file may set (the hash's own thresholds and the identity gate come with their weights).
+CALIBRATED_FIELDS = ("change_threshold", "change_thresholds", "scene_off_plane", "scene_min_inlier_ratio",
+                     "scene_changed", "scene_min_inliers", "clone_min_matches")
+
+
+@dataclass(frozen=True)
+class VerdictCalibration:
+    thresholds: Mapping[str, Any]
+    confidence: ConfidenceModel | None
+    made_by: Mapping[str, Any] = field(default_factory=dict)
+
+    def policy(self, *, hash_threshold: int, hash_altered: int, identity_gate: int | None) -> Policy:
+        return Policy(hash_threshold=hash_threshold, hash_altered=hash_altered, identity_gate=identity_gate,
+                      **{k: v for k, v in self.thresholds.items()})  # type: ignore[arg-type]
+
+
+def _thresholds(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ValueError("'thresholds' must be an object")
+    unknown = sorted(set(raw) - set(CALIBRATED_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown thresholds {unknown}; the file may set {list(CALIBRATED_FIELDS)}")
+    types = {f.name: f.type for f in fields(Policy)}
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name == "change_thresholds":
+            pairs = tuple((int(side), float(t)) for side, t in value)
+            if list(pairs) != sorted(pairs) or any(side < 1 or t <= 0 for side, t in pairs):
+                raise ValueError("change_thresholds must be ascending [side, threshold] pairs, both positive")
+            out[name] = pairs
+        elif "int" in str(types[name]):
+            out[name] = int(value)
+        else:
+            out[name] = float(value)
+    return out
+
+
+def parse_calibration(obj: Any, source: str = "calibration") -> VerdictCalibration:
+    """Validate a calibration object; raise ``ConfigError`` naming what is wrong (nothing is half-applied)."""
+    try:
+        if not isinstance(obj, Mapping) or obj.get("format") != FORMAT:
+            raise ValueError(f"not a verdict calibration (format must be {FORMAT!r})")
+        confidence = obj.get("confidence")
+        return VerdictCalibration(_thresholds(obj.get("thresholds", {})),
+                                  None if confidence is None else ConfidenceModel.from_obj(confidence),
+                                  dict(obj.get("made_by") or {}))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+@lru_cache(maxsize=4)
+def load_calibration(path: Path | None = None) -> VerdictCalibration:
+    """The calibration at ``path`` (default: the shipped file), read and checked once per process."""
+    path = path or CALIBRATION_FILE
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"verdict calibration {path} is unreadable: {exc}") from None
+    return parse_calibration(obj, str(path))

@@ -8,23 +8,34 @@ codes for global-id: ``GlobalIdDistractors``) are bulk-inserted into the index c
 record and no features, so a distractor that reaches the top-k only takes a candidate slot from the true source;
 its verification cost is not counted) and the index is rebuilt. Every query then runs through ``Lookup.lookup``.
 
-Reported, per N:
-* FNR: benign queries not returned as ``match`` to their own reference;
+Reported, per N, each with its Wilson 95 % interval:
+* FNR: benign queries not returned as ``match`` to their own photo (a world dataset registers each photo at several
+  sizes: a match to any of them is right);
 * FPR: manipulated queries returned as ``match`` (to anything);
-* altered recall: manipulated queries returned as ``altered`` with the right source;
-* no_match precision: unrelated photos (never ingested; ``--unrelated``) returned as ``no_match``;
+* altered recall: manipulated queries returned as ``altered`` with the right source, overall and for edits of at
+  least 2 % of the pixels;
+* unrelated photos (never ingested: the dataset's distractors, or ``--unrelated``) returned as ``no_match``, and as
+  ``altered``;
+* real same-scene and other-photo pairs (``--same-scene``): their reference is registered, their query looked up;
+  never ``altered`` or ``match``;
+* the share of benign copies and of edits whose verdict is not ``confident``, and a reliability table (confidence
+  bin against the share of right verdicts);
+* every figure per reference size, per benign kind, per edit kind and per edit-size bucket;
 * latency percentiles of the whole lookup (decode, hashes, search, verification, comparison, verdict).
 
-Thresholds are the shipped ones (the hash's calibrated on the validation split, the comparison's in
-``provenance.lookup.compare``); nothing is tuned on the dataset reported here.
+Thresholds and the confidence model are the shipped ones (the hash's calibrated on the validation split, the
+verdict's in ``provenance/lookup/verdict_calibration.json``, fitted on the calibration split by
+``calibrate_verdicts.py``); nothing is tuned on the dataset reported here. ``system.json`` keeps every query's
+verdict and evidence.
 
-    .venv/bin/python benchmarks/attribution_system.py --dataset benchmarks/out/train-data/test \
-        --unrelated benchmarks/out/train-data/val/references --distractors 1000,100000,1000000
+    .venv/bin/python benchmarks/attribution_system.py --dataset benchmarks/out/world-test \
+        --same-scene benchmarks/same_scene_pairs.csv --distractors 1000,1000000
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import tempfile
 import time
@@ -34,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from provenance.bench.dataset import load_dataset
+from provenance.bench.world import variant_facts
 from provenance.config import Settings
 from provenance.ledger import expand_image_paths
 from provenance.records import PublisherMetadata
@@ -105,10 +117,106 @@ def pad_index(service, n: int, seed: int, first: int = 0,  # type: ignore[no-unt
     service.lookup.index.rebuild()
 
 
+def photo_of(reference: str) -> str:
+    """The photo a reference was made from: the world recipe registers one photo at several sizes
+    (``references/<photo>@<side>.jpg``), and a copy matched to any of them is matched to its photo."""
+    return Path(reference).stem.split("@")[0]
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of k/n (95 % by default)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p, den = k / n, 1 + z * z / n
+    mid, half = (p + z * z / (2 * n)) / den, z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (max(0.0, mid - half), min(1.0, mid + half))
+
+
+def share(k: int, n: int) -> dict[str, float | int]:
+    lo, hi = wilson(k, n)
+    return {"k": k, "n": n, "rate": k / n if n else float("nan"), "ci95": [lo, hi]}
+
+
+def fmt(x: dict) -> str:  # type: ignore[type-arg]
+    return f"{x['rate']:.2%} ({x['k']}/{x['n']}) [{x['ci95'][0]:.2%}, {x['ci95'][1]:.2%}]" if x["n"] else "n/a"
+
+
+#: What counts as right, per relation (a same-scene pair may be a lead or nothing, never a copy).
+RIGHT = {"benign": ("match",), "manipulated": ("altered",), "unrelated": ("no_match",),
+         "same_scene": ("same_scene", "no_match"), "other_photo": ("no_match", "same_scene")}
+
+
+def summarise(rows: list[dict]) -> dict:  # type: ignore[type-arg]
+    """The system's figures, each with its Wilson 95 % interval, overall and per reference size / kind / bucket."""
+    by = lambda rel: [r for r in rows if r["relation"] == rel]  # noqa: E731
+    benign, edits, unrelated = by("benign"), by("manipulated"), by("unrelated")
+    ok_match = lambda r: r["verdict"] == "match" and r["right_source"]  # noqa: E731
+    ok_altered = lambda r: r["verdict"] == "altered" and r["right_source"]  # noqa: E731
+    big = [r for r in edits if (r.get("mask_share") or 1.0) >= 0.02]
+    out = {"fnr": share(sum(not ok_match(r) for r in benign), len(benign)),
+           "fpr": share(sum(r["verdict"] == "match" for r in edits), len(edits)),
+           "altered_recall": share(sum(ok_altered(r) for r in edits), len(edits)),
+           "altered_recall_2pct": share(sum(ok_altered(r) for r in big), len(big)),
+           "no_match_unrelated": share(sum(r["verdict"] == "no_match" for r in unrelated), len(unrelated)),
+           "unrelated_altered": share(sum(r["verdict"] == "altered" for r in unrelated), len(unrelated)),
+           "same_scene_altered": share(sum(r["verdict"] == "altered" for r in by("same_scene") + by("other_photo")),
+                                       len(by("same_scene") + by("other_photo"))),
+           "same_scene_match": share(sum(r["verdict"] == "match" for r in by("same_scene") + by("other_photo")),
+                                     len(by("same_scene") + by("other_photo"))),
+           "unsure_benign": share(sum(r.get("confident") is False for r in benign), len(benign)),
+           "unsure_edits": share(sum(r.get("confident") is False for r in edits), len(edits))}
+    groups: dict[str, dict[str, list[dict]]] = {  # type: ignore[type-arg]
+        "benign_by_size": {}, "benign_by_kind": {}, "edits_by_size": {}, "edits_by_bucket": {}, "edits_by_kind": {}}
+    for r in benign:
+        groups["benign_by_size"].setdefault(f"{r['reference_side']}px", []).append(r)
+        groups["benign_by_kind"].setdefault(r["kind"], []).append(r)
+    for r in edits:
+        groups["edits_by_size"].setdefault(f"{r['reference_side']}px", []).append(r)
+        groups["edits_by_bucket"].setdefault(r.get("edit_bucket") or "?", []).append(r)
+        groups["edits_by_kind"].setdefault(r["kind"], []).append(r)
+    for name, g in groups.items():
+        ok = ok_match if name.startswith("benign") else ok_altered
+        out[name] = {k: {**share(sum(ok(r) for r in v), len(v)),
+                         "verdicts": {x: sum(r["verdict"] == x for r in v)
+                                      for x in ("match", "altered", "same_scene", "no_match")}}
+                     for k, v in sorted(g.items())}
+    rated = [r for r in rows if r.get("confidence") is not None]
+    bins = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 1.0001)
+    out["reliability"] = []
+    for lo, hi in zip(bins, bins[1:]):
+        g = [r for r in rated if lo <= r["confidence"] < hi]
+        if g:
+            right = sum(r["verdict"] in RIGHT[r["relation"]] for r in g)
+            out["reliability"].append({"bin": [lo, min(hi, 1.0)], "mean_confidence": float(np.mean(
+                [r["confidence"] for r in g])), **share(right, len(g))})
+    return out
+
+
+def print_summary(n: int, s: dict, latency: dict) -> None:  # type: ignore[type-arg]
+    print(f"N={n:>9,}: FNR {fmt(s['fnr'])}  FPR {fmt(s['fpr'])}")
+    print(f"    altered recall {fmt(s['altered_recall'])}; edits >= 2 % {fmt(s['altered_recall_2pct'])}")
+    print(f"    unrelated no_match {fmt(s['no_match_unrelated'])}; unrelated altered {fmt(s['unrelated_altered'])}")
+    print(f"    same-scene / other photos altered {fmt(s['same_scene_altered'])}, match {fmt(s['same_scene_match'])}")
+    print(f"    not confident: benign {fmt(s['unsure_benign'])}, edits {fmt(s['unsure_edits'])}")
+    print(f"    latency p50 {latency['p50']:.0f} ms p90 {latency['p90']:.0f} ms p99 {latency['p99']:.0f} ms")
+    for name in ("benign_by_size", "benign_by_kind", "edits_by_size", "edits_by_bucket", "edits_by_kind"):
+        print(f"    {name}:")
+        for k, v in s[name].items():
+            print(f"      {k:<28} {fmt(v)}  {v['verdicts']}")
+    print("    reliability (confidence bin: mean confidence, share right):")
+    for b in s["reliability"]:
+        print(f"      [{b['bin'][0]:.2f}, {b['bin'][1]:.2f})  {b['mean_confidence']:.3f}  {fmt(b)}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", type=Path, required=True)
-    ap.add_argument("--unrelated", type=Path, required=True, help="folder of photos never ingested")
+    ap.add_argument("--unrelated", type=Path, default=None,
+                    help="folder of photos never ingested (default: the dataset's distractors)")
+    ap.add_argument("--same-scene", type=Path, default=None,
+                    help="CSV of real same-scene / other-photo pairs (reference,query,relation,note), paths "
+                         "relative to --shared: each reference is registered, each query looked up")
+    ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     ap.add_argument("--distractors", default="1000,100000,1000000")
     ap.add_argument("--max-queries", type=int, default=0, help="cap on queries per relation (0: all)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/system"))
@@ -117,12 +225,19 @@ def main() -> int:
     args = ap.parse_args()
 
     ds = load_dataset(args.dataset)
-    unrelated = list(expand_image_paths([args.unrelated]))
+    facts = variant_facts(args.dataset)
+    unrelated = (list(expand_image_paths([args.unrelated])) if args.unrelated
+                 else [ds.path(d) for d in ds.distractors])
     benign = [p for p in ds.pairs if p.benign]
     manipulated = [p for p in ds.pairs if not p.benign]
     if args.max_queries:  # an even spread over photos and kinds, not the first photos only
         benign = benign[::max(1, -(-len(benign) // args.max_queries))]
         manipulated = manipulated[::max(1, -(-len(manipulated) // args.max_queries))]
+        unrelated = unrelated[::max(1, -(-len(unrelated) // args.max_queries))]
+    scene_pairs: list[dict[str, str]] = []
+    if args.same_scene:
+        with args.same_scene.open(newline="", encoding="utf-8") as fh:
+            scene_pairs = list(csv.DictReader(fh))
     args.out.mkdir(parents=True, exist_ok=True)
     report = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -134,9 +249,17 @@ def main() -> int:
             result = service.pipeline.ingest(ds.path(ref).read_bytes(), publisher="bench",
                                              metadata=PublisherMetadata(title=ref))
             cid_of[ref] = result.cid
+        for pair in scene_pairs:  # the registered side of each real same-scene pair
+            ref = "shared:" + pair["reference"]
+            if ref not in cid_of:
+                cid_of[ref] = service.pipeline.ingest((args.shared / pair["reference"]).read_bytes(),
+                                                      publisher="bench", metadata=PublisherMetadata(title=ref)).cid
+        photo_cids: dict[str, set[str]] = {}
+        for ref, cid in cid_of.items():
+            photo_cids.setdefault(photo_of(ref), set()).add(cid)
         ingest_s = time.perf_counter() - t
-        print(f"ingested {len(cid_of)} references in {ingest_s:.1f} s; "
-              f"{len(benign)} benign, {len(manipulated)} manipulated, {len(unrelated)} unrelated queries")
+        print(f"ingested {len(cid_of)} references in {ingest_s:.1f} s; {len(benign)} benign, {len(manipulated)} "
+              f"manipulated, {len(unrelated)} unrelated queries, {len(scene_pairs)} same-scene pairs", flush=True)
         global_id, realism = None, None
         if any(h.alg == "global-id" for h in service.lookup.hashers):
             global_id = GlobalIdDistractors(list(expand_image_paths([args.distractor_model_photos])))
@@ -147,66 +270,52 @@ def main() -> int:
         for n in (int(v) for v in args.distractors.split(",")):
             pad_index(service, n - padded, seed=n, first=padded, global_id=global_id)
             padded = n
-            latencies: list[float] = []
-            per_kind: dict[str, list[str]] = {}
+            rows: list[dict] = []  # type: ignore[type-arg]
 
-            evidence: list[dict] = []
-
-            def run(data: bytes, relation: str, kind: str, query: str, source: str | None) -> dict:
+            def run(data: bytes, relation: str, kind: str, query: str, reference: str | None, **extra) -> None:
                 start = time.perf_counter()
                 v = service.lookup.lookup(data).to_obj()
-                latencies.append((time.perf_counter() - start) * 1000)
-                # the evidence of the verdict's candidate (or the true source's), for calibrate_policy.py
-                best = next((c for c in v["candidates"] if c["record_cid"] == (v["record_cid"] or source)), None)
-                evidence.append({"relation": relation, "kind": kind, "query": query, "verdict": v["verdict"],
-                                 "right_source": v["record_cid"] == source if source else v["record_cid"] is None,
-                                 "distance": best and best["distance"], "inliers": best and best["inliers"],
-                                 "passed": bool(best and best["passed"]),
-                                 "channels": best and best["channels"],
-                                 "tolerant_distances": best and best["tolerant_distances"],
-                                 "change_score": best and best["change_score"]})
-                return v
+                ms = (time.perf_counter() - start) * 1000
+                own = photo_cids.get(photo_of(reference), set()) if reference else set()
+                # the evidence of the verdict's candidate (or the true source's), for calibration and analysis
+                best = next((c for c in v["candidates"] if c["record_cid"] == v["record_cid"]), None) or \
+                    next((c for c in v["candidates"] if c["record_cid"] in own), None)
+                rows.append({"relation": relation, "kind": kind, "query": query, "reference": reference,
+                             "verdict": v["verdict"], "confidence": v.get("confidence"),
+                             "confident": v.get("confident"), "latency_ms": ms,
+                             "right_source": (v["record_cid"] in own) if reference else v["record_cid"] is None,
+                             "source_found": bool(own & {c["record_cid"] for c in v["candidates"]}),
+                             "explanation": v["explanation"], "evidence": best, **extra})
 
-            fn = 0
-            misses = []
-            for p in benign:
-                v = run(ds.path(p.query).read_bytes(), "benign", p.kind, p.query, cid_of[p.reference])
-                ok = v["verdict"] == "match" and v["record_cid"] == cid_of[p.reference]
-                fn += not ok
-                if not ok:
-                    own = [c for c in v["candidates"] if c["record_cid"] == cid_of[p.reference]]
-                    misses.append({"query": p.query, "kind": p.kind, "verdict": v["verdict"],
-                                   "explanation": v["explanation"], "own_candidate": own[0] if own else None})
-                per_kind.setdefault("benign:" + p.kind.split(":")[0], []).append(v["verdict"])
-            fp = altered_ok = 0
-            for p in manipulated:
-                v = run(ds.path(p.query).read_bytes(), "manipulated", p.kind, p.query, cid_of[p.reference])
-                fp += v["verdict"] == "match"
-                altered_ok += v["verdict"] == "altered" and v["record_cid"] == cid_of[p.reference]
-                per_kind.setdefault("edit:" + p.kind, []).append(v["verdict"])
-            no_match = sum(run(u.read_bytes(), "unrelated", "unrelated", str(u), None)["verdict"] == "no_match"
-                           for u in unrelated)
-            lat = np.array(latencies)
-            row = {"distractors": n, "fnr": fn / max(1, len(benign)), "fpr": fp / max(1, len(manipulated)),
-                   "altered_recall": altered_ok / max(1, len(manipulated)),
-                   "no_match_precision": no_match / max(1, len(unrelated)),
-                   "latency_ms": {"p50": float(np.percentile(lat, 50)), "p90": float(np.percentile(lat, 90)),
-                                  "p99": float(np.percentile(lat, 99)), "mean": float(lat.mean())},
-                   "per_kind": {k: {x: v.count(x) for x in ("match", "altered", "no_match")}
-                                for k, v in sorted(per_kind.items())},
-                   "queries": {"benign": len(benign), "manipulated": len(manipulated), "unrelated": len(unrelated)},
-                   "benign_misses": misses, "evidence": evidence,
-                   "global_id_distractor_model": realism}
-            report.append(row)
-            print(f"N={n:>9,}: FNR {row['fnr']:.3f}  FPR {row['fpr']:.3f}  altered recall "
-                  f"{row['altered_recall']:.3f}  no_match precision {row['no_match_precision']:.3f}  latency p50 "
-                  f"{row['latency_ms']['p50']:.0f} ms p90 {row['latency_ms']['p90']:.0f} ms p99 "
-                  f"{row['latency_ms']['p99']:.0f} ms", flush=True)
-            for kind, counts in row["per_kind"].items():
-                print(f"    {kind:<40} {counts}")
+            for p in benign + manipulated:
+                info = facts.get(p.query, {})
+                extra = {"reference_side": info.get("reference_side") or _long_side(ds.path(p.reference))}
+                if not p.benign:
+                    extra.update(mask_share=info.get("mask_share"), edit_bucket=info.get("edit_bucket"))
+                run(ds.path(p.query).read_bytes(), p.relation, p.kind, p.query, p.reference, **extra)
+            for u in unrelated:
+                run(u.read_bytes(), "unrelated", "unrelated", str(u), None)
+            for pair in scene_pairs:
+                run((args.shared / pair["query"]).read_bytes(), pair["relation"], pair.get("note", ""),
+                    pair["query"], "shared:" + pair["reference"])
+            lat = np.array([r["latency_ms"] for r in rows])
+            latency = {"p50": float(np.percentile(lat, 50)), "p90": float(np.percentile(lat, 90)),
+                       "p99": float(np.percentile(lat, 99)), "mean": float(lat.mean())}
+            summary = summarise(rows)
+            report.append({"distractors": n, **summary, "latency_ms": latency,
+                           "queries": {rel: sum(r["relation"] == rel for r in rows) for rel in RIGHT},
+                           "global_id_distractor_model": realism, "rows": rows})
+            print_summary(n, summary, latency)
+            (args.out / "system.json").write_text(json.dumps(report, indent=1))
         service.close()
-    (args.out / "system.json").write_text(json.dumps(report, indent=1))
     return 0
+
+
+def _long_side(path: Path) -> int:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return max(im.size)
 
 
 if __name__ == "__main__":

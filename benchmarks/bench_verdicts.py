@@ -31,7 +31,6 @@ from PIL import Image
 from provenance.bench.dataset import load_dataset
 from provenance.bench.world import bucket_of, variant_facts
 from provenance.lookup import geometry
-from provenance.lookup.compare import ALTERED_THRESHOLD
 from provenance.lookup.evidence import PairEvidence, examine
 from provenance.lookup.features import LocalFeatures, extract_features
 from provenance.lookup.verdict import Candidate, Policy, decide
@@ -155,7 +154,7 @@ def pairs_to_run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    policy = Policy(hash_threshold=22, hash_altered=22, change_threshold=ALTERED_THRESHOLD)
+    policy, _ = shipped_policy()
     done: dict[tuple[str, str], dict[str, Any]] = {}
     if args.out.is_file():
         for line in args.out.read_text(encoding="utf-8").splitlines():
@@ -191,6 +190,44 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         print(f"evidence per pair (verification, scene, comparison): median {np.median(t):.0f} ms, "
               f"p90 {np.percentile(t, 90):.0f} ms")
     return list(done.values())
+
+
+def shipped_policy() -> tuple[Policy, Any]:
+    """The shipped thresholds (``verdict_calibration.json``; the hash's are not used on pairs) and confidence."""
+    from provenance.lookup.calibration import load_calibration
+
+    cal = load_calibration()
+    return cal.policy(hash_threshold=22, hash_altered=22, identity_gate=None), cal.confidence
+
+
+def judge(rows: list[dict[str, Any]], policy: Policy, confidence: Any) -> None:
+    """Set each row's ``verdict``, ``confidence`` and ``confident`` from its evidence under ``policy``."""
+    for r in rows:
+        v = decide([candidate_from_row(r)], policy, query_hash="", model="")
+        if confidence is not None:
+            v = confidence.apply(v)
+        r["verdict"], r["confidence"], r["confident"] = v.verdict, v.confidence, v.confident
+
+
+RIGHT = {"benign": ("match",), "manipulated": ("altered",), "unrelated": ("no_match",),
+         "same_scene": ("same_scene", "no_match"), "other_photo": ("no_match", "same_scene")}
+
+
+def reliability(rows: list[dict[str, Any]], bins: tuple[float, ...] = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 1.0)) -> None:
+    """Predicted confidence against the observed share of right verdicts, per confidence bin."""
+    rated = [r for r in rows if r.get("confidence") is not None and r["relation"] in RIGHT]
+    if not rated:
+        return
+    print("\nreliability (confidence bin: n, mean confidence, share right [95 % CI])")
+    for lo, hi in zip(bins, bins[1:]):
+        g = [r for r in rated if lo <= r["confidence"] < hi or (hi == 1.0 and r["confidence"] == 1.0)]
+        if g:
+            ok = sum(r["verdict"] in RIGHT[r["relation"]] for r in g)
+            print(f"  [{lo:.2f}, {hi:.2f})  n={len(g):5d}  mean {np.mean([r['confidence'] for r in g]):.3f}  "
+                  f"right {rate(ok, len(g))}")
+    for rel in ("benign", "manipulated"):
+        g = [r for r in rated if r["relation"] == rel]
+        print(f"  not confident, {rel}: {rate(sum(r['confident'] is False for r in g), len(g))}")
 
 
 def summarise(rows: list[dict[str, Any]]) -> None:
@@ -249,7 +286,9 @@ def main() -> None:
     args = ap.parse_args()
     rows = ([json.loads(line) for line in args.out.read_text(encoding="utf-8").splitlines()]
             if args.summary_only else run(args))
+    judge(rows, *shipped_policy())  # stored evidence, judged by the thresholds shipped now
     summarise(rows)
+    reliability(rows)
 
 
 if __name__ == "__main__":

@@ -550,6 +550,9 @@ def print_verdict(obj: dict[str, Any]) -> None:
         click.echo(f"  object change: {c['description']} (score {c['score']})")
     if obj["change_map"]:
         click.echo(f"  change map: {obj['change_map']}")
+    for w in obj.get("withdrawn", []):
+        click.echo(f"  withdrawn: record {w['record_cid']} of {w['publisher']} (these exact bytes), at "
+                   f"{w['withdrawn_at']} by event {w['event_cid']}" + (f": {w['reason']}" if w["reason"] else ""))
 
 
 @cli.command()

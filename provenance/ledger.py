@@ -167,6 +167,20 @@ class Ledger:
         with self.reader.connect() as conn:
             return self.events.withdrawal(conn, record_cid)
 
+    def withdrawn_records_of(self, data: bytes) -> list[dict[str, Any]]:
+        """Records of exactly these image bytes that their publishers withdrew: lookups say so (and when) instead
+        of pretending the record never existed. (A withdrawn record's codes leave the index, so an edited or
+        re-encoded copy of it is not found; its exact bytes are.)"""
+        out = []
+        with self.reader.connect() as conn:
+            for rec in self.store.find_by_image_cid(conn, cid_for_bytes(data)):
+                ev = self.events.withdrawal(conn, rec.cid)
+                if ev is not None:
+                    out.append({"record_cid": rec.cid, "publisher": rec.publisher_id,
+                                "withdrawn_at": ev.event.issued_at, "event_cid": ev.cid,
+                                "event_leaf_index": ev.leaf_index, "reason": ev.event.body.get("reason", "")})
+        return out
+
     def key_history(self, *, below_leaf: int | None = None) -> keyevents.KeyHistory:
         with self.reader.connect() as conn:
             return self._history(conn, None, below_leaf=below_leaf)

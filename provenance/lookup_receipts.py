@@ -193,6 +193,13 @@ def answer_with_receipt(service: Any, settings: Settings, data: bytes,
     out = dict(answer())
     signed = issuer.issue(data, out, checkpoint)
     out["receipt"] = signed.to_obj()
+    if "verdict" in out:  # a lookup (not a soft-binding match list): say if these exact bytes were withdrawn
+        out["withdrawn"] = service.ledger.withdrawn_records_of(data)
+        if out["withdrawn"] and out["verdict"] == "no_match":
+            w = out["withdrawn"][0]
+            out["explanation"] = (f"{out.get('explanation') or 'no match'}; these exact bytes were registered by "
+                                  f"{w['publisher']!r} as record {w['record_cid']} and withdrawn at "
+                                  f"{w['withdrawn_at']}")
     log.info("receipt.issued", receipt=signed.receipt_id, verdict=signed.receipt.verdict,
              checkpoint=checkpoint.size)
     return out, signed

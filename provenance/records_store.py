@@ -204,6 +204,11 @@ class RecordStore:
         row = conn.execute(stmt.order_by(records.c.leaf_index).limit(1)).first()
         return _stored(row) if row else None
 
+    def find_by_image_cid(self, conn: Connection, image_cid: str) -> list[StoredRecord]:
+        """Every publisher's record of these exact image bytes, oldest first."""
+        rows = conn.execute(select(records).where(records.c.image_cid == image_cid).order_by(records.c.leaf_index))
+        return [_stored(r) for r in rows]
+
     def get(self, conn: Connection, cid: str) -> StoredRecord | None:
         row = conn.execute(select(records).where(records.c.cid == cid)).first()
         return _stored(row) if row else None

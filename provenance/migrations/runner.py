@@ -34,8 +34,9 @@ from provenance.logging import get_logger
 if TYPE_CHECKING:
     from alembic.config import Config
 
-__all__ = ["BASELINE_REVISION", "BASELINE_TABLES", "SchemaState", "alembic_config", "current_state",
-           "ensure_schema", "head_revision", "upgrade", "upgrade_sql"]
+__all__ = ["BASELINE_REVISION", "BASELINE_TABLES", "SchemaState", "alembic_config", "build_schema", "current_state",
+           "ensure_schema", "head_revision", "schema_lock", "schema_state", "upgrade", "upgrade_connection",
+           "upgrade_sql"]
 
 log = get_logger(__name__)
 
@@ -119,7 +120,7 @@ def ensure_schema(engine: Engine) -> None:
     head = head_revision()
     if current_state(engine).revision == head:
         return
-    with _schema_lock(engine) as conn:
+    with schema_lock(engine) as conn:
         state = schema_state(conn)  # again, under the lock: another process may have done it meanwhile
         if state.revision == head:
             return
@@ -133,7 +134,7 @@ def ensure_schema(engine: Engine) -> None:
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     """``provenance db upgrade``: the revisions before and after. A fresh database is created at the head."""
-    with _schema_lock(engine) as conn:
+    with schema_lock(engine) as conn:
         state = schema_state(conn)
         if state.fresh and revision == "head":
             metadata.create_all(conn)
@@ -143,6 +144,28 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
         before = state.effective_revision
         _upgrade_locked(conn, state, revision)
         return before, schema_state(conn).revision or ""
+
+
+def build_schema(conn: Connection, revision: str) -> None:
+    """Create our tables at ``revision`` in a database that has none (restore loads rows into them, then upgrades
+    with :func:`upgrade_connection`). The caller holds :func:`schema_lock`."""
+    if revision == head_revision():
+        metadata.create_all(conn)
+        _alembic_stamp(conn, "head")
+        return
+    if not _known(revision):
+        raise SchemaVersionError(f"revision {revision} is unknown to this version of provenance (head "
+                                 f"{head_revision()}): it was made by a newer version")
+    from alembic import command
+
+    command.upgrade(alembic_config(connection=conn), revision)
+
+
+def upgrade_connection(conn: Connection) -> None:
+    """Upgrade to the head on a connection that holds :func:`schema_lock`."""
+    state = schema_state(conn)
+    if state.revision != head_revision():
+        _upgrade_locked(conn, state, "head")
 
 
 def upgrade_sql(url: str, revision: str = "head", *, from_revision: str | None = None) -> str:
@@ -202,7 +225,7 @@ def _alembic_stamp(conn: Connection, revision: str) -> None:
 
 
 @contextmanager
-def _schema_lock(engine: Engine) -> Iterator[Connection]:
+def schema_lock(engine: Engine) -> Iterator[Connection]:
     """One transaction in which to change the schema, held by one process at a time."""
     with engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE (provenance.db.make_engine) takes the write lock now
         if conn.dialect.name == "postgresql":

@@ -98,6 +98,7 @@ def test_benign_copy_is_a_match_with_publisher_and_anchor(browser: Any, server: 
     assert "Match: this image is in the ledger" in text
     assert "harbour-times" in text and "Parrots at the market" in text and "E. Example" in text
     assert "Registered" in text and "On-chain timestamp" in text and "Transaction" in text
+    assert "Signing key" in text and "Held by the service for the publisher" in text  # custody is shown
     assert "0x" in card.query_selector("dd code").inner_text()
     assert "None in this file" in text  # the re-shared copy carries no Content Credentials
     assert registered["kodim23.png"] in text

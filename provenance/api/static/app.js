@@ -163,6 +163,11 @@
     }
     const publisher = record.publisher || {};
     fact(facts, "Publisher", publisher.id || "unknown");
+    if (record.custody) {
+      fact(facts, "Signing key", record.custody === "publisher"
+        ? "Held by the publisher: the service never had it, so it could not have signed this record."
+        : "Held by the service for the publisher (custodial).");
+    }
     fact(facts, "Title", title);
     if (meta.author) fact(facts, "Author", meta.author);
     if (meta.capture_time) fact(facts, "Taken", meta.capture_time);
@@ -193,6 +198,10 @@
   function renderNoMatch(card, data) {
     const facts = el("dl", { class: "facts" });
     if (data.c2pa !== undefined) fact(facts, "Content Credentials (your image)", c2paText(data.c2pa));
+    for (const w of data.withdrawn || []) {
+      fact(facts, "Withdrawn", `These exact bytes were registered by ${w.publisher} and withdrawn on ` +
+        `${formatTime(w.withdrawn_at)}${w.reason ? ` (${w.reason})` : ""}. The signed record stays in the ledger.`);
+    }
     const body = el("div", { class: "card-body" });
     const images = el("div", { class: "images" });
     if (queryUrl) {

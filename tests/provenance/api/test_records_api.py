@@ -79,7 +79,11 @@ def test_withdraw_only_by_the_owning_publisher(client: TestClient, keys: dict[st
     again = client.delete(f"/v1/records/{cid}", headers=bearer(keys["acme"])).json()
     assert again["event_cid"] == event.cid  # idempotent: one withdrawal event
     assert fake_service.lookup.withdrawn == {cid}
-    assert client.post("/v1/lookup", files={"file": ("q.png", textured_image(1))}).json()["verdict"] == "no_match"
+    answer = client.post("/v1/lookup", files={"file": ("q.png", textured_image(1))}).json()
+    assert answer["verdict"] == "no_match"  # not pretending it never existed: the lookup says it was withdrawn
+    [w] = answer["withdrawn"]
+    assert (w["record_cid"], w["publisher"], w["event_cid"]) == (cid, "acme", body["event_cid"])
+    assert w["withdrawn_at"] == event.event.issued_at and "withdrawn at" in answer["explanation"]
     assert_error(client.delete(f"/v1/records/{UNKNOWN_CID}", headers=bearer(keys["acme"])), 404)
 
 

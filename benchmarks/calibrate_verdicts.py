@@ -1,0 +1,152 @@
+"""Fit the verdict's thresholds and confidence model on a calibration split, and write the file lookup ships with
+(``provenance/lookup/verdict_calibration.json``) together with how it was made.
+
+    .venv/bin/python benchmarks/calibrate_verdicts.py --evidence benchmarks/out/verdicts-cal.jsonl \
+        --out provenance/lookup/verdict_calibration.json
+
+The evidence is ``bench_verdicts.py``'s per-pair output on the calibration split (``make-dataset --recipe world
+--split calibration``); nothing here looks at the test split. What is fitted:
+
+1. the altered threshold by comparison resolution: per resolution bin (``--bins``), the ``--keep`` quantile of the
+   benign copies' change scores, never below ``--floor`` (the threshold in force before), and never below that of
+   a finer bin (coarser comparisons leave more benign difference, so the thresholds only rise as they coarsen);
+2. the scene thresholds are given (``--scene-*``; the real same-scene pairs are too few to fit on) and reported
+   against the calibration pairs;
+3. the confidence model: per verdict, a logistic model of (margin, tie) (``provenance.lookup.confidence``) fitted
+   to whether the verdict was right, and the confidence below which a verdict is not ``confident``: the largest
+   that flags at most ``--unsure`` of the benign copies and of the edits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_verdicts import RIGHT, candidate_from_row, rate  # noqa: E402
+
+from provenance.lookup.calibration import FORMAT, parse_calibration  # noqa: E402
+from provenance.lookup.confidence import ConfidenceModel, evidence_features, fit_logistic  # noqa: E402
+from provenance.lookup.verdict import Policy, decide  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_rows(paths: list[Path]) -> list[dict[str, Any]]:
+    rows = []
+    for p in paths:
+        rows += [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return rows
+
+
+def fit_thresholds(rows: list[dict[str, Any]], bins: list[int], keep: float, floor: float) -> tuple[float, list]:
+    benign = [(candidate_from_row(r).comparison_side, r["score"]) for r in rows
+              if r["relation"] == "benign" and r.get("score") is not None]
+    res = np.array([b[0] for b in benign], float)
+    score = np.array([b[1] for b in benign], float)
+    base = max(floor, float(np.quantile(score[res > bins[-1]], keep))) if (res > bins[-1]).any() else floor
+    pairs: list[list[float]] = []
+    previous = base
+    for side in reversed(bins):  # coarser bins last: each at least the finer one above it
+        sel = score[res <= side]
+        t = max(previous, float(np.quantile(sel, keep))) if len(sel) else previous
+        pairs.append([side, round(t, 2)])
+        previous = t
+    pairs.sort()
+    print(f"altered threshold: {base:.2f} above {bins[-1]} px; by resolution {pairs}")
+    for side in bins:
+        n = int((res <= side).sum())
+        print(f"  benign copies compared at <= {side} px: {n}")
+    return round(base, 2), pairs
+
+
+def verdicts(rows: list[dict[str, Any]], policy: Policy) -> list[Any]:
+    return [decide([candidate_from_row(r)], policy, query_hash="", model="") for r in rows]
+
+
+def fit_confidence(rows: list[dict[str, Any]], policy: Policy, unsure: float) -> ConfidenceModel:
+    judged = [(r, v) for r, v in zip(rows, verdicts(rows, policy), strict=True) if r["relation"] in RIGHT]
+    models = {}
+    for verdict in ("match", "altered", "same_scene", "no_match"):
+        data = [(r, v) for r, v in judged if v.verdict == verdict]
+        x = [evidence_features(verdict, next(iter(v.candidates), None) if verdict != "no_match" else None,
+                               v.candidates, policy) for _, v in data]
+        y = [int(v.verdict in RIGHT[r["relation"]]) for r, v in data]
+        if len(data) < 10:
+            print(f"confidence, {verdict}: {len(data)} pairs, too few to fit; no model")
+            continue
+        models[verdict] = fit_logistic(x, y, l2=1.0)
+        print(f"confidence, {verdict}: {len(data)} pairs, {sum(y)} right; model {models[verdict]}")
+    model = ConfidenceModel(models, 0.0)
+    conf = {id(r): model.assess(v.verdict, next(iter(v.candidates), None), v.candidates, policy)[0]
+            for r, v in judged}
+    best = 0.0
+    for threshold in np.round(np.arange(0.50, 0.995, 0.01), 2):
+        flagged = {rel: np.mean([conf[id(r)] is not None and conf[id(r)] < threshold
+                                 for r, _ in judged if r["relation"] == rel]) for rel in ("benign", "manipulated")}
+        if max(flagged.values()) <= unsure:
+            best = float(threshold)
+    print(f"min_confidence {best} (at most {unsure:.0%} of benign copies and of edits not confident)")
+    return ConfidenceModel(models, best)
+
+
+def _git() -> str:
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--evidence", type=Path, nargs="+", required=True)
+    ap.add_argument("--out", type=Path, default=ROOT / "provenance" / "lookup" / "verdict_calibration.json")
+    ap.add_argument("--bins", default="160,230", help="resolution bins (long side, px) with their own threshold")
+    ap.add_argument("--keep", type=float, default=0.995, help="share of benign copies kept under the threshold")
+    ap.add_argument("--floor", type=float, default=12.7, help="no threshold below this (the one in force before)")
+    ap.add_argument("--scene-off-plane", type=float, default=Policy.scene_off_plane)
+    ap.add_argument("--scene-min-inlier-ratio", type=float, default=Policy.scene_min_inlier_ratio)
+    ap.add_argument("--scene-changed", type=float, default=Policy.scene_changed)
+    ap.add_argument("--scene-min-inliers", type=int, default=Policy.scene_min_inliers)
+    ap.add_argument("--clone-min-matches", type=int, default=Policy.clone_min_matches)
+    ap.add_argument("--unsure", type=float, default=0.02, help="most benign copies / edits flagged not confident")
+    args = ap.parse_args()
+
+    rows = load_rows(args.evidence)
+    counts = {rel: sum(r["relation"] == rel for r in rows) for rel in sorted({r["relation"] for r in rows})}
+    print(f"{len(rows)} calibration pairs: {counts}")
+    base, by_side = fit_thresholds(rows, [int(v) for v in args.bins.split(",")], args.keep, args.floor)
+    thresholds = {"change_threshold": base, "change_thresholds": by_side,
+                  "scene_off_plane": args.scene_off_plane, "scene_min_inlier_ratio": args.scene_min_inlier_ratio,
+                  "scene_changed": args.scene_changed, "scene_min_inliers": args.scene_min_inliers,
+                  "clone_min_matches": args.clone_min_matches}
+    policy = Policy(hash_threshold=22, hash_altered=22, identity_gate=None,
+                    **{**thresholds, "change_thresholds": tuple(tuple(p) for p in by_side)})  # type: ignore[arg-type]
+    confidence = fit_confidence(rows, policy, args.unsure)
+    judged = verdicts(rows, policy)
+    for rel in counts:
+        g = [(r, v) for r, v in zip(rows, judged, strict=True) if r["relation"] == rel]
+        ok = sum(v.verdict in RIGHT.get(rel, ()) for _, v in g)
+        print(f"  {rel:12s} right verdict {rate(ok, len(g))}")
+    made_by = {"command": "benchmarks/calibrate_verdicts.py " + " ".join(sys.argv[1:]), "code": _git(),
+               "date": date.today().isoformat(),
+               "evidence": [str(p) for p in args.evidence], "pairs": counts,
+               "how": "bench_verdicts.py evidence on make-dataset --recipe world --split calibration (train-photos, "
+                      "hash-held-out by source); thresholds: benign quantile per comparison resolution; "
+                      "confidence: logistic (Platt) per verdict on (margin, tie)"}
+    obj = {"format": FORMAT, "made_by": made_by, "thresholds": thresholds, "confidence": confidence.to_obj()}
+    parse_calibration(obj)  # what is written must load
+    args.out.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,8 @@ false match against 1M records, i.e. a per-pair rate of at most 1e-3 / 1e6 = 1e-
 
 For every photo of the folders given (default: ``../shared/data/photos`` and ``../shared/data/train-photos``, each
 file a different photo) the script computes the service's own codes (``provenance.hashing``: pHash, global-id,
-OSCAR-Net; OSCAR-Net on a deterministic subset, it is slow on CPU), then every pair's distance. 1e-9 is far below
+OSCAR-Net; the two networks on a
+fixed sample of ``--network-limit`` photos, they are slow on CPU), then every pair's distance. 1e-9 is far below
 what a few million pairs can show, so the tail is extrapolated with a beta-binomial fitted to the distances' mean
 and variance (bits of natural photos are correlated: a plain binomial would be far too optimistic); the fit is
 checked against the empirical curve where that has counts. The cutoff is the largest distance at which the fitted
@@ -14,7 +15,7 @@ per-pair rate ``P(D <= d)`` is <= 1e-9 *and* no unrelated pair was seen. Prints 
 ``provenance/softbinding/calibration.py`` ships; writes ``OUT/calibration.json`` (and caches codes in
 ``OUT/codes.jsonl``, so a re-run only hashes new photos).
 
-    nice .venv/bin/python benchmarks/bench_softbinding_calibration.py [--oscar-limit 600] [--out DIR]
+    nice .venv/bin/python benchmarks/bench_softbinding_calibration.py [--network-limit 700] [--out DIR]
 """
 
 from __future__ import annotations
@@ -133,7 +134,8 @@ def report(alg: str, bits: int, hist: np.ndarray, fit: BetaBinomial, cutoff: int
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", type=Path, action="append", default=[], help="folder of photos (repeatable)")
-    ap.add_argument("--oscar-limit", type=int, default=600, help="OSCAR-Net codes for this many photos (slow)")
+    ap.add_argument("--network-limit", type=int, default=700,
+                    help="global-id and OSCAR-Net codes for this many photos (all shared ones + a fixed sample)")
     ap.add_argument("--algs", default="phash,global-id,oscar-net")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "softbinding-calibration")
     args = ap.parse_args()
@@ -154,10 +156,10 @@ def main() -> int:
     for alg in args.algs.split(","):
         hasher = hashers[alg]()
         chosen = files
-        if alg == "oscar-net" and len(files) > args.oscar_limit:
+        if alg != "phash" and len(files) > args.network_limit:  # the networks are slow on CPU: a fixed sample
             shared = [p for p in files if "train-photos" not in p.parts]
             rest = [p for p in files if "train-photos" in p.parts]
-            chosen = shared + random.Random(0).sample(rest, max(0, args.oscar_limit - len(shared)))
+            chosen = shared + random.Random(0).sample(rest, max(0, args.network_limit - len(shared)))
         codes = hash_all(chosen, hasher, cache, cache_path)
         kept = [(c, p) for c, p in zip(codes, chosen) if c]
         bits = hasher.bits

@@ -32,7 +32,7 @@ from provenance.errors import (
     SignatureError,
 )
 from provenance.ledger import Ledger
-from provenance.keyevents import KeyHistory, KeyState
+from provenance.keyevents import KeyHistory, legacy_keys
 from provenance.records import AttestedRecord, parse_record
 from provenance.records_store import StoredCheckpoint
 from provenance.translog import leaf_hash, verify_checkpoint_note, verify_consistency, verify_inclusion
@@ -221,6 +221,12 @@ def _audit_key_events(report: AuditReport, ledger: Ledger, conn, latest, operato
     a well-formed log entry like a record. Publishers registered before key events existed get their table keys as
     custodial keys (reported as a warning)."""
     history = KeyHistory(operator_key)
+    legacy = legacy_keys(ledger.store.list_publishers(conn), ledger.events.key_subjects(conn),
+                         lambda p, k: ledger.store.public_key(conn, p, k))
+    for pub, keys in legacy.items():  # seeded first: a legacy publisher's own later events check against them
+        report.warn("keyevent.legacy", f"publisher {pub}", "registered before key events were logged: its key "
+                                                          "is taken from the record store, custody service")
+        history.keys[pub] = keys
     for ev in ledger.events.iter_events(conn):
         report.key_events += 1
         subject = f"key event {ev.cid} ({ev.event.kind} of {ev.event.publisher}, leaf {ev.leaf_index})"
@@ -233,12 +239,6 @@ def _audit_key_events(report: AuditReport, ledger: Ledger, conn, latest, operato
             history.apply(ev.event, ev.leaf_index, record_publisher=owner)
         except (KeyEventError, SignatureError) as exc:
             report.fail("keyevent.invalid", subject, str(exc))
-    for pub, key_id in ledger.store.list_publishers(conn):
-        if pub not in history.keys:
-            report.warn("keyevent.legacy", f"publisher {pub}", "registered before key events were logged: its key "
-                                                              "is taken from the record store, custody service")
-            history.keys[pub] = {key_id: KeyState(key_id, ledger.store.public_key(conn, pub, key_id), "service", -1,
-                                                  "legacy")}
     return history
 
 

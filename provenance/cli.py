@@ -638,6 +638,7 @@ def demo(state: _State, photos: Path | None, publisher: str) -> None:
 
 def _register_subcommands() -> None:
     from provenance.api.cli import api_keys, serve
+    from provenance.backup.cli import backup, restore
     from provenance.bench.cli import bench
     from provenance.bundle.cli import verify_command
     from provenance.index.cli import index
@@ -648,7 +649,9 @@ def _register_subcommands() -> None:
     cli.add_command(witness)
     cli.add_command(client)
 
-    for command in (bench, index, serve, api_keys, worker, verify_command):
+    from provenance.migrations.cli import db
+
+    for command in (bench, index, serve, api_keys, worker, verify_command, backup, restore, db):
         cli.add_command(command)
 
 

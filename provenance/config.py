@@ -72,6 +72,16 @@ class Settings(BaseSettings):
     c2pa_signing_key: Path | None = Field(None, description="PEM private key of the C2PA signing certificate.")
     c2pa_signing_alg: str = Field("es256", description="C2PA signing algorithm: es256/384/512, ps256/384/512, ed25519.")
 
+    # --- C2PA soft binding: resolution API and federated lookup (docs/c2pa-softbinding.md) ------------------------
+    softbinding_endpoints: str | None = Field(
+        None, description="Comma-separated public base URL(s) of this service's Soft Binding Resolution API. Set: "
+        "every anchor also publishes its batch's soft bindings on chain (C2PA federated lookup), resolving to "
+        "these URLs. Unset: anchors carry no bindings."
+    )
+    softbinding_token: SecretStr | None = Field(
+        None, description="Bearer token the soft-binding routes (/matches/*, /manifests/*) require. Unset: public."
+    )
+
     # --- ingest limits --------------------------------------------------------------------------------------------
     max_image_bytes: int = Field(50 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(100_000_000, gt=0)
@@ -180,6 +190,12 @@ class Settings(BaseSettings):
     )
     worker_metrics_host: str = Field("127.0.0.1", description="Address the worker metrics port listens on.")
 
+    # --- operations: backup and restore (docs/backup.md) -------------------------------------------------------------
+    backup_passphrase: SecretStr | None = Field(
+        None, description="Passphrase that encrypts the keyring in 'provenance backup' archives and authenticates "
+        "their manifest (at least 12 characters). Unset: asked for only when stdin is a terminal, else refused."
+    )
+
     # --- logging ---------------------------------------------------------------------------------------------------
     log_level: str = Field("INFO")
     log_format: Literal["console", "json"] = Field("console")
@@ -209,6 +225,11 @@ class Settings(BaseSettings):
         from provenance.witness.endpoints import parse_witnesses
 
         return parse_witnesses(self.witnesses)
+
+    @property
+    def softbinding_endpoint_list(self) -> tuple[str, ...]:
+        """``softbinding_endpoints`` split, without trailing slashes."""
+        return tuple(u.strip().rstrip("/") for u in (self.softbinding_endpoints or "").split(",") if u.strip())
 
     @property
     def keyring_dir(self) -> Path:

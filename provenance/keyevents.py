@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -308,9 +309,31 @@ class KeyHistory:
         return state
 
 
-def replay(operator_key: Ed25519PublicKey, events: Iterable[tuple[int, KeyEvent, str | None]]) -> KeyHistory:
-    """A history from ``(leaf_index, event, publisher of the withdrawn record or None)`` in log order."""
+def legacy_keys(table_keys: Iterable[tuple[str, str]], event_subjects: Iterable[tuple[str, str, str | None]],
+                load: Callable[[str, str], Ed25519PublicKey]) -> dict[str, dict[str, KeyState]]:
+    """The keys of publishers registered before key events were logged (a database of schema 0001, upgraded).
+
+    ``table_keys``: ``(publisher, key id)`` rows of the record store; ``event_subjects``: ``(publisher, kind, subject
+    key id)`` of every logged key event; ``load`` reads a public key. A publisher without a registration event is
+    legacy, and its keys that no logged rotation introduced were there before the log knew keys: custodial, valid
+    from leaf -1. Seeded before the replay, so the legacy publisher's later events (a rotation) check against them."""
+    events = list(event_subjects)
+    registered = {pub for pub, kind, _key in events if kind == "key-registration"}
+    introduced = {(pub, key) for pub, kind, key in events if kind in ("key-registration", "key-rotation")}
+    out: dict[str, dict[str, KeyState]] = {}
+    for pub, key_id in table_keys:
+        if pub not in registered and (pub, key_id) not in introduced:
+            out.setdefault(pub, {})[key_id] = KeyState(key_id, load(pub, key_id), "service", -1, "legacy")
+    return out
+
+
+def replay(operator_key: Ed25519PublicKey, events: Iterable[tuple[int, KeyEvent, str | None]], *,
+           legacy: dict[str, dict[str, KeyState]] | None = None) -> KeyHistory:
+    """A history from ``(leaf_index, event, publisher of the withdrawn record or None)`` in log order, starting
+    from the ``legacy`` keys (:func:`legacy_keys`)."""
     history = KeyHistory(operator_key)
+    for pub, keys in (legacy or {}).items():
+        history.keys[pub] = {k: dataclasses.replace(state) for k, state in keys.items()}
     for leaf, event, record_publisher in events:
         history.apply(event, leaf, record_publisher=record_publisher)
     return history

@@ -86,6 +86,14 @@ class KeyEventStore:
                                                     key_events.c.kind == "record-withdrawal")).first()
         return None if row is None else _stored(row)
 
+    def key_subjects(self, conn: Connection, publisher: str | None = None) -> list[tuple[str, str, str | None]]:
+        """``(publisher, kind, subject key id)`` of every event (of one publisher): what ``keyevents.legacy_keys``
+        needs."""
+        q = select(key_events.c.publisher_id, key_events.c.kind, key_events.c.key_id)
+        if publisher is not None:
+            q = q.where(key_events.c.publisher_id == publisher)
+        return [(r.publisher_id, r.kind, r.key_id) for r in conn.execute(q)]
+
     def has_events(self, conn: Connection, publisher: str) -> bool:
         return conn.execute(select(key_events.c.cid).where(key_events.c.publisher_id == publisher).limit(1)
                             ).first() is not None

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from sqlalchemy.engine import Engine
 
-from provenance.anchor.base import Anchor
+from provenance.anchor.base import Anchor, SoftBindingEntry
 from provenance.blockstore import BlockStore
 from provenance.cid import cid_for_bytes
 from provenance.db import reader
@@ -44,7 +44,8 @@ from provenance.logging import get_logger
 from provenance import keyevents
 from provenance.keyevents import KeyEvent
 from provenance.keyevents_store import KeyEventStore, StoredKeyEvent
-from provenance.records import AnyRecord, AttestedRecord, PerceptualHash, PublisherMetadata, SignedRecord
+from provenance.records import (AnyRecord, AttestedRecord, PerceptualHash, PublisherMetadata, SignedRecord,
+                                parse_record)
 from provenance.statements import PublisherStatement, SignedStatement, key_id_for, parse_utc, utc_now
 from provenance.records_store import RecordStore, StoredCheckpoint, StoredRecord
 from provenance.translog import Checkpoint, SqlTransparencyLog, sign_checkpoint
@@ -60,6 +61,9 @@ class LedgerConfig:
     max_image_bytes: int
     max_image_pixels: int
     statement_max_age_s: float = 600.0  # a publisher statement older (or further in the future) than this is stale
+    # C2PA federated lookup: our Soft Binding Resolution API URL(s), published on chain with every record's soft
+    # bindings in the anchor's transaction (docs/c2pa-softbinding.md). Empty: anchors carry no bindings.
+    softbinding_endpoints: tuple[str, ...] = ()
 
     @property
     def log_id(self) -> bytes:
@@ -193,7 +197,13 @@ class Ledger:
                     rec = self.store.get(conn, ev.event.record_cid)
                     owner = rec.publisher_id if rec is not None and rec.leaf_index < ev.leaf_index else None
                 yield ev.leaf_index, ev.event, owner
-        return keyevents.replay(self.log_public_key(), rows())
+        return keyevents.replay(self.log_public_key(), rows(), legacy=self._legacy_keys(conn, publisher))
+
+    def _legacy_keys(self, conn, publisher: str | None) -> dict[str, dict[str, keyevents.KeyState]]:  # type: ignore[no-untyped-def]
+        """Keys of publishers registered before key events existed (keyevents.legacy_keys)."""
+        table = [(p, k) for p, k in self.store.list_publishers(conn) if publisher is None or p == publisher]
+        return keyevents.legacy_keys(table, self.events.key_subjects(conn, publisher),
+                                     lambda p, k: self.store.public_key(conn, p, k))
 
     def _append_event(self, event: KeyEvent, *, add_key: tuple[str, str, Ed25519PublicKey] | None = None,
                       new_publisher: bool = False) -> str:
@@ -431,12 +441,31 @@ class Ledger:
             backend.contract_address.lower(),
         ):
             return cp
-        receipt = backend.anchor(self.config.log_id, cp.tree_size, cp.root)
+        bindings = self._batch_bindings(backend, cp.tree_size)
+        if bindings:  # the batch's soft bindings go in the anchor's own transaction (C2PA federated lookup)
+            receipt = backend.anchor(self.config.log_id, cp.tree_size, cp.root, bindings)
+        else:
+            receipt = backend.anchor(self.config.log_id, cp.tree_size, cp.root)
         with self.engine.begin() as conn:
             self.store.set_anchor(conn, cp.tree_size, receipt)
         log.info("checkpoint.anchored", tree_size=cp.tree_size, chain=backend.describe(), tx=receipt.tx_hash,
-                 gas=receipt.gas_used)
+                 gas=receipt.gas_used, bindings=len(bindings))
         return StoredCheckpoint(cp.tree_size, cp.root, cp.note, receipt)
+
+    def _batch_bindings(self, backend: Anchor, tree_size: int) -> list[SoftBindingEntry]:
+        """The soft bindings of the records appended since the last checkpoint anchored on ``backend`` (none when
+        no endpoint is configured)."""
+        if not self.config.softbinding_endpoints:
+            return []
+        from provenance.softbinding.publish import bindings_for
+
+        key = (backend.chain_id, backend.contract_address.lower())
+        with self.reader.connect() as conn:
+            start = max((c.tree_size for c in self.store.checkpoints(conn, self.config.log_id) if c.anchor is not None
+                         and (c.anchor.chain_id, c.anchor.contract_address.lower()) == key), default=0)
+            batch = self.store.records_in_leaf_range(conn, start, tree_size)
+        return bindings_for(((r.cid, parse_record(r.record_bytes)) for r in batch),
+                            self.config.softbinding_endpoints)
 
     def log_public_key(self):  # type: ignore[no-untyped-def]
         return self.keyring.service_key(self.config.log_key_name).public_key()

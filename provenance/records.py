@@ -153,7 +153,7 @@ class SignedRecord:
             return cls(record, sig["value"])
         except InvalidRecordError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # e.g. metadata not an object (fuzzing)
             raise InvalidRecordError(f"record does not match the v1 schema: {exc!r}") from exc
 
 

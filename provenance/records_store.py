@@ -226,6 +226,21 @@ class RecordStore:
                 yield _stored(row)
             last = rows[-1].leaf_index
 
+    def records_in_leaf_range(self, conn: Connection, start: int, end: int) -> list[StoredRecord]:
+        """Records whose log leaf is in ``[start, end)``, in log order (what one checkpoint's batch added)."""
+        rows = conn.execute(select(records).where(records.c.leaf_index >= start, records.c.leaf_index < end)
+                            .order_by(records.c.leaf_index)).all()
+        return [_stored(r) for r in rows]
+
+    def find_by_cid_prefix(self, conn: Connection, prefix: str, limit: int = 2) -> list[StoredRecord]:
+        """Records whose CID starts with ``prefix`` (lowercase base32 text; a C2PA manifest label gives one). The
+        range bounds let the primary-key index serve it; LIKE makes it exact."""
+        if not prefix or not prefix.isalnum() or not prefix.islower():
+            return []
+        stmt = select(records).where(records.c.cid >= prefix, records.c.cid <= prefix + "z" * 128,
+                                     records.c.cid.startswith(prefix, autoescape=True))
+        return [_stored(r) for r in conn.execute(stmt.order_by(records.c.cid).limit(limit)).all()]
+
     def count(self, conn: Connection) -> int:
         from sqlalchemy import func
 

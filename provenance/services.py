@@ -33,6 +33,7 @@ def open_ledger(settings: Settings) -> Ledger:
             max_image_bytes=settings.max_image_bytes,
             max_image_pixels=settings.max_image_pixels,
             statement_max_age_s=settings.statement_max_age_s,
+            softbinding_endpoints=settings.softbinding_endpoint_list,
         ),
         anchor_factory=lambda ledger: make_anchor(settings, ledger),
         witnesses=make_witnesses(settings),

@@ -9,6 +9,7 @@ real JSON-RPC node in production) is a configuration choice.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -19,6 +20,15 @@ MAX_TREE_SIZE = 2**64 - 1
 def log_id_for(origin: str) -> bytes:
     """The 32-byte on-chain id of a log: sha256 of its checkpoint origin line (UTF-8), so anyone can recompute it."""
     return hashlib.sha256(origin.encode("utf-8")).digest()
+
+
+@dataclass(frozen=True)
+class SoftBindingEntry:
+    """One key-value pair of the C2PA federated lookup, published with an anchor: ``value`` is the soft binding
+    value (base64), ``resolution`` the JSON a client reads back (``provenance.c2pa.federated``)."""
+
+    value: str
+    resolution: str
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,7 @@ class AnchorReceipt:
     tree_size: int
     root: bytes
     ephemeral: bool  # True when the chain lives only in this process: the receipt proves nothing to anyone else
+    bindings: int = 0  # soft bindings published in the same transaction (C2PA federated lookup)
 
 
 @dataclass(frozen=True)
@@ -62,8 +73,11 @@ class Anchor(Protocol):
     @property
     def ephemeral(self) -> bool: ...
 
-    def anchor(self, log_id: bytes, tree_size: int, root: bytes) -> AnchorReceipt:
+    def anchor(self, log_id: bytes, tree_size: int, root: bytes,
+               bindings: Sequence[SoftBindingEntry] = ()) -> AnchorReceipt:
         """Record ``root`` at ``tree_size`` for ``log_id`` in exactly one transaction; wait until it is mined.
+        ``bindings`` (C2PA federated lookup) are published in that same transaction; a backend that cannot
+        publish them refuses non-empty ``bindings`` rather than drop them.
 
         Raises ``AnchorRejectedError`` when the contract refuses (size not growing, not authorised, zero root) and
         ``ChainUnavailableError`` when the node cannot be reached.

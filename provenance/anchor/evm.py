@@ -15,7 +15,7 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -42,7 +42,7 @@ from web3.logs import DISCARD
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
 from web3.types import TxParams, TxReceipt
 
-from provenance.anchor.base import MAX_TREE_SIZE, AnchorReceipt, OnChainAnchor, log_id_for
+from provenance.anchor.base import MAX_TREE_SIZE, AnchorReceipt, OnChainAnchor, SoftBindingEntry, log_id_for
 from provenance.errors import (
     AnchorError,
     AnchorRejectedError,
@@ -65,6 +65,9 @@ DEFAULT_ARTIFACT = Path(__file__).resolve().parents[2] / "contracts" / "build" /
 IN_PROCESS = "in-process EVM (ephemeral)"
 
 _ZERO32 = b"\x00" * 32
+#: Soft bindings published in one transaction: ~9.2 kgas each (benchmarks/bench_federated.py), so 2,500 stay near
+#: 23 Mgas, inside a 30 Mgas block with the anchor itself; more follow in publishBindings transactions.
+MAX_BINDINGS_PER_TX = 2500
 _UNREACHABLE = (requests.RequestException, ProviderConnectionError, RequestTimedOut, ConnectionError, TimeoutError)
 
 
@@ -164,6 +167,8 @@ def _describe_revert(name: str, args: tuple[Any, ...]) -> str:
         return "root must not be zero"
     if name == "ZeroAddress":
         return "address must not be zero"
+    if name == "BindingCountMismatch":
+        return f"{args[0]} soft binding values but {args[1]} resolutions"
     return f"{name}{args}"
 
 
@@ -198,6 +203,7 @@ class EvmAnchor:
         self._confirmations = confirmations
         self._errors = _error_table(artifact.abi)
         self._send_lock = threading.Lock()  # one nonce at a time per object when signing locally
+        self.max_bindings_per_tx = MAX_BINDINGS_PER_TX
         self._key = _account_from_key(private_key)
         address = _checksum(contract_address)
         with self._boundary("connecting"):
@@ -319,16 +325,26 @@ class EvmAnchor:
         return IN_PROCESS if self._ephemeral else f"rpc:{self._where}"
 
     # --- writes ----------------------------------------------------------------------------------------------------
-    def anchor(self, log_id: bytes, tree_size: int, root: bytes) -> AnchorReceipt:
-        """Send one ``anchor`` transaction and return its receipt once mined (and confirmed, if configured)."""
+    def anchor(self, log_id: bytes, tree_size: int, root: bytes,
+               bindings: Sequence[SoftBindingEntry] = ()) -> AnchorReceipt:
+        """Send one ``anchor`` transaction (``anchorWithBindings`` when there are soft bindings to publish, up to
+        ``max_bindings_per_tx`` of them; the rest follow at once in ``publishBindings`` transactions) and return
+        the anchor's receipt once mined (and confirmed, if configured)."""
         _check_bytes32("log_id", log_id)
         _check_bytes32("root", root)
         _check_tree_size(tree_size)
-        receipt = self._transact(self._contract.functions.anchor(log_id, tree_size, root), "anchoring")
+        bindings = list(bindings)
+        first, rest = bindings[: self.max_bindings_per_tx], bindings[self.max_bindings_per_tx:]
+        if first:
+            fn = self._contract.functions.anchorWithBindings(log_id, tree_size, root, [b.value for b in first],
+                                                             [b.resolution for b in first])
+        else:
+            fn = self._contract.functions.anchor(log_id, tree_size, root)
+        receipt = self._transact(fn, "anchoring")
         events = self._contract.events.Anchored().process_receipt(receipt, errors=DISCARD)
         if len(events) != 1:
             raise AnchorError(f"anchor transaction {receipt['transactionHash'].to_0x_hex()} emitted no Anchored event")
-        return AnchorReceipt(
+        anchored = AnchorReceipt(
             chain_id=self._chain_id,
             contract_address=self.contract_address,
             tx_hash=receipt["transactionHash"].to_0x_hex(),
@@ -339,7 +355,18 @@ class EvmAnchor:
             tree_size=tree_size,
             root=bytes(root),
             ephemeral=self._ephemeral,
+            bindings=len(bindings),
         )
+        for start in range(0, len(rest), self.max_bindings_per_tx):  # overflow: right after, same anchorer
+            chunk = rest[start : start + self.max_bindings_per_tx]
+            fn = self._contract.functions.publishBindings([b.value for b in chunk], [b.resolution for b in chunk])
+            self._transact(fn, "publishing soft bindings")
+        return anchored
+
+    def describe_federated_lookup(self) -> str:
+        """The contract's ``describe()``: the C2PA federated-lookup description (JSON text)."""
+        with self._boundary("reading describe()"):
+            return str(self._contract.functions.describe().call())
 
     def add_anchorer(self, address: str) -> str:
         """Authorise ``address`` to anchor (owner only); returns the transaction hash."""

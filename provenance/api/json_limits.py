@@ -17,40 +17,20 @@ Every JSON entry point is bounded this way before parsing:
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
-import numpy as np
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from provenance.api.errors import ApiError, error_body
+from provenance.json_bounds import json_depth  # the one depth counter (pure, linear, no recursion)
 
 __all__ = ["JsonLimitMiddleware", "JsonLimits", "check_json", "is_json_content_type", "json_depth"]
-
-# A JSON string token: a quote, then anything but quote/backslash, or a backslash escape, up to the closing quote.
-# Written without nested quantifiers over overlapping alternatives, so matching is linear (no backtracking blow-up).
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_OPENERS = np.frombuffer(b"[{", np.uint8)
 
 
 @dataclass(frozen=True)
 class JsonLimits:
     max_bytes: int
     max_depth: int
-
-
-def json_depth(data: bytes) -> int:
-    """The deepest nesting of ``[``/``{`` in ``data``, ignoring brackets inside strings. Linear time, no recursion.
-
-    ``data`` must be UTF-8 (ASCII bytes never occur inside a multi-byte UTF-8 sequence, so quotes, backslashes and
-    brackets are seen exactly as a JSON tokenizer sees them, up to the first point where the text stops being valid
-    JSON, where any parser stops too)."""
-    brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
-    if not brackets:
-        return 0
-    codes = np.frombuffer(brackets, np.uint8)
-    steps = np.where(np.isin(codes, _OPENERS), 1, -1).astype(np.int64)
-    return int(np.cumsum(steps).max())
 
 
 def check_json(data: bytes, limits: JsonLimits, *, what: str = "request body") -> None:

@@ -30,6 +30,7 @@ from typing import Any
 from provenance.bundle.tlog_proof import TlogProof, parse_tlog_proof
 from provenance.canonical import canonical_json
 from provenance.errors import BundleError
+from provenance.json_bounds import MAX_DOCUMENT_DEPTH, json_depth
 
 __all__ = ["BUNDLE_TYPE", "MAX_BUNDLE_BYTES", "AnchorInfo", "LogEntry", "ProofBundle"]
 
@@ -226,6 +227,9 @@ class ProofBundle:
             raise BundleError("a bundle is read from bytes", check="json")
         if len(data) > MAX_BUNDLE_BYTES:
             raise BundleError(f"bundle is {len(data)} bytes; at most {MAX_BUNDLE_BYTES} are accepted", check="json")
+        if (depth := json_depth(bytes(data))) > MAX_DOCUMENT_DEPTH:  # before the recursive parser (json_bounds.py)
+            raise BundleError(f"bundle JSON is nested {depth} levels deep (at most {MAX_DOCUMENT_DEPTH})",
+                              check="json")
         try:
             obj = json.loads(bytes(data).decode("utf-8"), object_pairs_hook=_no_duplicates,
                              parse_constant=_no_constant)

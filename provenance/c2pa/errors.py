@@ -27,3 +27,7 @@ class C2paUnsupportedMediaError(C2paSigningError, InvalidImageError):
 
 class C2paManifestUnreadableError(C2paError):
     """A manifest store is present but cannot be read (malformed, unsupported algorithm, pre-1.0 ...)."""
+
+
+class FederatedLookupError(C2paError):
+    """A federated-lookup contract's description or events do not follow the specification's schema."""

@@ -21,9 +21,11 @@ from provenance.c2pa.credentials import parse_trust_anchors
 from provenance.c2pa.errors import C2paManifestUnreadableError
 from provenance.c2pa.formats import NO_MANIFEST_IMAGE_TYPES, sniff_media_type
 from provenance.c2pa.summary import C2paSummary, summarise_store
+from provenance.json_bounds import json_depth
 
 _REMOTE_URL = re.compile(r"\burl\s+\(?(\S+?)\)?\s*$")
 _MAX_ERROR_CHARS = 300
+_MAX_STORE_DEPTH = 256  # assertions are publisher JSON; real stores nest a few dozen levels at most
 _NOT_AN_IMAGE = "not an image format that can carry C2PA (unrecognised bytes and no media type given)"
 
 
@@ -80,7 +82,11 @@ def _read_store(data: bytes, fmt: str | None, trust_anchors: str | None) -> dict
     if reader is None:
         return None
     with reader:
-        store = json.loads(reader.json())
+        text = reader.json()
+    # Manifests are untrusted: bound the nesting of c2pa's JSON before the recursive parser (json_bounds.py).
+    if (depth := json_depth(text)) > _MAX_STORE_DEPTH:
+        raise ValueError(f"manifest store JSON is nested {depth} levels deep (at most {_MAX_STORE_DEPTH})")
+    store = json.loads(text)
     if not isinstance(store, dict):
         raise ValueError("manifest store is not a JSON object")
     return store

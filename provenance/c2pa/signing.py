@@ -77,6 +77,44 @@ def sign_with_soft_binding(
     return out.getvalue()
 
 
+def sign_manifest_store(
+    image: bytes,
+    mime: str,
+    *,
+    label: str,
+    bindings: list[tuple[str, str, str]],
+    record_cid: str,
+    title: str | None,
+    signer: C2paSigningConfig,
+    proof_bundle: dict[str, Any] | None = None,
+) -> bytes:
+    """A C2PA manifest store (``application/c2pa``, not embedded) whose active manifest, labelled ``label``, is
+    bound to ``image`` and holds one ``c2pa.soft-binding`` assertion per ``(alg, value, alg-params)`` of
+    ``bindings``, the record CID and, when given, the proof bundle reference. A manifest ``image`` already carries
+    comes along as its parent ingredient. The Soft Binding Resolution API serves it (``GET /manifests/{id}``)."""
+    if mime not in C2PA_IMAGE_TYPES:
+        raise C2paUnsupportedMediaError(f"cannot sign a C2PA manifest for {mime!r}")
+    if not bindings or not all(isinstance(v, str) and v for b in bindings for v in b):
+        raise ValueError("bindings must be non-empty (alg, value, alg-params) strings")
+    definition = _manifest_definition(*bindings[0], record_cid, title, proof_bundle)
+    definition["label"] = label
+    definition["assertions"][1:1] = [{"label": SOFT_BINDING_LABEL, "data": {
+        "alg": alg, "blocks": [{"scope": {}, "value": value}], "alg-params": params, "pad": []}}
+        for alg, value, params in bindings[1:]]
+    builder = c2pa.Builder(definition, context=_builder_context(os.getpid()))
+    try:
+        builder.set_intent(c2pa.C2paBuilderIntent.EDIT)
+        builder.set_no_embed()
+        with _make_signer(signer) as c2pa_signer:
+            return bytes(builder.sign(c2pa_signer, mime, io.BytesIO(image), io.BytesIO()))
+    except c2pa.C2paError.NotSupported as exc:
+        raise C2paUnsupportedMediaError(f"c2pa cannot sign for {mime}: {exc}") from exc
+    except c2pa.C2paError as exc:
+        raise C2paSigningError(f"c2pa refused to sign the manifest store: {exc}") from exc
+    finally:
+        builder.close()
+
+
 def _manifest_definition(
     binding_alg: str, binding_value: str, model_id: str, record_cid: str, title: str | None,
     proof_bundle: dict[str, Any] | None = None,

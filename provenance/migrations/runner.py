@@ -16,6 +16,7 @@ and its workers starting together upgrade once.
 from __future__ import annotations
 
 import io
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +40,9 @@ __all__ = ["BASELINE_REVISION", "BASELINE_TABLES", "SchemaState", "alembic_confi
            "upgrade_sql"]
 
 log = get_logger(__name__)
+# Alembic narrates each step (and its plugins) at INFO; our own log lines (schema.created / .upgraded) say what
+# happened.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 VERSIONS_DIR = MIGRATIONS_DIR / "versions"

@@ -32,6 +32,7 @@ from typing import Any
 from provenance.canonical import canonical_json
 from provenance.cid import canonical_cid
 from provenance.errors import CheckpointError, InvalidCIDError, InvalidRecordError, ReceiptError
+from provenance.json_bounds import MAX_DOCUMENT_DEPTH, json_depth
 from provenance.translog.checkpoint import Checkpoint
 
 __all__ = ["MAX_RECEIPT_BYTES", "NO_MATCH", "RECEIPT_SCHEMA", "SIGNING_DOMAIN", "LookupReceipt", "QueryCode",
@@ -370,6 +371,9 @@ class SignedReceipt:
             data = data.encode("utf-8")
         if len(data) > MAX_RECEIPT_BYTES:
             raise ReceiptError(f"receipt is {len(data)} bytes; at most {MAX_RECEIPT_BYTES} are accepted", check="json")
+        if (depth := json_depth(data)) > MAX_DOCUMENT_DEPTH:  # before the recursive parser (json_bounds.py)
+            raise ReceiptError(f"receipt JSON is nested {depth} levels deep (at most {MAX_DOCUMENT_DEPTH})",
+                               check="json")
         try:
             obj = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates,
                              parse_constant=_no_constant)

@@ -15,7 +15,7 @@ Revises: 0001
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 revision = "0002"
 down_revision = "0001"
@@ -26,11 +26,13 @@ _UTC = sa.DateTime(timezone=True)
 
 
 def _tables() -> set[str]:
+    if context.is_offline_mode():  # --sql: the script is for a database at 0001, where none of these exist
+        return set()
     return set(sa.inspect(op.get_bind()).get_table_names())
 
 
 def _create_index(name: str, table: str, columns: list[str]) -> None:
-    if name not in {ix["name"] for ix in sa.inspect(op.get_bind()).get_indexes(table)}:
+    if context.is_offline_mode() or name not in {ix["name"] for ix in sa.inspect(op.get_bind()).get_indexes(table)}:
         op.create_index(name, table, columns)
 
 

@@ -1,0 +1,158 @@
+"""The verdict policy's newer branches on plain values (issue 13): another photo of the same scene, the copy-move
+tell-tale, the altered threshold by comparison resolution, and calibrated confidence."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from provenance.errors import ConfigError
+from provenance.lookup.calibration import FORMAT, parse_calibration
+from provenance.lookup.confidence import ConfidenceModel, Logistic, evidence_features, fit_logistic
+from provenance.lookup.verdict import ALTERED, MATCH, NO_MATCH, SAME_SCENE, Candidate, Policy, classify, decide
+
+POLICY = Policy(hash_threshold=22, hash_altered=22, change_threshold=12.7, scene_off_plane=0.3,
+                scene_min_inlier_ratio=0.6, scene_changed=0.25, scene_min_inliers=40, clone_min_matches=5,
+                change_thresholds=((160, 16.0), (230, 14.0)))
+
+
+def cand(cid: str = "a", *, inliers: int = 300, ratio: float = 0.95, score: float | None = 4.0,
+         off_plane: float | None = 0.02, changed: float | None = 0.0, clone: int | None = None,
+         side: int | None = 512, distance: int | None = 5) -> Candidate:
+    return Candidate(cid, ("global-id",), distance, 3, inliers, ratio, True, False, "verified", score, (), {},
+                     fundamental_inliers=inliers, off_plane_share=off_plane, changed_fraction=changed,
+                     clone_matches=clone, comparison_side=side)
+
+
+def verdict(*cands: Candidate):  # type: ignore[no-untyped-def]
+    return decide(list(cands), POLICY, query_hash="00", model="m")
+
+
+def test_parallax_turns_a_would_be_altered_pair_into_same_scene_with_the_record_as_lead():
+    v = verdict(cand(score=230.0, off_plane=0.46, ratio=0.52, changed=0.34))  # the motorcycle stereo pair's figures
+    assert v.verdict == SAME_SCENE and v.record_cid == "a"
+    assert "parallax" in v.explanation and "lead" in v.explanation and v.regions == ()
+
+
+@pytest.mark.parametrize("kw", [{"off_plane": 0.31}, {"ratio": 0.55}, {"changed": 0.3}])
+def test_each_other_photo_cue_alone_is_enough(kw):
+    assert classify(cand(score=50.0, **kw), POLICY) == SAME_SCENE
+
+
+def test_a_local_edit_stays_altered_and_a_clean_comparison_stays_match_whatever_the_matches_look_like():
+    assert verdict(cand(score=80.0, changed=0.12)).verdict == ALTERED  # a 10 % edit: local
+    # a low inlier ratio or some parallax on a pair that compares clean is still a copy (only a would-be altered
+    # pair, or one the comparison could not judge, is asked whether it is another photo)
+    assert verdict(cand(score=3.0, ratio=0.4, off_plane=0.5)).verdict == MATCH
+
+
+def test_an_uncompared_pair_with_parallax_is_not_certified_as_a_match():
+    v = verdict(cand(score=None, changed=None, off_plane=0.5, ratio=0.3, inliers=60))
+    assert v.verdict == SAME_SCENE
+    assert verdict(cand(score=None, changed=None)).verdict == MATCH  # a small crop of the photo itself
+
+
+def test_a_weak_same_scene_tie_is_no_match():
+    v = verdict(cand(score=150.0, inliers=31, ratio=0.46, changed=0.38))  # two monarch butterflies
+    assert v.verdict == NO_MATCH and v.record_cid is None and "weakly tied" in v.explanation
+
+
+def test_a_copy_is_preferred_over_another_photo_of_the_scene():
+    other = cand("burst-sibling", inliers=900, score=190.0, changed=0.35)
+    copy = cand("original", inliers=200, score=4.0)
+    v = verdict(other, copy)
+    assert v.verdict == MATCH and v.record_cid == "original"
+
+
+def test_the_copy_move_tell_tale_makes_altered_even_when_the_comparison_is_quiet():
+    v = verdict(cand(score=6.0, clone=9))
+    assert v.verdict == ALTERED and "copy-move: 9 keypoints" in v.explanation
+    assert verdict(cand(score=6.0, clone=4)).verdict == MATCH  # below the minimum: chance or texture
+
+
+def test_the_altered_threshold_rises_for_coarse_comparisons():
+    assert POLICY.change_threshold_at(120) == 16.0 and POLICY.change_threshold_at(200) == 14.0
+    assert POLICY.change_threshold_at(512) == 12.7 and POLICY.change_threshold_at(None) == 12.7
+    assert verdict(cand(score=13.5, side=512)).verdict == ALTERED
+    assert verdict(cand(score=13.5, side=200)).verdict == MATCH
+    assert "14.0" in verdict(cand(score=15.0, side=200)).explanation
+
+
+def test_the_thresholds_and_new_evidence_are_in_the_json():
+    obj = verdict(cand(score=6.0, clone=9)).to_obj()
+    assert obj["thresholds"]["change_thresholds"] == [[160, 16.0], [230, 14.0]]
+    c = obj["candidates"][0]
+    assert (c["clone_matches"], c["comparison_side"], c["off_plane_share"], c["changed_fraction"]) == (9, 512, 0.02,
+                                                                                                       0.0)
+    assert obj["confidence"] is None and obj["confident"] is None  # no model applied
+    json.dumps(obj)
+
+
+# --- confidence -------------------------------------------------------------------------------------------------
+
+MODEL = ConfidenceModel({MATCH: Logistic((2.0, 0.5), 0.0), ALTERED: Logistic((2.0, 0.5), 0.0)}, min_confidence=0.9)
+
+
+def test_confidence_grows_with_the_margin_and_weak_evidence_needs_a_human_look():
+    clear = MODEL.apply(verdict(cand(score=1.0)))
+    close = MODEL.apply(verdict(cand(score=11.0, inliers=20)))
+    assert clear.verdict == close.verdict == MATCH
+    assert clear.confidence > 0.99 and clear.confident is True
+    assert close.confidence < clear.confidence and close.confident is False
+    assert "needs a human look" in close.explanation and "needs a human look" not in clear.explanation
+    obj = close.to_obj()
+    assert obj["confident"] is False and 0 < obj["confidence"] < 0.9
+
+
+def test_a_verdict_without_a_model_gets_no_confidence():
+    v = MODEL.apply(verdict(cand(score=230.0, off_plane=0.46)))
+    assert v.verdict == SAME_SCENE and v.confidence is None and v.confident is None
+
+
+def test_evidence_features_are_oriented_towards_the_verdict():
+    m_close = evidence_features(MATCH, cand(score=12.0), [], POLICY)[0]
+    m_far = evidence_features(MATCH, cand(score=1.0), [], POLICY)[0]
+    a_close = evidence_features(ALTERED, cand(score=13.0), [], POLICY)[0]
+    a_far = evidence_features(ALTERED, cand(score=130.0), [], POLICY)[0]
+    assert m_far > m_close > 0 and a_far > a_close > 0
+    assert evidence_features(ALTERED, cand(score=6.0, clone=20), [], POLICY)[0] > 0  # the clone supports it
+    assert evidence_features(NO_MATCH, None, [cand(inliers=9)], POLICY)[1] < evidence_features(NO_MATCH, None, [], POLICY)[1]
+
+
+def test_fit_logistic_recovers_a_known_model():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 2))
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(1.5 * x[:, 0] - 0.5 * x[:, 1] + 0.3)))).astype(int)
+    m = fit_logistic(x.tolist(), y.tolist(), l2=0.01)
+    assert m.weights == pytest.approx((1.5, -0.5), abs=0.15) and m.bias == pytest.approx(0.3, abs=0.1)
+
+
+def test_a_calibration_file_round_trips_and_bad_ones_are_refused():
+    obj = {"format": FORMAT, "made_by": {"command": "x"},
+           "thresholds": {"change_threshold": 12.7, "change_thresholds": [[160, 16.0], [230, 14.0]],
+                          "scene_min_inliers": 40},
+           "confidence": MODEL.to_obj()}
+    cal = parse_calibration(json.loads(json.dumps(obj)))
+    policy = cal.policy(hash_threshold=22, hash_altered=22, identity_gate=112)
+    assert policy.change_thresholds == ((160, 16.0), (230, 14.0)) and policy.identity_gate == 112
+    assert cal.confidence == MODEL
+    for bad, why in [({**obj, "format": "x"}, "format"),
+                     ({**obj, "thresholds": {"hash_threshold": 3}}, "unknown thresholds"),
+                     ({**obj, "thresholds": {"change_thresholds": [[230, 14.0], [160, 16.0]]}}, "ascending"),
+                     ({**obj, "confidence": {**MODEL.to_obj(), "min_confidence": 2}}, "probability"),
+                     ({**obj, "confidence": {**MODEL.to_obj(), "features": ["margin"]}}, "features")]:
+        with pytest.raises(ConfigError, match=why):
+            parse_calibration(bad)
+
+
+def test_the_shipped_calibration_loads():
+    from provenance.lookup.calibration import load_calibration
+
+    cal = load_calibration()
+    policy = cal.policy(hash_threshold=22, hash_altered=22, identity_gate=None)
+    assert policy.change_threshold >= 12.7
+    assert replace(policy, identity_gate=1).identity_gate == 1

@@ -30,11 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
+from provenance.softbinding.algorithms import registered_name
 from provenance.softbinding.calibration import (
     TARGET_PAIR_RATE,
-    BetaBinomial,
+    Calibration,
     cutoff_for,
     fit_beta_binomial,
+    fit_exponential_tail,
     tail_inflation,
 )
 
@@ -112,20 +114,26 @@ def closest_pairs(codes: list[str], files: list[Path], bits: int, n: int = 5) ->
     return sorted(best)[:n]
 
 
-def report(alg: str, bits: int, hist: np.ndarray, fit: BetaBinomial, cutoff: int | None) -> dict:  # type: ignore[type-arg]
+def report(alg: str, bits: int, hist: np.ndarray, cal: Calibration, cutoff: int | None) -> dict:  # type: ignore[type-arg]
+    fit = cal.fit
     pairs = int(hist.sum())
     cum = np.cumsum(hist)
     print(f"\n{alg} ({bits} bits): {pairs:,} unrelated pairs; mean {fit.mean:.2f}, sd {fit.sd:.2f}; "
-          f"beta-binomial a={fit.a:.3f} b={fit.b:.3f}")
-    print(f"  {'d':>4} {'pairs<=d':>10} {'empirical':>11} {'fitted':>11}")
+          f"beta-binomial a={fit.a:.3f} b={fit.b:.3f}, inflated x{cal.inflation:.3g}; exponential tail "
+          f"log10 P = {cal.tail[0]:.3f} + {cal.tail[1]:.4f} d" if cal.tail else "")
+    print(f"  {'d':>4} {'pairs<=d':>10} {'empirical':>11} {'beta-bin.':>11} {'exp. tail':>11} {'used':>11} score")
     curve = []
     top = int(np.argmax(hist))
     for d in range(0, top + 1):
         emp = cum[d] / pairs
-        model = fit.cdf(d)
-        curve.append({"d": d, "pairs_at_or_below": int(cum[d]), "empirical": emp, "fitted": model})
+        bb = cal.inflation * fit.cdf(d)
+        exp_tail = 10 ** (cal.tail[0] + cal.tail[1] * d) if cal.tail else 0.0
+        score = Calibration(bits, fit.a, fit.b, cutoff, cal.inflation, cal.tail).similarity_score(d)
+        curve.append({"d": d, "pairs_at_or_below": int(cum[d]), "empirical": emp, "beta_binomial": bb,
+                      "exponential_tail": exp_tail, "pair_rate": cal.pair_rate(d), "score": score})
         if d <= (cutoff or 0) + 6 or d % 4 == 0 or cum[d] < 50:
-            print(f"  {d:>4} {int(cum[d]):>10,} {emp:>11.3e} {model:>11.3e}")
+            print(f"  {d:>4} {int(cum[d]):>10,} {emp:>11.3e} {bb:>11.3e} {exp_tail:>11.3e} {cal.pair_rate(d):>11.3e}"
+                  f" {score:>5}")
     print(f"  cutoff at <= {TARGET_PAIR_RATE:g} per pair: {cutoff}")
     return {"alg": alg, "bits": bits, "pairs": pairs, "mean": fit.mean, "sd": fit.sd, "a": fit.a, "b": fit.b,
             "cutoff": cutoff, "curve": curve}
@@ -166,18 +174,24 @@ def main() -> int:
         hist = pair_histogram([c for c, _ in kept], bits)
         fit = fit_beta_binomial(hist, bits)
         cutoff = cutoff_for(fit, hist)
-        row = report(alg, bits, hist, fit, cutoff)
-        row["inflation"] = tail_inflation(fit, hist)
+        cal = Calibration(bits, fit.a, fit.b, cutoff, inflation=tail_inflation(fit, hist),
+                          tail=fit_exponential_tail(hist))
+        row = report(alg, bits, hist, cal, cutoff)
+        row["inflation"], row["tail"] = cal.inflation, list(cal.tail or ())
         row["photos"] = len(kept)
         row["model_id"] = next(iter(cache[(str(p), alg)][0] for _, p in kept[:1]), None)
         row["closest_pairs"] = closest_pairs([c for c, _ in kept], [p for _, p in kept], bits)
         print("  closest pairs:", *(f"{d} {Path(a).name}~{Path(b).name}" for d, a, b in row["closest_pairs"]))
         results.append(row)
-    (args.out / "calibration.json").write_text(json.dumps(results, indent=1))
+    path = args.out / "calibration.json"
+    earlier = json.loads(path.read_text()) if path.is_file() else []
+    merged = {r["alg"]: r for r in [*earlier, *results]}  # a run over some algorithms keeps the others' results
+    path.write_text(json.dumps(list(merged.values()), indent=1))
     print("\nconstants for provenance/softbinding/calibration.py:")
-    for r in results:
-        print(f'    "{r["alg"]}": Calibration(bits={r["bits"]}, a={r["a"]:.4f}, b={r["b"]:.4f}, cutoff={r["cutoff"]}, '
-              f'inflation={r["inflation"]:.3f}, pairs={r["pairs"]}, photos={r["photos"]}),  # {r["model_id"]}')
+    for r in merged.values():
+        print(f'    "{registered_name(r["alg"], r["model_id"])}": Calibration(bits={r["bits"]}, a={r["a"]:.4f}, b={r["b"]:.4f}, cutoff={r["cutoff"]}, '
+              f'inflation={r["inflation"]:.4g}, tail=({r["tail"][0]:.4f}, {r["tail"][1]:.5f}), pairs={r["pairs"]}, '
+              f'photos={r["photos"]}),  # {r["model_id"]}')
     return 0
 
 

@@ -82,8 +82,10 @@ def candidate_from_row(row: dict[str, Any], record_cid: str = "ref") -> Candidat
     return Candidate(record_cid, (), None, None, row["inliers"], row["inlier_ratio"], row["passed"],
                      row.get("mirrored", False), "", row.get("score"), (), {},
                      fundamental_inliers=row.get("fundamental_inliers"), off_plane_share=row.get("off_plane_share"),
+                     inlier_density=row.get("inlier_density"),
                      changed_fraction=row.get("changed_fraction"),
-                     clone_matches=None if clone is None else clone["matches"], comparison_side=resolution)
+                     clone_matches=None if clone is None or clone.get("gap") is not None else clone["matches"],
+                     clone_gap=None if clone is None else clone.get("gap"), comparison_side=resolution)
 
 
 def evidence_row(ev: PairEvidence, policy: Policy) -> dict[str, Any]:
@@ -92,7 +94,8 @@ def evidence_row(ev: PairEvidence, policy: Policy) -> dict[str, Any]:
     row: dict[str, Any] = {"verdict": v.verdict, "passed": g.passed, "inliers": g.inliers, "matches": g.matches,
                            "inlier_ratio": round(g.inlier_ratio, 4), "mirrored": g.mirrored}
     if s is not None:
-        row.update(fundamental_inliers=s.fundamental_inliers, off_plane_share=round(s.off_plane_share, 4))
+        row.update(fundamental_inliers=s.fundamental_inliers, off_plane_share=round(s.off_plane_share, 4),
+                   inlier_density=None if s.inlier_density is None else round(s.inlier_density, 4))
     if a is not None:
         row.update(score=round(a.score, 3), changed_fraction=round(a.changed_fraction, 4), overlap=round(a.overlap, 4),
                    blur_sigma=a.blur_sigma, noise_floor=round(a.noise_floor, 3),

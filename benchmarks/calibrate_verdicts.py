@@ -117,6 +117,7 @@ def main() -> None:
     ap.add_argument("--scene-changed", type=float, default=Policy.scene_changed)
     ap.add_argument("--scene-min-inliers", type=int, default=Policy.scene_min_inliers)
     ap.add_argument("--clone-min-matches", type=int, default=Policy.clone_min_matches)
+    ap.add_argument("--clone-min-gap", type=float, default=Policy.clone_min_gap)
     ap.add_argument("--unsure", type=float, default=0.02, help="most benign copies / edits flagged not confident")
     args = ap.parse_args()
 
@@ -127,7 +128,7 @@ def main() -> None:
     thresholds = {"change_threshold": base, "change_thresholds": by_side,
                   "scene_off_plane": args.scene_off_plane, "scene_min_inlier_ratio": args.scene_min_inlier_ratio,
                   "scene_changed": args.scene_changed, "scene_min_inliers": args.scene_min_inliers,
-                  "clone_min_matches": args.clone_min_matches}
+                  "clone_min_matches": args.clone_min_matches, "clone_min_gap": args.clone_min_gap}
     policy = Policy(hash_threshold=22, hash_altered=22, identity_gate=None,
                     **{**thresholds, "change_thresholds": tuple(tuple(p) for p in by_side)})  # type: ignore[arg-type]
     confidence = fit_confidence(rows, policy, args.unsure)

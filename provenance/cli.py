@@ -534,7 +534,11 @@ def _expand_hash_inputs(paths: list[str]) -> list[str]:
 
 # --- lookup -----------------------------------------------------------------------------------------------------
 def print_verdict(obj: dict[str, Any]) -> None:
-    click.echo(f"verdict: {obj['verdict']}" + (f"  record {obj['record_cid']}" if obj["record_cid"] else ""))
+    lead = "  lead: record " if obj["verdict"] == "same_scene" else "  record "  # another photo: a lead, not a copy
+    click.echo(f"verdict: {obj['verdict']}" + (f"{lead}{obj['record_cid']}" if obj["record_cid"] else ""))
+    if obj.get("confidence") is not None:
+        click.echo(f"  confidence {obj['confidence']:.2f}" + ("" if obj.get("confident") else
+                                                               " (weak evidence: needs a human look)"))
     click.echo(f"  {obj['explanation']}")
     click.echo(f"  hash {obj['hash']} ({obj['model']}); thresholds {obj['thresholds']}")
     for c in obj["candidates"]:
@@ -562,8 +566,9 @@ def print_verdict(obj: dict[str, Any]) -> None:
               help="Write the signed lookup receipt to FILE (check it with provenance verify-receipt).")
 @click.pass_obj
 def lookup(state: _State, image: Path, as_json: bool, receipt_out: Path | None) -> None:
-    """Is IMAGE a registered image (match), an edited copy of one (altered), or neither (no_match)? Every answer
-    comes with a receipt signed with the log's key (the JSON key receipt)."""
+    """Is IMAGE a registered image (match), an edited copy of one (altered), another photo of a registered one's
+    scene (same_scene: the record is a lead), or none of these (no_match)? Every answer comes with a receipt signed
+    with the log's key (the JSON key receipt)."""
     from provenance.lookup_receipts import lookup_with_receipt
 
     data = image.read_bytes()
@@ -648,6 +653,10 @@ def _register_subcommands() -> None:
 
     cli.add_command(witness)
     cli.add_command(client)
+
+    from provenance.c2pa.federated_cli import resolve_binding_command
+
+    chain.add_command(resolve_binding_command)
 
     from provenance.migrations.cli import db
 

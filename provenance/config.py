@@ -94,6 +94,18 @@ class Settings(BaseSettings):
     api_lookup_rate_per_s: float = Field(2.0, gt=0, description="Lookups per second refilled per client IP.")
     api_lookup_burst: int = Field(20, ge=1, description="Lookups a client IP may make at once (token bucket size).")
     api_change_map_ttl_s: float = Field(3600.0, gt=0, description="Seconds a lookup's change-map PNG is served.")
+    api_change_map_max_files: int = Field(
+        1000, ge=1, description="Most change-map PNGs kept on disk; publishing one more deletes the oldest."
+    )
+    api_change_map_max_bytes: int = Field(
+        256 * 1024 * 1024, ge=1, description="Most bytes of change-map PNGs kept on disk; the oldest go first."
+    )
+    # limits shared by API replicas (docs/limits.md)
+    rate_limit_redis_url: str | None = Field(
+        None, description="Redis URL where API replicas keep their shared limits (lookup and image token buckets, "
+        "per-client heavy-work slots), so N replicas give a client one budget. Unset: the Celery broker's Redis "
+        "when queue='celery' (and it is redis://), else in-memory (one process). 'memory': in-memory always."
+    )
     # hardening of the HTTP edge (docs/hardening.md)
     api_max_json_bytes: int = Field(
         64 * 1024, gt=0, description="Largest JSON request body or JSON form field (metadata); 413 beyond."
@@ -180,6 +192,10 @@ class Settings(BaseSettings):
     ingest_task_retention_s: float = Field(
         30 * 86400.0, gt=0, description="Seconds a finished in-process ingest task stays queryable by its id."
     )
+    ingest_max_pending_per_publisher: int = Field(
+        32, ge=1, description="Uploads of one publisher accepted (202) but not yet ingested; beyond it an upload "
+        "gets 429 with Retry-After. Counted across replicas (in the broker's Redis) with queue='celery'."
+    )
 
     # --- operations: probes and metrics (docs/operations.md) --------------------------------------------------------
     index_max_staleness_s: float = Field(
@@ -230,6 +246,19 @@ class Settings(BaseSettings):
     def softbinding_endpoint_list(self) -> tuple[str, ...]:
         """``softbinding_endpoints`` split, without trailing slashes."""
         return tuple(u.strip().rstrip("/") for u in (self.softbinding_endpoints or "").split(",") if u.strip())
+
+    @property
+    def shared_limits_url(self) -> str | None:
+        """Where the API's rate limits and work slots live (``rate_limit_redis_url`` resolved): a Redis URL, or
+        None for in-memory limits in each process."""
+        url = (self.rate_limit_redis_url or "").strip()
+        if url.lower() == "memory":
+            return None
+        if url:
+            return url
+        if self.queue == "celery" and self.broker_url.startswith(("redis://", "rediss://", "unix://")):
+            return self.broker_url
+        return None
 
     @property
     def keyring_dir(self) -> Path:

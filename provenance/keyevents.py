@@ -128,8 +128,8 @@ class KeyEvent:
                                 f"unexpected {sorted(set(obj) - expected)}")
         signer = obj["signer"]
         if not isinstance(signer, dict) or set(signer) != {"role", "key_id"} or \
-                signer["role"] not in ("publisher", "operator"):
-            raise KeyEventError("signer must be {role: publisher|operator, key_id}")
+                signer["role"] not in ("publisher", "operator") or not isinstance(signer["key_id"], str):
+            raise KeyEventError("signer must be {role: publisher|operator, key_id: string}")
         for name in ("publisher", "issued_at", "signature"):
             if not isinstance(obj[name], str) or not obj[name]:
                 raise KeyEventError(f"{kind}.{name} must be a non-empty string")

@@ -199,11 +199,15 @@ class Ledger:
                 yield ev.leaf_index, ev.event, owner
         return keyevents.replay(self.log_public_key(), rows(), legacy=self._legacy_keys(conn, publisher))
 
-    def _legacy_keys(self, conn, publisher: str | None) -> dict[str, dict[str, keyevents.KeyState]]:  # type: ignore[no-untyped-def]
-        """Keys of publishers registered before key events existed (keyevents.legacy_keys)."""
+    def _legacy_keys(self, conn, publisher: str | None):  # type: ignore[no-untyped-def]
+        """Keys of publishers registered before key events existed (a database of schema 0001): custodial keys
+        from leaf -1, seeded before the replay so that their own later events check like anyone's
+        (keyevents.legacy_keys)."""
+        subjects = self.events.key_subjects(conn, publisher)
+        if publisher is not None and any(kind == "key-registration" for _p, kind, _k in subjects):
+            return {}  # the common case: registered through the log, nothing to read
         table = [(p, k) for p, k in self.store.list_publishers(conn) if publisher is None or p == publisher]
-        return keyevents.legacy_keys(table, self.events.key_subjects(conn, publisher),
-                                     lambda p, k: self.store.public_key(conn, p, k))
+        return keyevents.legacy_keys(table, subjects, lambda p, k: self.store.public_key(conn, p, k))
 
     def _append_event(self, event: KeyEvent, *, add_key: tuple[str, str, Ed25519PublicKey] | None = None,
                       new_publisher: bool = False) -> str:
@@ -221,7 +225,6 @@ class Ledger:
             if self.events.get(conn, cid) is not None:
                 raise ReplayError(f"key event {cid} is already in the log (a replay)")
             history = self._history(conn, event.publisher)
-            self._adopt_legacy_keys(conn, history, event.publisher)
             leaf = self.log.size(conn)
             owner = None
             if event.record_cid is not None:
@@ -238,17 +241,6 @@ class Ledger:
         log.info("key_event.appended", kind=event.kind, publisher=event.publisher, cid=cid, leaf_index=appended.index,
                  signer=event.signer_role)
         return cid
-
-    def _adopt_legacy_keys(self, conn, history: keyevents.KeyHistory, publisher: str) -> None:  # type: ignore[no-untyped-def]
-        """A publisher registered before key events existed has keys in the table but no registration in the log:
-        treat them as custodial keys registered at leaf -1, so its events can be checked like anyone's."""
-        if history.keys.get(publisher) or not self.store.has_publisher(conn, publisher):
-            return
-        for pub, key_id in self.store.list_publishers(conn):
-            if pub == publisher:
-                key = self.store.public_key(conn, pub, key_id)
-                history.keys.setdefault(pub, {})[key_id] = keyevents.KeyState(key_id, key, "service", -1,
-                                                                              "legacy")
 
     def _service_key(self) -> Ed25519PrivateKey:
         return self.keyring.service_key(self.config.log_key_name)
@@ -328,7 +320,6 @@ class Ledger:
             if used is not None:
                 raise ReplayError(f"statement was already used for record {used} (a replay)")
             history = self._history(conn, publisher)
-            self._adopt_legacy_keys(conn, history, publisher)
             state = history.check_signer(publisher, st.key_id, self.log.size(conn), signed_at=st.issued_at)
         signed.verify(state.public_key)
 
@@ -373,7 +364,6 @@ class Ledger:
             if existing is not None:  # a concurrent ingest of the same bytes won the race
                 return _result(existing, duplicate=True)
             history = self._history(conn, rec.publisher_id)
-            self._adopt_legacy_keys(conn, history, rec.publisher_id)
             signed_at = signed.statement.statement.issued_at if isinstance(signed, AttestedRecord) else None
             history.check_signer(rec.publisher_id, rec.key_id, self.log.size(conn), signed_at=signed_at)
             if isinstance(signed, AttestedRecord):

@@ -22,6 +22,16 @@ class UnknownTaskError(QueueError, InvalidInputError):
     """No ingest task of that id was submitted (or its status has expired)."""
 
 
+class PublisherBacklogError(QueueError):
+    """One publisher already has ``limit`` uploads accepted and not yet ingested (HTTP 429 with Retry-After): its
+    own backlog, so it waits, while other publishers' uploads are still accepted."""
+
+    def __init__(self, message: str, *, limit: int, retry_after_s: float = 10.0) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+
+
 class QueueFullError(QueueError):
     """Every pending slot of the queue is taken: the caller should retry after ``retry_after_s`` (HTTP 503 with
     Retry-After). Raised at once, so a full queue never holds a caller's thread."""

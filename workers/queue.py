@@ -27,7 +27,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +38,7 @@ from provenance.ledger import expand_image_paths
 from provenance.logging import get_logger
 from provenance.ingest_tasks_store import IngestTaskStore, StoredTask
 from provenance.metadata import PublisherMetadata
-from workers.errors import QueueFullError, QueueUnavailableError, UnknownTaskError
+from workers.errors import PublisherBacklogError, QueueFullError, QueueUnavailableError, UnknownTaskError
 from workers.status import TaskState, TaskStatus
 
 __all__ = ["BulkItem", "CeleryQueue", "InProcessQueue", "IngestQueue", "ProgressCallback", "TaskState",
@@ -151,12 +151,26 @@ class IngestQueue(ABC):
 _REDIS_PRIORITY_SEP = "\x06\x16"  # kombu's Redis transport: queue name + this + priority step (step 0: the name)
 
 class CeleryQueue(IngestQueue):
-    def __init__(self, pipeline: IngestPipeline, settings: Settings, app=None) -> None:  # type: ignore[no-untyped-def]
+    """``max_pending_per_publisher``: uploads of one publisher waiting at once, counted in the broker's Redis across
+    every replica (``workers.backlog``); None (the CLI's bulk ingest) counts nothing."""
+
+    def __init__(self, pipeline: IngestPipeline, settings: Settings, app=None, *,  # type: ignore[no-untyped-def]
+                 max_pending_per_publisher: int | None = None) -> None:
         from workers.app import create_app
 
         super().__init__(pipeline)
         self.settings = settings
         self.app = app if app is not None else create_app(settings)
+        self.backlog = None
+        if max_pending_per_publisher is not None:
+            import redis
+
+            from workers.backlog import PublisherBacklog
+            from workers.status import load_statuses
+
+            client = redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
+            self.backlog = PublisherBacklog(client, max_pending_per_publisher, settings.broker_visibility_timeout_s,
+                                            lambda ids: load_statuses(self.app.backend, ids))
 
     @contextmanager
     def _reaching(self, what: str, url: str) -> Iterator[None]:
@@ -177,13 +191,23 @@ class CeleryQueue(IngestQueue):
         from workers.status import save_status
 
         self.pipeline.admit(data, publisher=publisher, metadata=metadata, source=source)
-        image_cid = self.pipeline.ledger.blockstore.put(data)  # step 0: the chain carries the CID, not the bytes
-        job = IngestJob(id=uuid.uuid4().hex, image_cid=image_cid, publisher=publisher, metadata=metadata.to_obj(),
-                        source=source, submitted_at=time.time())
-        with self._reaching("result backend", self.settings.result_backend):
-            save_status(self.app.backend, TaskStatus(job.id, "pending", source=source))  # before a worker can start
-        with self._reaching("broker", self.settings.broker_url):
-            ingest_chain(self.app, job).apply_async()
+        ingest_id = uuid.uuid4().hex
+        if self.backlog is not None:  # this publisher's uploads waiting, over every replica: 429 beyond
+            with self._reaching("broker", self.settings.broker_url):
+                self.backlog.reserve(publisher, ingest_id)
+        try:
+            image_cid = self.pipeline.ledger.blockstore.put(data)  # step 0: the chain carries the CID, not the bytes
+            job = IngestJob(id=ingest_id, image_cid=image_cid, publisher=publisher, metadata=metadata.to_obj(),
+                            source=source, submitted_at=time.time())
+            with self._reaching("result backend", self.settings.result_backend):
+                save_status(self.app.backend, TaskStatus(job.id, "pending", source=source))  # before a worker starts
+            with self._reaching("broker", self.settings.broker_url):
+                ingest_chain(self.app, job).apply_async()
+        except BaseException:
+            if self.backlog is not None:
+                with suppress(Exception):
+                    self.backlog.release(publisher, ingest_id)
+            raise
         return job.id
 
     def status(self, task_id: str) -> TaskStatus:
@@ -200,6 +224,8 @@ class CeleryQueue(IngestQueue):
         return {t: st for t, st in found.items() if st is not None}
 
     def close(self) -> None:
+        if self.backlog is not None:
+            self.backlog.client.close()
         self.app.close()
 
     def depth(self) -> dict[str, int]:
@@ -237,8 +263,10 @@ class InProcessQueue(IngestQueue):
 
     def __init__(self, pipeline: IngestPipeline, *, threads: int = 1, max_pending: int = 64,
                  keep_finished: int = 100_000, block_when_full: bool = True,
-                 task_retention_s: float = 30 * 86400.0) -> None:
+                 task_retention_s: float = 30 * 86400.0, max_pending_per_publisher: int | None = None) -> None:
         super().__init__(pipeline)
+        self.max_pending_per_publisher = max_pending_per_publisher
+        self._pending_by: dict[str, int] = {}  # publisher -> its tasks accepted and not finished
         self._store = IngestTaskStore(pipeline.ledger.engine)  # durable tasks: see resume()
         self._retention_s = task_retention_s
         self._live: dict[str, str] = {}  # unfinished task id -> state, for depth()
@@ -263,10 +291,31 @@ class InProcessQueue(IngestQueue):
                     old, _ = self._finished.popitem(last=False)
                     self._statuses.pop(old, None)
 
+    def _count_pending(self, publisher: str, step: int) -> None:
+        with self._lock:
+            left = self._pending_by.get(publisher, 0) + step
+            if left > 0:
+                self._pending_by[publisher] = left
+            else:
+                self._pending_by.pop(publisher, None)
+
+    def _reserve(self, publisher: str) -> None:
+        """Count one more unfinished task of ``publisher``, or raise PublisherBacklogError at its limit."""
+        limit = self.max_pending_per_publisher
+        with self._lock:
+            held = self._pending_by.get(publisher, 0)
+            if limit is not None and held >= limit:
+                raise PublisherBacklogError(f"publisher {publisher!r} already has {held} uploads waiting to be "
+                                            f"ingested (at most {limit}); retry once some have finished",
+                                            limit=limit)
+            self._pending_by[publisher] = held + 1
+
     def submit(self, data: bytes, *, publisher: str, metadata: PublisherMetadata, source: str = "upload") -> str:
         self.pipeline.admit(data, publisher=publisher, metadata=metadata, source=source)
         task_id = uuid.uuid4().hex
+        self._reserve(publisher)
         if not self._slots.acquire(blocking=self.block_when_full):
+            self._count_pending(publisher, -1)
             raise QueueFullError(f"ingest queue full: {self.max_pending} images are waiting to be ingested; "
                                  "retry later")
         try:
@@ -278,6 +327,7 @@ class InProcessQueue(IngestQueue):
             self._executor.submit(self._run, task_id, data, publisher, metadata, source, image_cid=image_cid)
         except BaseException:
             self._slots.release()
+            self._count_pending(publisher, -1)
             raise
         return task_id
 
@@ -309,6 +359,7 @@ class InProcessQueue(IngestQueue):
                          .with_details(details))
         finally:
             record_ingest(outcome, time.time() - started, details=details)
+            self._count_pending(publisher, -1)
             if holds_slot:
                 self._slots.release()
 
@@ -355,6 +406,7 @@ class InProcessQueue(IngestQueue):
                     "not tried again")))
                 continue
             self._set(TaskStatus(task.id, "pending", source=task.source))
+            self._count_pending(task.publisher_id, +1)  # counts towards its publisher's backlog until it finishes
             self._executor.submit(self._run, task.id, None, task.publisher_id,
                                   PublisherMetadata.from_obj(task.metadata), task.source, image_cid=task.image_cid,
                                   holds_slot=False, submitted_at=task.created_at.timestamp())
@@ -381,9 +433,11 @@ def _status_of(task: StoredTask) -> TaskStatus:
 def open_queue(settings: Settings, pipeline: IngestPipeline, *, block_when_full: bool = True) -> IngestQueue:
     """Celery exactly when ``settings.queue == "celery"``; otherwise in-process (see the module docstring);
     ``block_when_full=False`` makes a full in-process queue refuse at once (see :class:`InProcessQueue`)."""
+    # The per-publisher bound is the API's (block_when_full=False); the CLI's bulk ingest is the operator's own.
+    per_publisher = None if block_when_full else settings.ingest_max_pending_per_publisher
     if settings.queue == "celery":
         if not settings.broker_url.strip():
             raise ConfigError("PROVENANCE_QUEUE=celery needs PROVENANCE_BROKER_URL (a Redis URL)")
-        return CeleryQueue(pipeline, settings)
-    return InProcessQueue(pipeline, block_when_full=block_when_full,
+        return CeleryQueue(pipeline, settings, max_pending_per_publisher=per_publisher)
+    return InProcessQueue(pipeline, block_when_full=block_when_full, max_pending_per_publisher=per_publisher,
                           task_retention_s=settings.ingest_task_retention_s)

@@ -27,7 +27,7 @@ from provenance.api.docs import router as docs_router
 from provenance.api.errors import install_error_handlers
 from provenance.api.index_refresh import index_refresh_loop, refresh_interval
 from provenance.api.keys import ensure_api_keys_table
-from provenance.api.ratelimit import TokenBucketLimiter
+from provenance.api.shared_limits import open_shared_limits, token_bucket
 from provenance.api.routes import assets, lookup, ops, pages, records, softbinding, tlog
 from provenance.api.routes import publishers as publisher_routes
 from provenance.api.routes import receipts as receipt_routes
@@ -99,11 +99,15 @@ def create_app(service_factory: Callable[[], ProvenanceService] | None = None, *
     ``anchor=False`` turns off the in-process periodic anchoring whatever the settings say (tests)."""
     settings = settings if settings is not None else get_settings()
     factory = service_factory if service_factory is not None else (lambda: open_api_service(settings))
+    shared = open_shared_limits(settings)  # Redis when replicas must share one budget per client (docs/limits.md)
     ctx = ApiContext(
         settings=settings,
         service_factory=factory,
-        limiter=TokenBucketLimiter(settings.api_lookup_rate_per_s, settings.api_lookup_burst),
-        change_maps=ChangeMapStore(settings.data_dir / "change-maps" / "served", settings.api_change_map_ttl_s),
+        limiter=token_bucket("lookup", settings.api_lookup_rate_per_s, settings.api_lookup_burst, shared),
+        change_maps=ChangeMapStore(settings.data_dir / "change-maps" / "served", settings.api_change_map_ttl_s,
+                                   max_files=settings.api_change_map_max_files,
+                                   max_bytes=settings.api_change_map_max_bytes),
+        shared=shared,
     )
     interval = anchor_interval(settings) if anchor else None
 

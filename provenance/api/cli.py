@@ -21,6 +21,7 @@ def serve(state: Any, host: str, port: int) -> None:
 
     from provenance.api.app import create_app
 
+    from provenance.api.request_line import uri_limit_protocol
     from provenance.api.timeouts import header_timeout_protocol
 
     settings = state.settings
@@ -29,7 +30,7 @@ def serve(state: Any, host: str, port: int) -> None:
     # believes the header only from PROVENANCE_API_TRUSTED_PROXIES (provenance/api/clients.py). Headers must arrive
     # within PROVENANCE_API_HEADER_TIMEOUT_S; h11 bounds their size (docs/hardening.md).
     uvicorn.run(app, host=host, port=port, proxy_headers=False, log_config=None, access_log=False,
-                http=header_timeout_protocol(settings.api_header_timeout_s),
+                http=uri_limit_protocol(header_timeout_protocol(settings.api_header_timeout_s)),  # 414: too long
                 timeout_keep_alive=max(1, round(settings.api_keep_alive_timeout_s)))
 
 

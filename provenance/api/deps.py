@@ -19,6 +19,7 @@ from provenance.api.images import ThumbnailCache
 from provenance.api.json_limits import JsonLimits
 from provenance.api.keys import AuthenticationError, authenticate
 from provenance.api.ratelimit import TokenBucketLimiter
+from provenance.api.shared_limits import SharedLimits, token_bucket, work_slots
 from provenance.api.workslots import WorkSlots
 from provenance.config import Settings
 from provenance.ledger import Ledger
@@ -43,6 +44,7 @@ class ApiContext:
     limiter: TokenBucketLimiter
     change_maps: ChangeMapStore
     thumbnails: ThumbnailCache = field(default_factory=ThumbnailCache)
+    shared: SharedLimits | None = None  # Redis-backed limits shared by replicas (shared_limits.py); None: in-memory
     _service: ProvenanceService | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # the HTTP edge's own limits (docs/hardening.md), all from settings
@@ -53,8 +55,8 @@ class ApiContext:
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.work = WorkSlots(s.api_heavy_concurrency, s.api_heavy_per_client, s.api_heavy_wait_s)
-        self.image_limiter = TokenBucketLimiter(s.api_image_rate_per_s, s.api_image_burst)
+        self.work = work_slots(s, self.shared)
+        self.image_limiter = token_bucket("image", s.api_image_rate_per_s, s.api_image_burst, self.shared)
         self.clients = ClientResolver(parse_trusted_proxies(s.api_trusted_proxies))
         self.json_limits = JsonLimits(max_bytes=s.api_max_json_bytes, max_depth=s.api_max_json_depth)
 
@@ -76,6 +78,8 @@ class ApiContext:
         return self.settings.max_image_bytes
 
     def close(self) -> None:
+        if self.shared is not None:
+            self.shared.close()
         with self._lock:
             service, self._service = self._service, None
         close = getattr(service, "close", None)

@@ -46,7 +46,7 @@ from provenance.index.errors import IndexEntryNotFoundError, IndexPermissionErro
 from provenance.logging import get_logger
 from provenance.metrics import record_error
 from provenance.lookup.errors import FeatureBlobError
-from workers.errors import QueueFullError, QueueUnavailableError, UnknownTaskError
+from workers.errors import PublisherBacklogError, QueueFullError, QueueUnavailableError, UnknownTaskError
 
 log = get_logger(__name__)
 
@@ -71,6 +71,7 @@ ERROR_STATUS: tuple[tuple[type[BaseException], int, str], ...] = (
     (OperationalError, 503, "database_unavailable"),
     (QueueUnavailableError, 503, "queue_unavailable"),
     (QueueFullError, 503, "queue_full"),
+    (PublisherBacklogError, 429, "too_many_pending"),
     (WitnessQuorumError, 503, "witnesses_unavailable"),
     (BlockNotFoundError, 404, "not_found"),
     (UnknownTaskError, 404, "not_found"),
@@ -181,7 +182,7 @@ async def _provenance_error(_: Request, exc: Exception) -> JSONResponse:
     status, code = status_for(exc)
     message = str(exc) or exc.__class__.__name__
     headers = None
-    if status == 503 and isinstance(exc, QueueFullError):  # capacity, not an outage: the message says it all
+    if isinstance(exc, (QueueFullError, PublisherBacklogError)):  # capacity, not an outage: the message says it
         headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
     elif status == 503:
         part = _UNAVAILABLE_PART.get(code, "a service")

@@ -218,12 +218,15 @@ class Withdrawn(BaseModel):
 # --- C2PA Soft Binding Resolution API (its schema names: c2pa.softBindingQuery / ...QueryResult / ...AlgList) -----
 class SoftBindingQuery(BaseModel):
     alg: str = Field(description="Soft binding algorithm: one of GET /services/supportedAlgorithms.")
-    value: str = Field(description="Base64 of the hash bytes (big-endian); our hex form is accepted too.")
+    value: str = Field(description="Base64 of the code's bytes (big-endian); our hex form is accepted too.")
 
 
 class SoftBindingMatch(BaseModel):
-    manifestId: str = Field(description="Our manifest id: the ledger record's CID.")
-    similarityScore: int = Field(ge=0, le=100, description="round(100 * (1 - hamming distance / bits)).")
+    manifestId: str = Field(description="The C2PA manifest label of the record's manifest (urn:c2pa:...): "
+                            "GET /manifests/{manifestId}.")
+    similarityScore: int = Field(ge=0, le=100, description="From the algorithm's calibration on unrelated photos: "
+                                 "100 identical, 50 at the target false-match rate (docs/c2pa-softbinding.md); 25: the source of "
+                                 "an edited copy (byContent).")
     endpoint: str | None = Field(None, description="Absent: fetch it from this service's /manifests.")
 
 
@@ -253,9 +256,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
              "or another publisher's earlier registration under PROVENANCE_INGEST_DUPLICATE_POLICY=refuse",
         410: "Withdrawn by its publisher: the signed record stays in the log, its image is no longer served",
         413: "Upload (or JSON body) over the size limit",
+        414: "Query string too long for this route (soft binding values: use POST /matches/byBinding)",
         415: "Not an image we can read (sniffed from the bytes)",
         422: "Corrupt image or invalid fields",
-        429: "Rate limited, or this client already has its share of heavy requests running (see Retry-After)",
+        429: "Rate limited, this client already has its share of heavy requests running, or (uploads) the "
+             "publisher already has PROVENANCE_INGEST_MAX_PENDING_PER_PUBLISHER uploads waiting (see Retry-After)",
         503: "A backing service (block store, chain, database) is unavailable, or the server is at capacity (every "
              "heavy-work slot busy, the ingest queue full; see Retry-After)",
     }.items()

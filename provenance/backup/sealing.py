@@ -32,7 +32,7 @@ KDF_DEFAULTS = {"name": "scrypt", "n": 2**17, "r": 8, "p": 1}
 _KEYRING_AAD = b"provenance-backup/keyring/v1"
 _NONCE_BYTES = 12
 # Bounds on what an archive may ask for: a crafted manifest must not make restore burn memory or time.
-_MAX_N = 2**20
+_MAX_N = 2**18  # 256 MiB at r=8; provenance makes 2**17
 _MIN_N = 2**14
 
 

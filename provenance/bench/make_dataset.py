@@ -280,8 +280,12 @@ def build_dataset(photos: str | Path, out: str | Path, config: BuildConfig | Non
         manifest[job.photo_id] = info
 
     distractors = _copy_distractors(distractor_dirs, out, cfg.max_side)
-    if cfg.n_unrelated:
-        distractors += _copy_unrelated(select_photos(all_files, photos, "train", cfg.n_unrelated), photos, out)
+    if cfg.n_unrelated:  # a different draw for each held-out split, so no unrelated photo serves two of them
+        from provenance.bench.splits import order_key
+
+        train = select_photos(all_files, photos, "train", 0)
+        train.sort(key=lambda f: order_key(f"{cfg.split}:{f.relative_to(photos).as_posix()}"))
+        distractors += _copy_unrelated(sorted(train[: cfg.n_unrelated]), photos, out)
     write_dataset(out, pairs, distractors)
     cfg_dict = asdict(cfg)
     cfg_dict.pop("workers")  # does not change the output

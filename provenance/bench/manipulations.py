@@ -245,6 +245,28 @@ def copy_move(img: np.ndarray, rng: np.random.Generator, ctx: EditContext) -> Ed
     return out, mask, {"from": list(src), "to": [dx, dy, dx + bw, dy + bh]}
 
 
+def copy_move_blend(img: np.ndarray, rng: np.random.Generator, ctx: EditContext) -> EditResult:
+    """A copy-move as a forger makes it: the region is pasted where it blends in (of 40 places that do not overlap
+    it, the one whose content is closest to it), so the aligned comparison sees little and the copy-move's own
+    tell-tale (a second correspondence) has to give it away."""
+    h, w = img.shape[:2]
+    sx1, sy1, sx2, sy2 = src = pick_region(rng, ctx, w, h, *_area(ctx, 0.03, 0.1, ELLIPSE_FILL))[0]
+    bw, bh = sx2 - sx1, sy2 - sy1
+    patch = img[sy1:sy2, sx1:sx2].astype(np.float32)
+    alpha = ellipse_alpha(bw, bh)
+    best, dx, dy = np.inf, 0, 0
+    for _ in range(40):
+        x, y = int(rng.integers(0, w - bw + 1)), int(rng.integers(0, h - bh + 1))
+        if abs(x - sx1) < bw and abs(y - sy1) < bh:
+            continue
+        cost = float((np.abs(img[y: y + bh, x: x + bw].astype(np.float32) - patch).sum(axis=2) * alpha).mean())
+        if cost < best:
+            best, dx, dy = cost, x, y
+    out = img.copy()
+    mask = paste(out, img[sy1:sy2, sx1:sx2], alpha, dx, dy)
+    return out, mask, {"from": list(src), "to": [dx, dy, dx + bw, dy + bh], "blend_cost": round(best, 2)}
+
+
 def splice(img: np.ndarray, rng: np.random.Generator, ctx: EditContext) -> EditResult:
     h, w = img.shape[:2]
     x1, y1, x2, y2 = box = pick_region(rng, ctx, w, h, *_area(ctx, 0.04, 0.12, ELLIPSE_FILL))[0]
@@ -347,4 +369,8 @@ EDITS: dict[str, Callable[[np.ndarray, np.random.Generator, EditContext], EditRe
     "object_insertion": object_insertion, "object_removal": object_removal, "object_replacement": object_replacement,
     "recolour": recolour, "copy_move": copy_move, "splice": splice, "local_warp": local_warp,
     "text_insertion": text_insertion, "logo_insertion": logo_insertion,
+}
+#: Edits only the world recipe uses (kept out of ``EDITS`` so classic datasets stay byte-identical).
+EXTRA_EDITS: dict[str, Callable[[np.ndarray, np.random.Generator, EditContext], EditResult]] = {
+    "copy_move_blend": copy_move_blend,
 }

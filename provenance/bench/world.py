@@ -27,7 +27,8 @@ from provenance.bench.dataset import Pair
 __all__ = ["DEFAULT_SIZES", "EDIT_BUCKETS", "WORLD_EDITS", "bucket_of", "reference_sizes", "variant_facts"]
 
 DEFAULT_SIZES = (0, 384, 256)  # 0: the photo as stored
-WORLD_EDITS = ("copy_move", "splice", "object_insertion", "object_removal", "recolour", "text_insertion")
+WORLD_EDITS = ("copy_move", "copy_move_blend", "splice", "object_insertion", "object_removal", "recolour",
+               "text_insertion")
 #: Edit-size buckets, as shares of the picture's pixels: [lo, hi). Edits aim at each bucket in turn.
 EDIT_BUCKETS = ((0.005, 0.01), (0.01, 0.02), (0.02, 0.05), (0.05, 0.10), (0.10, 0.15))
 
@@ -108,7 +109,7 @@ def build_world_photo(job: Any) -> tuple[list[Pair], dict[str, Any]]:
             rng = _variant_rng(cfg.seed, ref_id, 2000 + i + 1)
             target = EDIT_BUCKETS[(i + int(order[0])) % len(EDIT_BUCKETS)]
             ctx = M.EditContext(regions, job.clipart, job.logos, job.donors, cfg.font, area=target)
-            edited, mask, info = M.EDITS[name](ref_arr, rng, ctx)
+            edited, mask, info = {**M.EDITS, **M.EXTRA_EDITS}[name](ref_arr, rng, ctx)
             img, enc = P.reshare_edit(Image.fromarray(edited), rng)
             rel = f"{qdir}/m{i + 1:02d}_{name}{enc.suffix}"
             (out / rel).write_bytes(P.encode(img, enc))

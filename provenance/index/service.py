@@ -199,8 +199,13 @@ class HashIndex:
         return out
 
     def close(self) -> None:
-        """Persist every channel (the next open then loads the files instead of rebuilding)."""
-        self.save()
+        """Persist every channel (the next open then loads the files instead of rebuilding). A file that cannot be
+        written (disk full, read-only) is only a rebuild at the next open: logged, not raised."""
+        try:
+            self.save()
+        except OSError as exc:
+            log.warning("hash index files not saved at close; the next open rebuilds them from the catalog",
+                        error=str(exc))
 
     # --- writes -------------------------------------------------------------------------------------------------
     def add(self, channel: str, record_cid: str, publisher_id: str, code_hex: str) -> CatalogEntry:
@@ -357,8 +362,12 @@ class HashIndex:
         if summary.live or reason != "missing":  # an all-withdrawn channel without a file is not news
             log.warning("hash index rebuilt from the catalog", channel=channel, path=str(path), reason=reason,
                         entries=len(built))
-        built.save(path)
         self._indexes[channel] = built
+        try:
+            built.save(path)
+        except OSError as exc:  # the file only spares the next open this rebuild: never fail the open for it
+            log.warning("hash index file not saved; the next open rebuilds it again", channel=channel,
+                        path=str(path), error=str(exc))
 
     def _build(self, channel: str) -> Index | None:
         """A fresh index of the channel's live catalog rows; None when the channel has no rows at all."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from provenance.lookup.compare import ChangeAnalysis
 from provenance.lookup.features import MAX_SIDE, LocalFeatures
 from provenance.lookup.geometry import RATIO_TEST, REPROJ_THRESHOLD, QueryFeatures
 
@@ -29,20 +30,29 @@ OFF_MODEL = 4.0  # a match is off the homography when it lands this many thresho
 MIN_MOVE = 0.04  # the move must shift the copy by at least this share of the query's long side
 MOVE_TOLERANCE = 2.0  # thresholds (query pixels at feature scale) within which the move must explain a match
 STRONG_QUANTILE = 0.75  # a copy's matches are as close as this quantile of the photo's own (inlier) matches
+# The pixel test (``find_pixel_clone``), on the comparison's grid:
+BLOCK_SHARE = 0.05  # block side, as a share of the grid's long side (8-32 px)
+CANDIDATE_BLOCKS = 6  # the most changed blocks that are searched for elsewhere in the original
+MIN_BLOCK_STD = 6.0  # grey levels: flatter blocks are not searched
+BLOCK_NCC = 0.9  # the original shows the block this faithfully elsewhere...
+BLOCK_GAP = 0.25  # ...and this much less faithfully at the block's own place
 CONFIRM = 2.0  # what the original shows where the copy is must be this much farther from it than its source
 
 
 @dataclass(frozen=True)
 class CloneEvidence:
-    """``matches``: query keypoints explained by one move from another place of the original; ``box`` the copy's
-    bounding box in the original's pixels (x, y, width, height); ``move`` (dx, dy) in query pixels."""
+    """``matches``: query keypoints explained by one move from another place of the original (1 for the pixel
+    test); ``box`` the copy's bounding box and ``move`` (dx, dy) from source to copy, both in the original's pixels
+    (the move approximately)."""
 
     matches: int
     box: tuple[int, int, int, int]
     move: tuple[float, float]
+    gap: float | None = None  # pixel test: how much better the original matches the block elsewhere than in place
 
     def to_obj(self) -> dict[str, object]:
-        return {"matches": self.matches, "box": list(self.box), "move": [round(v, 1) for v in self.move]}
+        return {"matches": self.matches, "box": list(self.box), "move": [round(v, 1) for v in self.move],
+                "gap": None if self.gap is None else round(self.gap, 3)}
 
 
 def _transform(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -155,9 +165,9 @@ def find_clone(query: QueryFeatures, reference: LocalFeatures, homography: np.nd
     if int(keep.sum()) < MIN_CLONE_MATCHES or np.hypot(*shift) < MIN_MOVE * max(w, hgt) or not 0.5 <= scale <= 2.0:
         return None
     members = cand[keep]
+    zoom = float(np.median(reference.sizes[r_idx[inl]] / np.maximum(feats.sizes[good[inl]], 1e-3)))
     if original is not None:
         i_q = good[members]
-        zoom = float(np.median(reference.sizes[r_idx[inl]] / np.maximum(feats.sizes[good[inl]], 1e-3)))
         turn = _circular_median_deg(reference.angles[r_idx[inl]] - feats.angles[good[inl]])
         here = descriptors_at(original, _transform(h, q[members]), feats.sizes[i_q] * zoom,
                               feats.angles[i_q] + turn)
@@ -172,4 +182,42 @@ def find_clone(query: QueryFeatures, reference: LocalFeatures, homography: np.nd
     x1, y1 = max(0, x1), max(0, y1)
     x2, y2 = min(reference.width, x2 + 1), min(reference.height, y2 + 1)
     return CloneEvidence(len(members), (int(x1), int(y1), int(x2 - x1), int(y2 - y1)),
-                         (float(shift[0]), float(shift[1])))
+                         (float(shift[0] * zoom), float(shift[1] * zoom)))
+
+
+def find_pixel_clone(analysis: ChangeAnalysis) -> CloneEvidence | None:
+    """The copy-move tell-tale in pixels, for copies too small for keypoints: among the blocks of the registered
+    query that differ most from the original (even below the altered threshold), one that the original shows, nearly
+    exactly, somewhere else, while at the block's own place it shows something else."""
+    if analysis.grid is None:
+        return None
+    q, r, heat, compared = analysis.grid
+    h, w = q.shape
+    b = int(np.clip(round(BLOCK_SHARE * max(h, w)), 8, 32))
+    if min(h, w) < 3 * b:
+        return None
+    inside = cv2.erode(compared.astype(np.uint8), np.ones((b, b), np.uint8)) > 0  # block centres fully compared
+    level = cv2.blur(heat, (b, b))
+    level[~inside] = -1.0
+    ref = np.ascontiguousarray(r, np.float32)
+    for _ in range(CANDIDATE_BLOCKS):
+        cy, cx = np.unravel_index(int(np.argmax(level)), level.shape)
+        if level[cy, cx] <= 0.0:
+            break
+        level[max(0, cy - b): cy + b + 1, max(0, cx - b): cx + b + 1] = -1.0  # next candidate elsewhere
+        y0, x0 = int(cy) - b // 2, int(cx) - b // 2
+        if y0 < 0 or x0 < 0 or y0 + b > h or x0 + b > w:
+            continue
+        patch = np.ascontiguousarray(q[y0: y0 + b, x0: x0 + b], np.float32)
+        if float(patch.std()) < MIN_BLOCK_STD:
+            continue  # a flat block matches flat places anywhere
+        ncc = cv2.matchTemplate(ref, patch, cv2.TM_CCOEFF_NORMED)
+        own = float(ncc[y0, x0])
+        ncc[max(0, y0 - b): y0 + b + 1, max(0, x0 - b): x0 + b + 1] = -1.0  # elsewhere: at least a block away
+        sy, sx = np.unravel_index(int(np.argmax(ncc)), ncc.shape)
+        best = float(ncc[sy, sx])
+        if best >= BLOCK_NCC and best - own >= BLOCK_GAP:
+            sx_ref, sy_ref = analysis.reference_size[0] / w, analysis.reference_size[1] / h
+            box = (int(x0 * sx_ref), int(y0 * sy_ref), max(1, int(b * sx_ref)), max(1, int(b * sy_ref)))
+            return CloneEvidence(1, box, (float(x0 - sx) * sx_ref, float(y0 - sy) * sy_ref), best - own)
+    return None

@@ -30,7 +30,7 @@ Thresholds are module constants, calibrated on one ``make-dataset`` split and re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -48,6 +48,8 @@ WORK_SIDE = 512  # long side of the reference at which the comparison runs (at m
 EDGE_MARGIN = 6  # work pixels trimmed inside the warped query's outline and along the reference's edges
 MIN_OVERLAP = 0.15  # share of the reference the query must cover, or the comparison is refused
 BLUR_SIGMAS = (0.0, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0)  # candidates for matching the blur of the two sides
+SHARPENINGS = ((1.0, 0.5), (1.0, 1.0), (2.0, 0.5), (2.0, 1.0))  # (sigma, amount): unsharp masks tried on the reference
+SHARPEN_AFTER = (0.0, 0.7, 1.0)  # reference blurs (resampling) tried before each of them
 POOL_SIGMA = 2.5  # work pixels: pooling of the per-pixel difference (and of the local contrast) into the heat map
 FIT_SAMPLES = 20000  # pixels the colour model is fitted on (spread evenly over the compared area)
 FLOOR_SAMPLES = 8000  # pixels the re-share floor (4 coefficients) is fitted on, likewise
@@ -99,6 +101,10 @@ class ChangeAnalysis:
     blur_sigma: float
     noise_floor: float
     comparison_scale: float = 1.0
+    # On the grid the comparison ran on: the registered query and the reference (grey, after the colour and blur
+    # matching), the heat and the compared mask. The copy-move test (``clones.find_pixel_clone``) searches them.
+    grid: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    sharpened: float = 0.0  # unsharp-mask amount given to the reference to match a sharpened query (0: none)
 
     @property
     def resolution(self) -> int:
@@ -213,24 +219,39 @@ def _trimmed_mean(values: np.ndarray, share: float = 0.9) -> float:
     return float(np.partition(values, k)[:k].mean()) if k else 0.0
 
 
-def _match_blur(q: np.ndarray, r: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Blur whichever side makes the two agree best (grey-level trimmed mean difference); return both and sigma."""
+def _unsharp(img: np.ndarray, sigma: float, amount: float) -> np.ndarray:
+    """Unsharp masking, as apps sharpen: ``img + amount * (img - blur(img))`` (no clipping: float images)."""
+    return cv2.addWeighted(img, 1.0 + amount, cv2.GaussianBlur(img, (0, 0), sigma), -amount, 0.0)
+
+
+def _match_blur(q: np.ndarray, r: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Blur whichever side makes the two agree best (grey-level trimmed mean difference), or sharpen the reference
+    the way apps sharpen a copy (unsharp masking: its halos are what a blur cannot match); return both sides, the
+    blur sigma (> 0: the query was blurred, < 0: the reference) and the sharpening amount given to the reference."""
     qg, rg = cv2.cvtColor(q, cv2.COLOR_RGB2GRAY), cv2.cvtColor(r, cv2.COLOR_RGB2GRAY)
     sub = mask[::2, ::2]  # the cost only ranks candidates: every other pixel is plenty
-    best = (np.inf, 0.0)
+    best = (np.inf, 0.0, 0.0, 0.0)  # cost, signed blur sigma, sharpening sigma, sharpening amount
     for sigma in BLUR_SIGMAS:
         for side in ((1.0, -1.0) if sigma else (1.0,)):
             qs = cv2.GaussianBlur(qg, (0, 0), sigma) if sigma and side > 0 else qg
             rs = cv2.GaussianBlur(rg, (0, 0), sigma) if sigma and side < 0 else rg
             cost = _trimmed_mean(cv2.absdiff(qs, rs)[::2, ::2][sub])
             if cost < best[0]:
-                best = (cost, side * sigma)
-    sigma = best[1]
-    if sigma > 0:
-        q = cv2.GaussianBlur(q, (0, 0), sigma)
-    elif sigma < 0:
-        r = cv2.GaussianBlur(r, (0, 0), -sigma)
-    return q, r, sigma
+                best = (cost, side * sigma, 0.0, 0.0)
+    for soften in SHARPEN_AFTER:  # a copy resampled (softened) and then sharpened: both, on the reference
+        rb = cv2.GaussianBlur(rg, (0, 0), soften) if soften else rg
+        for sigma, amount in SHARPENINGS:
+            cost = _trimmed_mean(cv2.absdiff(qg, _unsharp(rb, sigma, amount))[::2, ::2][sub])
+            if cost < best[0]:
+                best = (cost, -soften, sigma, amount)
+    _, blur, sharp_sigma, amount = best
+    if blur > 0:
+        q = cv2.GaussianBlur(q, (0, 0), blur)
+    elif blur < 0:
+        r = cv2.GaussianBlur(r, (0, 0), -blur)
+    if amount:
+        r = _unsharp(r, sharp_sigma, amount)
+    return q, r, blur, amount
 
 
 def _shift_min_difference(q: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -439,7 +460,7 @@ def aligned_difference(query_rgb: np.ndarray, reference_rgb: np.ndarray, homogra
     common = min(MAX_NOISE_BLUR, NOISE_BLUR * _extra_noise(q, r, compared))
     if common > 0.3:
         q, r = cv2.GaussianBlur(q, (0, 0), common), cv2.GaussianBlur(r, (0, 0), common)
-    q, r, sigma = _match_blur(q, r, compared)
+    q, r, sigma, sharpened = _match_blur(q, r, compared)
     diff = _shift_min_difference(q, r)
     diff[~compared] = 0.0
     # Pool over a few pixels, normalised by how much of the window was compared (so borders are not diluted).
@@ -448,6 +469,9 @@ def aligned_difference(query_rgb: np.ndarray, reference_rgb: np.ndarray, homogra
     floor = _reshare_floor(pooled, r, compared)
     heat = np.where(compared, np.maximum(pooled - floor, 0.0), 0.0).astype(np.float32)
     noise_floor = float(np.median(floor[compared]))
+    grid = (cv2.cvtColor(q, cv2.COLOR_RGB2GRAY), cv2.cvtColor(r, cv2.COLOR_RGB2GRAY), heat.copy(), compared.copy())
+    for a in grid:
+        a.setflags(write=False)
     if scale != 1.0:  # back onto the work grid, which the heat map's contract (and change_regions) use
         heat = cv2.resize(heat, (work_w, work_h), interpolation=cv2.INTER_LINEAR)
         compared = cv2.resize(compared.astype(np.uint8), (work_w, work_h), interpolation=cv2.INTER_NEAREST) > 0
@@ -456,4 +480,5 @@ def aligned_difference(query_rgb: np.ndarray, reference_rgb: np.ndarray, homogra
     boxes, changed = change_regions(heat, compared, (ref_w, ref_h))
     heat.setflags(write=False)
     compared.setflags(write=False)
-    return ChangeAnalysis(score, heat, compared, (ref_w, ref_h), boxes, changed, overlap, sigma, noise_floor, scale)
+    return ChangeAnalysis(score, heat, compared, (ref_w, ref_h), boxes, changed, overlap, sigma, noise_floor, scale,
+                          grid, sharpened)

@@ -69,7 +69,8 @@ def evidence_features(verdict: str, best: Candidate | None, candidates: Sequence
     if verdict == ALTERED:
         margin = _log_ratio(score, threshold) if score is not None else -1.0
         if is_cloned(best, policy):
-            margin = max(margin, _log_ratio(float(best.clone_matches or 0), float(policy.clone_min_matches)))
+            margin = max(margin, _log_ratio(float(best.clone_matches or 0), float(policy.clone_min_matches)),
+                         _log_ratio(best.clone_gap or 0.0, policy.clone_min_gap))
         return margin, tie
     # MATCH: uncompared (a small crop) gets no support from the comparison
     return (-_log_ratio(score, threshold) if score is not None else 0.0), tie

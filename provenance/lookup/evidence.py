@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from provenance.lookup.clones import CloneEvidence, find_clone
+from provenance.lookup.clones import CloneEvidence, find_clone, find_pixel_clone
 from provenance.lookup.compare import ChangeAnalysis, aligned_difference
 from provenance.lookup.errors import InsufficientOverlapError
 from provenance.lookup.features import LocalFeatures
@@ -48,8 +48,10 @@ class PairEvidence:
             tuple(Region(int(x), int(y), int(w), int(h)) for x, y, w, h in self.boxes), tols,
             fundamental_inliers=None if s is None else s.fundamental_inliers,
             off_plane_share=None if s is None else s.off_plane_share,
+            inlier_density=None if s is None else s.inlier_density,
             changed_fraction=None if a is None else float(a.changed_fraction),
-            clone_matches=None if self.clone is None else self.clone.matches,
+            clone_matches=None if self.clone is None or self.clone.gap is not None else self.clone.matches,
+            clone_gap=None if self.clone is None else self.clone.gap,
             comparison_side=None if a is None else a.resolution)
 
     @property
@@ -66,10 +68,12 @@ def examine(query_rgb: np.ndarray, query: QueryFeatures, reference: LocalFeature
     geo = verify_query(query, reference)
     if not geo.passed or geo.homography is None:
         return PairEvidence(geo)
-    scene = scene_evidence(geo, (reference.width, reference.height))
+    scene = scene_evidence(geo, reference, (query_rgb.shape[1], query_rgb.shape[0]))
     clone = find_clone(query, reference, geo.homography, geo.mirrored, original())
     try:
         analysis = aligned_difference(query_rgb, original(), geo.homography)
     except InsufficientOverlapError as exc:
         return PairEvidence(geo, scene, None, str(exc), clone)
+    if clone is None:  # too few keypoints in the copy: look for it in pixels
+        clone = find_pixel_clone(analysis)
     return PairEvidence(geo, scene, analysis, None, clone)

@@ -13,6 +13,7 @@ It also owns what ingest registers for lookup: the features blob beside the reco
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -285,14 +286,19 @@ class Lookup:
         if self.confidence is not None:
             verdict = self.confidence.apply(verdict)
         change_map = None
-        if verdict.verdict == "altered" and verdict.record_cid in change_maps and maps_dir is not None:
-            maps_dir.mkdir(parents=True, exist_ok=True)
-            digest = hashlib.sha256(data).hexdigest()[:16]
-            path = maps_dir / f"{digest}-{verdict.record_cid[-12:]}.png"
-            path.write_bytes(change_maps[verdict.record_cid])
-            change_map = str(path)
-        object_changes: tuple[ObjectChange, ...] = ()
         explanation = verdict.explanation
+        if verdict.verdict == "altered" and verdict.record_cid in change_maps and maps_dir is not None:
+            path = maps_dir / f"{hashlib.sha256(data).hexdigest()[:16]}-{verdict.record_cid[-12:]}.png"
+            try:
+                maps_dir.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(change_maps[verdict.record_cid])
+                change_map = str(path)
+            except OSError as exc:  # disk full, read-only: the verdict and its regions stand without the picture
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+                log.warning("lookup.change_map_not_written", path=str(path), error=str(exc))
+                explanation += f"; change map not written ({exc.strerror or exc})"
+        object_changes: tuple[ObjectChange, ...] = ()
         if verdict.verdict == "altered" and verdict.record_cid in aligned and verdict.regions:
             t = time.perf_counter()
             object_changes = self._object_changes(rgb, *aligned[verdict.record_cid], verdict.regions)

@@ -53,6 +53,7 @@ class Policy:
     scene_changed: float = 0.25  # changed_fraction at or above which the difference is not a local edit
     scene_min_inliers: int = 40  # a same-scene tie needs this many inliers to be a lead (else no_match)
     clone_min_matches: int = 5  # keypoints copied from another place of the original that make a copy-move
+    clone_min_gap: float = 0.25  # pixel test: how much better a changed block matches elsewhere than in place
     # The altered threshold by comparison resolution: (up to this many pixels on the long side, threshold) pairs,
     # ascending; a comparison at a higher resolution than the last uses ``change_threshold``. Coarse comparisons
     # (small or pixelated copies) leave more benign difference (aliasing, JPEG at low resolution).
@@ -71,7 +72,7 @@ class Policy:
                 "change_threshold": self.change_threshold, "identity_gate": self.identity_gate,
                 "scene_off_plane": self.scene_off_plane, "scene_min_inlier_ratio": self.scene_min_inlier_ratio,
                 "scene_changed": self.scene_changed, "scene_min_inliers": self.scene_min_inliers,
-                "clone_min_matches": self.clone_min_matches,
+                "clone_min_matches": self.clone_min_matches, "clone_min_gap": self.clone_min_gap,
                 "change_thresholds": [list(t) for t in self.change_thresholds]}
 
 
@@ -136,9 +137,11 @@ class Candidate:
     # Copy or another photo of the scene (``provenance.lookup.scene``), for candidates that passed:
     fundamental_inliers: int | None = None  # matches a fundamental matrix (depth allowed) explains
     off_plane_share: float | None = None  # share of those the homography does not explain (parallax)
+    inlier_density: float | None = None  # inliers per original keypoint inside the query's view (a copy: high)
     changed_fraction: float | None = None  # share of the compared area the aligned comparison found changed
     clone_matches: int | None = None  # query keypoints copied from another place of the original (copy-move)
     comparison_side: int | None = None  # long side (px) of the grid the aligned comparison ran on
+    clone_gap: float | None = None  # a copy found in pixels: NCC elsewhere in the original minus in place
 
     def to_obj(self) -> dict[str, Any]:
         return {"record_cid": self.record_cid, "publisher": self.publisher, "leaf_index": self.leaf_index,
@@ -151,8 +154,11 @@ class Candidate:
                 "regions": [r.to_obj() for r in self.regions],
                 "fundamental_inliers": self.fundamental_inliers,
                 "off_plane_share": None if self.off_plane_share is None else round(self.off_plane_share, 4),
+                "inlier_density": None if self.inlier_density is None else round(self.inlier_density, 4),
                 "changed_fraction": None if self.changed_fraction is None else round(self.changed_fraction, 4),
-                "clone_matches": self.clone_matches, "comparison_side": self.comparison_side}
+                "clone_matches": self.clone_matches,
+                "clone_gap": None if self.clone_gap is None else round(self.clone_gap, 4),
+                "comparison_side": self.comparison_side}
 
 
 @dataclass(frozen=True)
@@ -190,7 +196,9 @@ class Verdict:
 
 
 def is_cloned(c: Candidate, policy: Policy) -> bool:
-    return c.clone_matches is not None and c.clone_matches >= policy.clone_min_matches
+    """The copy-move tell-tale: keypoints, or a block of pixels, copied from another place of the original."""
+    by_keypoints = c.clone_matches is not None and c.clone_matches >= policy.clone_min_matches
+    return by_keypoints or (c.clone_gap is not None and c.clone_gap >= policy.clone_min_gap)
 
 
 def change_threshold(c: Candidate, policy: Policy) -> float:
@@ -274,7 +282,10 @@ def decide(candidates: Sequence[Candidate], policy: Policy, *, query_hash: str, 
         if best.distance is not None and best.distance > policy.hash_altered:
             reasons.append(f"hash distance {best.distance} > {policy.hash_altered}")
         if is_cloned(best, policy):
-            reasons.append(f"copy-move: {best.clone_matches} keypoints match a second place in the original")
+            reasons.append(f"copy-move: {best.clone_matches} keypoints match a second place in the original"
+                           if best.clone_matches else
+                           "copy-move: a changed block matches another place of the original "
+                           f"(correlation {best.clone_gap:.2f} better than in place)")
         return Verdict(ALTERED, best.record_cid, regions=best.regions,
                        explanation=f"same scene ({best.inliers} inliers) but content differs: " + "; ".join(reasons)
                        + first, **common)

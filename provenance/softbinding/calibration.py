@@ -6,14 +6,18 @@ most 0.1 % of queries for an unrelated image answered with a false match against
 ``TARGET_PAIR_RATE`` = 1e-9.
 
 ``benchmarks/bench_softbinding_calibration.py`` measured every pair of the shared photos and the training corpus
-(``../shared/data``) with the service's own hashers, fitted a beta-binomial to each algorithm's distances (bits of
-natural photos are correlated: the binomial of independent fair bits would be far too optimistic) and inflated it
-by the most the empirical curve exceeds it in the measured range; :data:`CALIBRATIONS` is what it printed. Pure:
-no I/O, no numpy.
+(``../shared/data``) with the service's own hashers. 1e-9 lies far below what a few million pairs show, so the
+rate is extrapolated, pessimistically, as the larger of two models: a beta-binomial fitted to the distances' mean
+and variance (bits of natural photos are correlated: the binomial of independent fair bits would be far too
+optimistic), inflated by the most the empirical curve exceeds it where that has counts; and a straight line through
+the empirical lower tail in log space (an exponential tail: semantically similar photos make the real tail heavier
+than any bell curve). The cutoff is the largest distance both models put at or below the target *and* below every
+unrelated pair seen. :data:`CALIBRATIONS` is what the benchmark printed. Pure: no I/O, no numpy.
 
-``similarity_score(d)`` maps the fitted chance of an unrelated pair being that close onto the specification's
-0-100: 100 for identical codes, 50 at the cutoff, log-linear between (each score point is the same factor of
-improbability), so a score means the same across algorithms.
+``similarity_score(d)`` maps the fitted chance ``p(d)`` of an unrelated pair being that close onto the
+specification's 0-100: ``50 + 50 * log(target / p(d)) / log(target / p(0))``, i.e. 100 for identical codes and 50
+where ``p(d)`` reaches the target rate, log-linear between (each point is the same factor of improbability), so a
+score means the same across algorithms. Every match scores at least 50 (the cutoff never passes the target).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 __all__ = ["CALIBRATIONS", "TARGET_PAIR_RATE", "BetaBinomial", "Calibration", "calibration_for", "cutoff_for",
-           "fit_beta_binomial"]
+           "fit_beta_binomial", "fit_exponential_tail", "tail_inflation"]
 
 #: At most 0.1 % of unrelated queries falsely matched against 1M records.
 TARGET_PAIR_RATE = 1e-3 / 1e6
@@ -93,15 +97,36 @@ def tail_inflation(fit: BetaBinomial, hist: Sequence[int], *, min_count: int = 1
     return worst
 
 
+def fit_exponential_tail(hist: Sequence[int], *, min_count: int = 5, max_rate: float = 1e-2) -> tuple[float, float]:
+    """``(intercept, slope)`` of ``log10 P(D <= d) = intercept + slope * d``, least squares over the lower tail:
+    distances with at least ``min_count`` pairs at or below them and a rate of at most ``max_rate``."""
+    total = sum(hist)
+    points, running = [], 0
+    for d, count in enumerate(hist):
+        running += count
+        rate = running / total
+        if rate > max_rate:
+            break
+        if running >= min_count:
+            points.append((d, math.log10(rate)))
+    if len(points) < 2:
+        raise ValueError("too few unrelated pairs in the lower tail to fit it")
+    mx = sum(x for x, _ in points) / len(points)
+    my = sum(y for _, y in points) / len(points)
+    slope = sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
+    return my - slope * mx, max(slope, 1e-9)
+
+
 def cutoff_for(fit: BetaBinomial, hist: Sequence[int], target: float = TARGET_PAIR_RATE) -> int | None:
-    """The largest distance whose (inflated) fitted pair rate is <= ``target`` and below which no unrelated pair
-    was seen; None when even identical codes are too common."""
-    inflation = tail_inflation(fit, hist)
+    """The largest distance whose pair rate (both models, see the module docstring) is <= ``target`` and below
+    which no unrelated pair was seen; None when even identical codes are too common."""
+    cal = Calibration(fit.n, fit.a, fit.b, cutoff=None, inflation=tail_inflation(fit, hist),
+                      tail=fit_exponential_tail(hist), target=target)
     best = None
     running = 0
     for d in range(fit.n + 1):
         running += hist[d] if d < len(hist) else 0
-        if running > 0 or inflation * fit.cdf(d) > target:
+        if running > 0 or cal.pair_rate(d) > target:
             break
         best = d
     return best
@@ -116,6 +141,7 @@ class Calibration:
     b: float
     cutoff: int | None  # None: not even identical codes are rare enough; byBinding then never matches
     inflation: float = 1.0
+    tail: tuple[float, float] | None = None  # (intercept, slope) of the exponential lower tail, log10 per bit
     pairs: int = 0
     photos: int = 0
     target: float = TARGET_PAIR_RATE
@@ -126,14 +152,17 @@ class Calibration:
         return BetaBinomial(self.bits, self.a, self.b)
 
     def pair_rate(self, d: int) -> float:
-        """The chance that an unrelated record's code lies within ``d`` of a query's."""
-        return min(1.0, self.inflation * self.fit.cdf(d))
+        """The chance that an unrelated record's code lies within ``d`` of a query's (the larger model)."""
+        rate = self.inflation * self.fit.cdf(d)
+        if self.tail is not None:
+            rate = max(rate, 10 ** (self.tail[0] + self.tail[1] * d))
+        return min(1.0, rate)
 
     def matches(self, d: int) -> bool:
         return self.cutoff is not None and 0 <= d <= self.cutoff
 
     def similarity_score(self, d: int) -> int:
-        """0-100: 100 for identical codes, 50 at the cutoff (see the module docstring); 0 beyond the cutoff."""
+        """50-100 within the cutoff (see the module docstring); 0 beyond it."""
         if not self.matches(d):
             return 0
         if d not in self._scores:
@@ -147,7 +176,10 @@ class Calibration:
 
 
 #: Registered algorithm name -> its calibration (printed by benchmarks/bench_softbinding_calibration.py).
-CALIBRATIONS: dict[str, Calibration] = {}
+CALIBRATIONS: dict[str, Calibration] = {
+    "org.provenance-service.phash.1": Calibration(bits=64, a=551.9084, b=570.9420, cutoff=3, inflation=4.425,
+                                                  pairs=3470295, photos=2635),  # phash-dct64-v1
+}
 
 
 def calibration_for(alg: str) -> Calibration | None:

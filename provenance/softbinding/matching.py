@@ -1,7 +1,7 @@
 """Which records the Soft Binding Resolution API may call matches, and with what ``similarityScore``. Pure.
 
 * ``byBinding`` has only a code: a record matches when its code is within the algorithm's calibrated cutoff
-  (:mod:`provenance.softbinding.calibration`), scored by the same calibration (100 identical ... 50 at the cutoff).
+  (:mod:`provenance.softbinding.calibration`), scored by the same calibration (100 identical ... 50 at the target rate).
   An algorithm without a calibration (a model we did not calibrate) matches identical codes only.
 * ``byContent`` has the image, so it runs the lookup (geometric verification, aligned comparison) and returns only
   what that verified: a *copy* of a record (the lookup's MATCH class: benign changes only) scores at least 50, the

@@ -159,26 +159,30 @@ class Probe:
     status: int | None
     code: str | None = None
     message: str | None = None
+    verdict: str | None = None  # a lookup's answer
 
 
 @dataclass
 class LookupTargets:
-    """What the probe asks about: a registered record, one of its soft bindings, and a re-shared copy of its
-    image (a full lookup)."""
+    """What the probe asks about: a registered record, one of its soft bindings, a re-shared copy of its image
+    (a full lookup: *match*) and an edited copy (*altered*: the API writes a change map into the data directory)."""
 
     record_cid: str
     binding_alg: str
     binding_hex: str
     query_jpeg: bytes
+    altered_jpeg: bytes
 
 
 class LookupProbe:
     """Every ``interval_s``: ``GET /v1/records/{cid}``, its proof, ``GET /matches/byBinding``; every
-    ``lookup_every``-th round also a full ``POST /v1/lookup``."""
+    ``lookup_every``-th round also a full ``POST /v1/lookup`` of the re-shared copy, and every ``altered_every``-th
+    one of the edited copy."""
 
-    def __init__(self, base: str, targets: LookupTargets, *, interval_s: float = 0.5, lookup_every: int = 4) -> None:
+    def __init__(self, base: str, targets: LookupTargets, *, interval_s: float = 0.5, lookup_every: int = 4,
+                 altered_every: int | None = None) -> None:
         self.base, self.targets = base, targets
-        self.interval_s, self.lookup_every = interval_s, lookup_every
+        self.interval_s, self.lookup_every, self.altered_every = interval_s, lookup_every, altered_every
         self.probes: list[Probe] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -206,10 +210,12 @@ class LookupProbe:
         except httpx.HTTPError as exc:
             probe = Probe(endpoint, t0, time.monotonic() - t0, None, message=f"{type(exc).__name__}: {exc}")
         else:
-            code = message = None
+            code = message = verdict = None
             if resp.status_code >= 400:
                 code, message = _error_of(resp)
-            probe = Probe(endpoint, t0, time.monotonic() - t0, resp.status_code, code, message)
+            elif endpoint.startswith("POST /v1/lookup"):
+                verdict = resp.json().get("verdict")
+            probe = Probe(endpoint, t0, time.monotonic() - t0, resp.status_code, code, message, verdict)
         with self._lock:
             self.probes.append(probe)
 
@@ -225,8 +231,11 @@ class LookupProbe:
                 self._ask(client, "GET /matches/byBinding", "GET", "/matches/byBinding",
                           params={"alg": t.binding_alg, "value": t.binding_hex})
                 if n % self.lookup_every == 0:
-                    self._ask(client, "POST /v1/lookup", "POST", "/v1/lookup",
+                    self._ask(client, "POST /v1/lookup (re-share)", "POST", "/v1/lookup",
                               files={"file": ("copy.jpg", t.query_jpeg, "image/jpeg")})
+                if self.altered_every and n % self.altered_every == 0:
+                    self._ask(client, "POST /v1/lookup (edited)", "POST", "/v1/lookup",
+                              files={"file": ("edited.jpg", t.altered_jpeg, "image/jpeg")})
                 self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - t0)))
 
 
@@ -238,6 +247,19 @@ def reshare(data: bytes) -> bytes:
     img = img.resize((int(img.width * 0.9), int(img.height * 0.9)))
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=80)
+    return buf.getvalue()
+
+
+def edited(data: bytes, patch_from: bytes) -> bytes:
+    """An edited copy: a quarter-size block of another photo pasted into the middle."""
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    other = Image.open(io.BytesIO(patch_from)).convert("RGB")
+    w, h = img.width // 4, img.height // 4
+    img.paste(other.crop((0, 0, w, h)), (img.width // 2 - w // 2, img.height // 2 - h // 2))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=92)
     return buf.getvalue()
 
 

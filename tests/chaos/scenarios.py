@@ -29,12 +29,15 @@ import httpx
 from sqlalchemy import create_engine, text
 
 from tests.chaos.load import (CLIENT_TIMEOUT_S, ImageSource, LookupProbe, LookupTargets, Probe, Upload,
-                              UploadStream, Window, reshare)
+                              UploadStream, Window, edited, reshare)
 from tests.chaos.topology import Topology
 
 #: A 503 must say which part is down: one of these words in its message.
 PART_WORDS = re.compile(r"database|block ?store|ipfs|ingest queue|broker|result backend|redis|chain|disk|"
                         r"no space", re.I)
+
+
+EXPECTED_VERDICT = {"POST /v1/lookup (re-share)": "match", "POST /v1/lookup (edited)": "altered"}
 
 
 @dataclass
@@ -51,6 +54,7 @@ class FaultOutcome:
     refusals: dict[str, int] = field(default_factory=dict)  # "503 blockstore_unavailable": count
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    facts: dict[str, float] = field(default_factory=dict)  # what a scenario measured besides the table
 
     @property
     def ok(self) -> bool:
@@ -78,7 +82,7 @@ class Harness:
     images: ImageSource
     targets: LookupTargets
     upload_threads: int = 2
-    upload_interval_s: float = 0.6
+    upload_interval_s: float = 1.2
     probe_interval_s: float = 0.5
     settle_timeout_s: float = 240.0
 
@@ -95,7 +99,7 @@ def seed(topo: Topology, images: ImageSource) -> LookupTargets:
         record = json.loads(client.get(f"{topo.api.base}/v1/records/{cid}").content)
     hashes = record.get("hashes") or record["attestation"]["hashes"]
     binding = next(h for h in hashes if h["alg"] == "phash")
-    return LookupTargets(cid, binding["alg"], binding["value"], reshare(data))
+    return LookupTargets(cid, binding["alg"], binding["value"], reshare(data), edited(data, images.next()))
 
 
 def wait_task(client: httpx.Client, base: str, task_id: str, *, timeout_s: float) -> dict[str, Any]:
@@ -139,16 +143,16 @@ def wait_api_ready(topo: Topology, timeout_s: float) -> bool:
 
 
 def run_fault(h: Harness, name: str, inject: Callable[[], None], heal: Callable[[], None], *,
-              outage_s: float, before_s: float = 3.0, after_s: float = 4.0, api_down: bool = False,
+              outage_s: float, before_s: float = 1.0, after_s: float = 2.0, api_down: bool = False,
               moment: Callable[[UploadStream], object] | None = None, recovered: Callable[[], bool] | None = None,
-              notes: list[str] | None = None) -> FaultOutcome:
+              altered_every: int | None = None, notes: list[str] | None = None) -> FaultOutcome:
     """Flow, wait for ``moment()`` (the right time to strike, e.g. a task mid-chain), inject, hold ``outage_s``,
     heal, flow, settle, judge. ``api_down``: the fault is the API's own death, so requests without an answer during
     it are expected. ``recovered``: an extra condition of recovery (e.g. the log anchored again)."""
     topo = h.topo
     stream = UploadStream(topo.api.base, topo.api_key, h.images, threads=h.upload_threads,
                           interval_s=h.upload_interval_s).start()
-    probe = LookupProbe(topo.api.base, h.targets, interval_s=h.probe_interval_s).start()
+    probe = LookupProbe(topo.api.base, h.targets, interval_s=h.probe_interval_s, altered_every=altered_every).start()
     try:
         time.sleep(before_s)
         if moment is not None:
@@ -278,12 +282,21 @@ def judge(topo: Topology, name: str, uploads: list[Upload], probes: list[Probe],
                 problems.append(f"{p.endpoint}: 503 that names no part: {p.code} {p.message}")
         elif p.status != 200:
             problems.append(f"{p.endpoint}: {p.status} {p.code} {p.message}")
+        elif p.verdict is not None and p.verdict != EXPECTED_VERDICT[p.endpoint]:
+            problems.append(f"{p.endpoint}: verdict {p.verdict}, expected {EXPECTED_VERDICT[p.endpoint]}")
+    t_audit = time.monotonic()
     audit = topo.cli("audit", "--json", check=False, timeout_s=600)
+    audit_s = time.monotonic() - t_audit
     if audit.returncode != 0:
-        problems.append(f"audit failed ({audit.returncode}): {audit.stdout[-1500:]} {audit.stderr[-1500:]}")
+        errs = "\n".join(ln for ln in audit.stderr.splitlines() if "HTTP Request" not in ln)
+        try:
+            failures = [f"{f['check']} {f['subject']}: {f['message']}" for f in json.loads(audit.stdout)["failures"]]
+        except (ValueError, KeyError, TypeError):
+            failures = [audit.stdout[-1500:]]
+        problems.append(f"audit failed ({audit.returncode}): {failures[:5]} ({len(failures)} failures) {errs[-1500:]}")
     reasons = Counter(f"{u.status} {u.code}" for u in refused)
     return FaultOutcome(name, 0, sum(u.accepted for u in uploads), len(refused), len(unanswered), lost, duplicated,
-                        None, dict(looks), dict(reasons), problems)
+                        None, dict(looks), dict(reasons), problems, [f"audit took {audit_s:.1f} s"])
 
 
 # --- the faults --------------------------------------------------------------------------------------------------
@@ -308,32 +321,38 @@ def ensure_healthy(h: Harness) -> None:
         raise AssertionError(f"API not ready before the scenario: {httpx.get(f'{topo.api.base}/readyz').text}")
 
 
-def worker_kill(h: Harness, *, outage_s: float = 2.0) -> FaultOutcome:
+def worker_kill(h: Harness, *, outage_s: float = 2.0, **flow: float) -> FaultOutcome:
     topo = h.topo
     victim = topo.workers[-1]  # not the one that runs the anchoring schedule
 
     def mid_chain(_: UploadStream) -> bool:  # a step is running on the victim: its log has a task received and not yet finished
         return wait_until(lambda: victim.log().count("received") > victim.log().count("succeeded in"), 30)
 
-    return run_fault(h, "kill -9 a worker", victim.kill9, victim.start, outage_s=outage_s, moment=mid_chain,
-                     notes=[f"redelivery after the broker's visibility timeout "
-                            f"({topo.timings.visibility_timeout_s} s here)"])
+    before = sum(w.log(whole=True).count("ingest.redelivered") for w in topo.workers)
+    outcome = run_fault(h, "kill -9 a worker", victim.kill9, victim.start, outage_s=outage_s, moment=mid_chain,
+                        **flow)
+    redelivered = sum(w.log(whole=True).count("ingest.redelivered") for w in topo.workers) - before
+    outcome.facts["redelivered"] = redelivered
+    outcome.notes.append(f"{redelivered} step(s) the dead worker held were redelivered after the broker's visibility "
+                         f"timeout ({topo.timings.visibility_timeout_s} s here; production default 3600 s)")
+    return outcome
 
 
-def redis_restart(h: Harness, *, outage_s: float = 3.0) -> FaultOutcome:
+def redis_restart(h: Harness, *, outage_s: float = 3.0, **flow: float) -> FaultOutcome:
     r = h.topo.redis
-    return run_fault(h, "restart Redis (broker + task status)", r.stop, r.start, outage_s=outage_s)
+    return run_fault(h, "restart Redis (broker + task status)", r.stop, r.start, outage_s=outage_s, **flow)
 
 
-def postgres_restart(h: Harness, *, outage_s: float = 3.0) -> FaultOutcome:
+def postgres_restart(h: Harness, *, outage_s: float = 3.0, **flow: float) -> FaultOutcome:
     pg = h.topo.postgres
     return run_fault(h, "restart PostgreSQL (crash: immediate stop)", lambda: pg.stop("immediate"), pg.start,
-                     outage_s=outage_s)
+                     outage_s=outage_s, **flow)
 
 
-def ipfs_outage(h: Harness, *, outage_s: float = 10.0) -> FaultOutcome:
+def ipfs_outage(h: Harness, *, outage_s: float = 10.0, **flow: float) -> FaultOutcome:
     ipfs = h.topo.ipfs
-    return run_fault(h, f"stop the IPFS daemon for {outage_s:.0f} s", ipfs.stop, ipfs.start, outage_s=outage_s)
+    return run_fault(h, f"stop the IPFS daemon for {outage_s:.0f} s", ipfs.stop, ipfs.start, outage_s=outage_s,
+                     **flow)
 
 
 def anchored_tree_size(topo: Topology) -> tuple[int, int]:
@@ -349,7 +368,7 @@ def anchored_tree_size(topo: Topology) -> tuple[int, int]:
     return int(size), int(anchored)
 
 
-def evm_outage(h: Harness, *, outage_s: float = 10.0) -> FaultOutcome:
+def evm_outage(h: Harness, *, outage_s: float = 10.0, **flow: float) -> FaultOutcome:
     """The node stops; records keep coming, so anchors are due (every ``anchor_every_records`` records, and the
     periodic one) and fail while it is away; recovered once a checkpoint covering the log is anchored."""
     topo = h.topo
@@ -363,16 +382,22 @@ def evm_outage(h: Harness, *, outage_s: float = 10.0) -> FaultOutcome:
     def anchored_again() -> bool:
         return anchored_tree_size(topo)[1] >= at_heal["size"]
 
-    before = sum(w.log().count("anchor_checkpoint") for w in topo.workers)
+    def count(what: str) -> int:
+        return sum(ln.count(what) for w in topo.workers for ln in w.log(whole=True).splitlines()
+                   if "anchor" in ln)
+
+    retries_before, done_before = count("Retry in"), count("anchor.done")
     outcome = run_fault(h, f"stop the EVM node for {outage_s:.0f} s across anchoring", chain.stop, heal,
-                        outage_s=outage_s, recovered=anchored_again)
-    retried = sum(w.log().count("Retry in") for w in topo.workers)
-    after = sum(w.log().count("anchor_checkpoint") for w in topo.workers)
-    outcome.notes.append(f"anchor task log lines during the run: {after - before}; task retries logged: {retried}")
+                        outage_s=outage_s, recovered=anchored_again, **flow)
+    outcome.facts["anchor_retries"] = count("Retry in") - retries_before
+    outcome.facts["anchors_done"] = count("anchor.done") - done_before
+    outcome.notes.append(f"anchoring attempts that met the stopped node and were retried: "
+                         f"{outcome.facts['anchor_retries']:.0f}; anchors made: {outcome.facts['anchors_done']:.0f}; "
+                         "recovered = a checkpoint covering the log at the heal is anchored")
     return outcome
 
 
-def api_kill(h: Harness) -> FaultOutcome:
+def api_kill(h: Harness, **flow: float) -> FaultOutcome:
     """kill -9 the API while uploads are being sent; the heal is starting it again."""
     topo = h.topo
     stream_holder: dict[str, float] = {}
@@ -384,13 +409,13 @@ def api_kill(h: Harness) -> FaultOutcome:
         stream_holder["restart_s"] = topo.api.start()
 
     outcome = run_fault(h, "kill -9 the API during uploads", topo.api.kill9, heal, outage_s=0.5, api_down=True,
-                        moment=mid_upload)
+                        moment=mid_upload, **flow)
     outcome.notes.append(f"API restart took {stream_holder.get('restart_s', float('nan')):.1f} s "
                          "(requests sent meanwhile got connection refused)")
     return outcome
 
 
-def disk_full(h: Harness, *, outage_s: float = 10.0) -> FaultOutcome:
+def disk_full(h: Harness, *, outage_s: float = 10.0, **flow: float) -> FaultOutcome:
     """The data directory's disk (a tmpfs) is filled until writes fail; while it is full a worker also restarts
     (so it must open its hash index with no room to save it). The heal frees the space."""
     topo = h.topo
@@ -404,7 +429,8 @@ def disk_full(h: Harness, *, outage_s: float = 10.0) -> FaultOutcome:
         victim.terminate()
         victim.start()
 
-    outcome = run_fault(h, "fill the data directory's disk", inject, disk.free, outage_s=outage_s)
+    outcome = run_fault(h, "fill the data directory's disk", inject, disk.free, outage_s=outage_s, altered_every=2,
+                        **flow)
     outcome.notes.append(f"filled {taken.get('bytes', 0) / 2**20:.0f} MiB of a {disk.size_mb} MiB tmpfs "
                          "until ENOSPC; a worker restarted while it was full")
     return outcome

@@ -9,6 +9,7 @@ mounted, the data directory is a small one, so the disk-full fault can fill it.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -31,8 +32,7 @@ class Timings:
     """Knobs that trade realism for run time. The CI defaults keep the suite to a few minutes; the benchmark run
     (``benchmarks/chaos_run.py``) uses the full lengths."""
 
-    ipfs_outage_s: float = 10.0
-    visibility_timeout_s: int = 12  # redelivery of a dead worker's task (production: an hour)
+    visibility_timeout_s: int = 8  # redelivery of a dead worker's task (production: an hour)
     retry_backoff_s: float = 0.5
     retry_backoff_max_s: float = 4.0
     max_retries: int = 40  # enough retries to outlast every outage here
@@ -65,11 +65,12 @@ class ManagedProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def log(self) -> str:
+    def log(self, *, whole: bool = False) -> str:
+        """What the current run of the process logged (``whole``: every run's, the whole file)."""
         if not self.log_path.exists():
             return ""
         with self.log_path.open("rb") as fh:
-            fh.seek(self._offset)
+            fh.seek(0 if whole else self._offset)
             return fh.read().decode("utf-8", "replace")
 
     def kill9(self) -> None:
@@ -167,7 +168,8 @@ class Topology:
         out.update({w.name: w.pid for w in self.workers if w.alive()})  # type: ignore[misc]
         return out  # type: ignore[return-value]
 
-    def close(self) -> None:
+    def close(self, *, keep_files: bool = False) -> None:
+        """Stop everything; ``keep_files``: leave the logs and state in ``tmp`` (for a post-mortem)."""
         for w in self.workers:
             w.kill9()
         self.api.kill9()
@@ -178,9 +180,11 @@ class Topology:
                 pass
         if self.disk is not None:
             self.disk.unmount()
+        if not keep_files:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def start_topology(*, workers: int = 2, timings: Timings | None = None, disk_mb: int | None = 256,
+def start_topology(*, workers: int = 2, timings: Timings | None = None, disk_mb: int | None = 32,
                    extra_env: dict[str, str] | None = None) -> Topology:
     """Start every service and process; ``disk_mb``: the data directory is a tmpfs of that size when a tmpfs can
     be mounted here (else a plain directory, and ``topology.disk`` is None)."""

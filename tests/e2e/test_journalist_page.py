@@ -1,6 +1,7 @@
 """A journalist checks three images on the page served by ``provenance serve``, in headless Debian Chromium:
 a re-shared copy of a registered photo (match), an edited copy (altered, with the change map over the original),
-a copy with a person pasted in (altered, the change named in words) and an unrelated photo (no match). Screenshots go to tests/e2e/artifacts/."""
+a copy with a person pasted in (altered, the change named in words), an unrelated photo (no match) and another photo
+of a registered photo's scene (same scene: a lead, never altered). Screenshots go to tests/e2e/artifacts/."""
 
 from __future__ import annotations
 
@@ -155,4 +156,21 @@ def test_a_non_image_shows_the_services_reason(browser: Any, server: Server, tmp
     status = page.wait_for_selector("#status.error")
     assert "not an image" in status.inner_text()
     assert page.is_hidden("#result")
+    page.close()
+
+
+def test_another_photo_of_the_scene_is_a_lead_never_altered(browser: Any, server: Server, registered: dict[str, str],
+                                                             shared_photos: Path) -> None:
+    """The left photo of the motorcycle stereo pair is registered; the right one, another photo of that scene, is
+    checked: the card says so and offers the registered photo as a lead, with no change map and no claim of edit."""
+    url = _ingest(server, shared_photos / "skimage" / "motorcycle_left.png", "Motorcycle, left camera")
+    task = _wait(server, url, lambda t: t["state"] in ("succeeded", "failed"))
+    assert task["state"] == "succeeded", task
+    page, card = _check_on_page(browser, server, shared_photos / "skimage" / "motorcycle_right.png",
+                                "same_scene.png")
+    text = card.inner_text()
+    assert card.get_attribute("data-verdict") == "same_scene", text
+    assert "Same scene: another photo" in text and "Motorcycle, left camera" in text
+    assert "Registered photo of the same scene (a lead)" in text
+    assert card.query_selector("img.change-map") is None and "What changed" not in text
     page.close()

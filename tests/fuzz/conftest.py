@@ -115,7 +115,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
              for name, s in sorted(_STATS.targets.items())}, indent=2) + "\n")
 
 
-# --- real inputs to mutate ---------------------------------------------------------------------------------------------
+# --- real inputs to mutate --------------------------------------------------------------------------------------
 CORPUS = Path(__file__).parent / "corpus"
 
 

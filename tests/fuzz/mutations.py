@@ -65,8 +65,8 @@ def mutated_bytes(draw: st.DrawFn, seeds: dict[str, bytes], max_ops: int = 4) ->
 # --- image headers -------------------------------------------------------------------------------------------------
 def _field_value(draw: st.DrawFn, size: int) -> int:
     top = (1 << (8 * size)) - 1
-    return draw(st.one_of(st.sampled_from(sorted({0, 1, 2, 7, 8, 16, 255, top, top // 2 + 1, 3000, 65535 & top})),
-                          st.integers(0, top)))
+    special = {0, 1, 2, 7, 8, 16, 255, 3000, 65535, top, top // 2 + 1}
+    return draw(st.one_of(st.sampled_from(sorted(v for v in special if v <= top)), st.integers(0, top)))
 
 
 def _png_chunks(data: bytes) -> list[tuple[int, int, bytes]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +92,6 @@ class TrustWorld:
     log_vkey: str
     witness_vkey: str
     add_checkpoint: bytes  # a C2SP tlog-witness request body
-    extra: dict[str, object] = field(default_factory=dict)
 
     def close(self) -> None:
         self.ledger.close()

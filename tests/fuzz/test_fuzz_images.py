@@ -15,6 +15,8 @@ from tests.fuzz.conftest import FuzzStats, budget, corpus_files
 from tests.fuzz.mutations import mutated_images
 from tests.fuzz.seeds import image_seeds
 
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's own notes on broken TIFF/EXIF tags
+
 SEEDS = image_seeds()
 MAX_BYTES = 2_000_000
 MAX_PIXELS = 4_000_000  # small: a header claiming a large image is refused or fails fast, so examples stay cheap

@@ -133,6 +133,9 @@ def test_fuzz_key_event_parsing(trust_world: TrustWorld, fuzz_stats: FuzzStats) 
         fuzz_stats.run("key_event", lambda: parse_and_apply(obj), (KeyEventError, SignatureError), given=data)
 
     run()
+    for path in corpus_files("key_event"):
+        obj = _loads(path.read_bytes())
+        fuzz_stats.run("key_event", lambda: parse_and_apply(obj), (KeyEventError, SignatureError), given=path.name)
 
 
 # --- lookup receipts ------------------------------------------------------------------------------------------------
@@ -143,8 +146,8 @@ def test_fuzz_receipt_parsing(trust_world: TrustWorld, fuzz_stats: FuzzStats) ->
     @given(data=mutated_json(seeds))
     @example(data=b'{"a":' * 50_000 + b"1" + b"}" * 50_000)
     def run(data: bytes) -> None:
-        fuzz_stats.run("receipt", lambda: (SignedReceipt.from_bytes(data), verify_receipt(data, trust_world.receipt_vkey)),
-                       (ReceiptError,), given=data)
+        fuzz_stats.run("receipt", lambda: (SignedReceipt.from_bytes(data),
+                                           verify_receipt(data, trust_world.receipt_vkey)), (ReceiptError,), given=data)
 
     run()
     for path in corpus_files("receipt"):
@@ -258,7 +261,7 @@ def test_fuzz_witness_request_parsing(trust_world: TrustWorld, fuzz_stats: FuzzS
     run()
 
 
-# --- tiles --------------------------------------------------------------------------------------------------------------
+# --- tiles -----------------------------------------------------------------------------------------------------
 _TILE_SEEDS = {f"t{i}": tile_path(t) for i, t in enumerate(
     (TileId(0, 0), TileId(1, 1234067), TileId(None, 5, 17), TileId(63, 999, 255), TileId(2, 1000)))}
 
@@ -277,3 +280,35 @@ def test_fuzz_tile_paths_and_contents(fuzz_stats: FuzzStats) -> None:
         fuzz_stats.run("tile_contents", lambda: decode_entry_bundle(data, count), (LogError,), given=data)
 
     run()
+
+
+def test_deep_documents_are_refused_even_under_web3s_recursion_limit() -> None:
+    """The condition that made crash 1 of docs/fuzzing.md a segfault, not an exception: web3's dependencies raise
+    the recursion limit to 100,000, where ``json.loads`` of 100,000 nested arrays kills the process (exit 139). Each
+    reader must refuse such a document with its own error first, in a process with that limit."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+sys.setrecursionlimit(100_000)
+from provenance.bundle import ProofBundle
+from provenance.canonical import parse_canonical_json
+from provenance.errors import BundleError, InvalidRecordError, ReceiptError
+from provenance.receipts import SignedReceipt
+from provenance.records import parse_record
+deep = b"[" * 100_000 + b"]" * 100_000
+for read, error in ((parse_record, InvalidRecordError), (parse_canonical_json, InvalidRecordError),
+                    (ProofBundle.from_json, BundleError), (SignedReceipt.from_bytes, ReceiptError)):
+    try:
+        read(deep)
+    except error as exc:
+        assert "nested 100000 levels deep" in str(exc), exc
+    else:
+        raise AssertionError(read)
+print("refused all")
+"""
+    from tests.fixtures.services import ROOT
+
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "refused all" in done.stdout, (done.returncode, done.stderr[-2000:])

@@ -1,8 +1,11 @@
 """Proof verification with random and mutated inputs: random indexes and sizes (negative, huge, out of order),
 proofs of random length with hashes of random length (or not bytes at all), and real proofs with one thing changed.
-Only ``ProofError`` subclasses may come out, and a changed proof must never verify."""
+Only ``ProofError`` subclasses may come out, and a changed proof must never verify (a changed tree size alone may:
+see ``changed_inclusion``)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,13 +26,13 @@ proofs = st.one_of(st.lists(hashes, max_size=12), st.lists(st.binary(min_size=32
 def test_fuzz_random_proofs(fuzz_stats: FuzzStats) -> None:
     @budget(400)
     @given(index=sizes, size=sizes, leaf=hashes, proof=proofs, root=hashes, size2=sizes)
-    def run(index: int, size: int, leaf: object, proof: object, root: object, size2: int) -> None:
+    def run(index: int, size: int, leaf: Any, proof: Any, root: Any, size2: int) -> None:
         given_ = (index, size, leaf, proof, root, size2)
-        fuzz_stats.run("proofs", lambda: verify_inclusion(index, size, leaf, proof, root), (ProofError,),  # type: ignore[arg-type]
+        fuzz_stats.run("proofs", lambda: verify_inclusion(index, size, leaf, proof, root), (ProofError,),
                        given=given_)
-        fuzz_stats.run("proofs", lambda: root_from_inclusion_proof(index, size, leaf, proof), (ProofError,),  # type: ignore[arg-type]
+        fuzz_stats.run("proofs", lambda: root_from_inclusion_proof(index, size, leaf, proof), (ProofError,),
                        given=given_)
-        fuzz_stats.run("proofs", lambda: verify_consistency(size, size2, proof, leaf, root), (ProofError,),  # type: ignore[arg-type]
+        fuzz_stats.run("proofs", lambda: verify_consistency(size, size2, proof, leaf, root), (ProofError,),
                        given=given_)
 
     run()
@@ -78,7 +81,8 @@ def test_fuzz_changed_real_proofs(fuzz_stats: FuzzStats) -> None:
             return True
 
         verified = fuzz_stats.run("proofs", attempt, given=case)
-        if intact is not None and verified != intact:  # a changed proof that verifies (or an intact one that does not) is a bug too
+        # a changed proof that verifies (or an intact one that does not) is a bug too
+        if intact is not None and verified != intact:
             fuzz_stats.fail("proofs", f"inclusion verified={verified} intact={intact}", case)
             raise AssertionError(f"inclusion proof {case} verified={verified}, expected {intact}")
         lo, hi = sorted((size1, size2))

@@ -75,7 +75,7 @@ def task_obj(status: Any) -> dict[str, Any]:
     "/assets",
     status_code=202,
     response_model=TaskAccepted,
-    responses=errors(400, 401, 403, 408, 409, 413, 415, 422, 503),
+    responses=errors(400, 401, 403, 408, 409, 413, 415, 422, 429, 503),
     openapi_extra=multipart_openapi({"file": IMAGE_FIELD, "metadata": _METADATA_FIELD,
                                      "statement": _STATEMENT_FIELD}, ["file"]),
     summary="Register an image (queued; returns a task id)",

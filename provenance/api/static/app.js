@@ -27,6 +27,13 @@
       summary: "It shows the same scene as a registered original, but its content was changed. The highlighted " +
         "areas on the original show where.",
     },
+    same_scene: {
+      icon: "\u2194",
+      heading: "Same scene: another photo, not a copy of a registered image",
+      summary: "This is a different photo of the scene a registered image shows (taken from another viewpoint or " +
+        "at another moment). It is not a copy of that image, and nothing says it was edited: the registered " +
+        "image below is a lead to its publisher, not a verdict on this photo.",
+    },
     no_match: {
       icon: "?",
       heading: "No match in the ledger",
@@ -137,7 +144,8 @@
       el("img", { class: "original", src: `/v1/records/${encodeURIComponent(cid)}/image?size=640`,
                   alt: `Registered original: ${title}`, width: record.image && record.image.width,
                   height: record.image && record.image.height }));
-    const original = el("figure", {}, stack, el("figcaption", { text: "Registered original" }));
+    const original = el("figure", {}, stack, el("figcaption", {
+      text: data.verdict === "same_scene" ? "Registered photo of the same scene (a lead)" : "Registered original" }));
     if (data.verdict === "altered" && data.change_map_url) {
       const overlay = el("img", { class: "change-map", src: data.change_map_url,
                                   alt: "Change map: highlighted areas differ from the registered original" });
@@ -272,6 +280,11 @@
         "(the image itself was not kept). The record details below are read from the ledger now." }));
     }
     card.append(el("p", { class: "verdict-summary", text: info.summary }));
+    if (data.confident === false) {  // calibrated confidence below the shipped minimum (docs/verdicts.md)
+      card.append(el("p", { class: "human-look", role: "note", text:
+        "Needs a human look: the evidence for this verdict is weak (confidence " +
+        `${Math.round(100 * data.confidence)} %). Compare the images yourself before relying on it.` }));
+    }
     if (kind === "no_match" || !data.record_cid) renderNoMatch(card, data);
     else renderMatch(card, data);
     const receipt = receiptSection(data);

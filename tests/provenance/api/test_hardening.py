@@ -23,6 +23,7 @@ from provenance.api.clients import ClientResolver, parse_trusted_proxies
 from provenance.api.json_limits import json_depth
 from provenance.config import Settings
 from provenance.errors import ConfigError
+from provenance.softbinding.manifest_ids import manifest_id_for
 from tests.provenance.api.conftest import assert_error, bearer, ingest
 from tests.provenance.api.fakes import FakeService, textured_image
 
@@ -57,7 +58,7 @@ def test_json_bodies_are_bounded_before_parsing(make_client: Callable[..., TestC
     ok = '{"alg": "phash", "value": "AAAAAAAAAAA=", "x": ' + "[" * 7 + "]" * 7 + "}"
     assert client.post("/matches/byBinding", content=ok, headers={"Content-Type": "application/json"}).json() == {
         "matches": []}
-    assert client.post("/matches/byBinding", content=ok).status_code == 422
+    assert client.post("/matches/byBinding", content=ok).status_code == 400  # soft-binding routes: 400, not 422
 
 
 # --- finding 4 (and 11's proxy path): heavy work is bounded per client and overall --------------------------------
@@ -238,9 +239,10 @@ def test_a_full_ingest_queue_answers_503_at_once(tmp_path: Path, fake_service: F
 def test_every_image_query_route_refuses_tiny_images_alike(client: TestClient, size: tuple[int, int]) -> None:
     tiny = _png(size)
     lookup = assert_error(client.post("/v1/lookup", files={"file": ("q.png", tiny, "image/png")}), 422)
-    by_form = assert_error(client.post("/matches/byContent", files={"file": ("q.png", tiny, "image/png")}), 422)
+    # byContent answers 415 for an unusable asset, as the C2PA specification lists (docs/c2pa-softbinding.md)
+    by_form = assert_error(client.post("/matches/byContent", files={"file": ("q.png", tiny, "image/png")}), 415)
     by_body = assert_error(client.post("/matches/byContent", content=tiny, headers={"Content-Type": "image/png"}),
-                           422)
+                           415)
     for err in (lookup, by_form, by_body):
         assert err["code"] == "invalid_image" and "too small (each side must be at least 32 px)" in err["message"]
 
@@ -253,14 +255,14 @@ def test_by_content_hashes_large_queries_shrunk(client: TestClient, keys: dict[s
     cid = ingest(client, keys["acme"], original)["record_cid"]
     resp = client.post("/matches/byContent", content=original, headers={"Content-Type": "image/png"})
     assert resp.status_code == 200, resp.text
-    assert resp.json()["matches"][0]["manifestId"] == cid
+    assert resp.json()["matches"][0]["manifestId"] == manifest_id_for(cid)
 
 
 # --- finding 13: error sizes and the docs page ------------------------------------------------------------------
 def test_error_messages_do_not_echo_long_input(client: TestClient) -> None:
     long = "x" * 20_000
     # Where a route quotes what it was given, the quote is cut to 200 characters ...
-    for resp in (client.get("/matches/byBinding", params={"alg": long, "value": "AAAAAAAAAAA="}),
+    for resp in (client.post("/matches/byBinding", json={"alg": long, "value": "AAAAAAAAAAA="}),  # GET: 414
                  client.get(f"/v1/tasks/{long}"), client.get(f"/v1/change-maps/{long}")):
         assert 400 <= resp.status_code < 500, resp.text
         message = resp.json()["error"]["message"]

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from provenance.errors import ReceiptError
 from provenance.receipts import SignedReceipt, verify_receipt
 from provenance.translog import encode_verifier_key
+from provenance.softbinding.manifest_ids import manifest_id_for
 from tests.provenance.api.conftest import assert_error, ingest
 from tests.provenance.api.fakes import FakeService, textured_image
 
@@ -69,23 +70,24 @@ def test_by_content_links_its_receipt_and_keeps_the_spec_body(client: TestClient
     resp = client.post("/matches/byContent", content=textured_image(2), headers={"Content-Type": "image/png"})
     assert resp.status_code == 200, resp.text
     assert set(resp.json()) == {"matches"}
-    assert resp.json()["matches"][0] == {"manifestId": task["record_cid"], "similarityScore": 100}
+    assert resp.json()["matches"][0] == {"manifestId": manifest_id_for(task["record_cid"]), "similarityScore": 100}
     receipt_id = resp.headers["X-Provenance-Receipt-Id"]
     assert resp.headers["Link"] == f'</v1/receipts/{receipt_id}>; rel="describedby"; type="application/json"'
     receipt = verify_receipt(client.get(f"/v1/receipts/{receipt_id}").content, _verifier_key(fake_service))
-    assert receipt.verdict == "soft_binding_match" and receipt.record_cid == task["record_cid"]
+    assert receipt.verdict == "match" and receipt.record_cid == task["record_cid"]  # byContent runs the lookup
     assert receipt.checkpoint.size == cp.tree_size
     assert receipt.candidates[0].record_cid == task["record_cid"] and receipt.candidates[0].distances == {"phash": 0}
 
 
 def test_by_content_without_matches_is_a_no_match_receipt(client: TestClient, keys: dict[str, str],
                                                           fake_service: FakeService) -> None:
-    ingest(client, keys["acme"], textured_image(2))
+    task = ingest(client, keys["acme"], textured_image(2))
     resp = client.post("/matches/byContent", files={"file": ("q.png", textured_image(77), "image/png")})
     assert resp.json() == {"matches": []}
     stored = client.get(f"/v1/receipts/{resp.headers['X-Provenance-Receipt-Id']}")
     receipt = verify_receipt(stored.content, _verifier_key(fake_service))
-    assert receipt.verdict == "no_match" and receipt.candidates == ()
+    assert receipt.verdict == "no_match"  # byContent runs the lookup: the receipt lists what it examined, unverified
+    assert [c.record_cid for c in receipt.candidates] == [task["record_cid"]]
 
 
 def test_openapi_documents_the_receipt_header(client: TestClient) -> None:

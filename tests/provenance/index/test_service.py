@@ -171,6 +171,22 @@ def test_stale_file_is_rebuilt(hidx: HashIndex, data_dir: Path, sql_engine: Engi
     assert logs == []
 
 
+def test_an_index_file_that_cannot_be_written_costs_only_a_rebuild(hidx: HashIndex, data_dir: Path,
+                                                                    sql_engine: Engine) -> None:
+    """The file only spares the next open a rebuild: a full disk (here: the index directory's path is taken by a
+    file, so every save fails) must not fail the open, which would fail every ingest of a worker that starts."""
+    fill(hidx, 5)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "index").write_bytes(b"")
+    with capture_logs() as logs:
+        reopened = HashIndex(data_dir, sql_engine)
+        reopened.close()
+    assert reopened.search(OSCAR, hex64(3 << 32), k=1) == [IndexMatch(cid(3), 0)]
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == [
+        "hash index rebuilt from the catalog", "hash index file not saved; the next open rebuilds it again",
+        "hash index files not saved at close; the next open rebuilds them from the catalog"]
+
+
 def test_rows_added_by_another_writer_are_picked_up(hidx: HashIndex, data_dir: Path, sql_engine: Engine) -> None:
     fill(hidx, 3)
     hidx.save()

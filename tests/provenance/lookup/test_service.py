@@ -51,6 +51,16 @@ def test_a_pasted_object_is_altered_with_a_change_map(service, shared_photos):
     assert v.regions, "an altered verdict names the changed regions"
 
 
+def test_an_altered_verdict_stands_when_its_change_map_cannot_be_written(service, shared_photos, tmp_path):
+    """A full disk (here: the maps directory's path is taken by a file) costs the picture, not the answer."""
+    edited = paste_object((shared_photos / PHOTOS[1]).read_bytes(), (shared_photos / PHOTOS[2]).read_bytes())
+    blocked = tmp_path / "maps"
+    blocked.write_bytes(b"")
+    v = service.lookup.lookup(edited, change_map_dir=blocked / "sub")
+    assert v.verdict == "altered" and v.record_cid == service.cids[PHOTOS[1]] and v.regions
+    assert v.change_map is None and "change map not written" in v.explanation
+
+
 def _rgb(path: Path):
     import numpy as np
     from PIL import Image

@@ -54,7 +54,7 @@ def sqlite_file(url: str) -> Path | None:
     u = make_url(url)
     if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
         return None
-    return Path(u.database)
+    return Path(u.database).resolve()
 
 
 def snapshot_sqlite(engine: Engine, dest: Path) -> None:

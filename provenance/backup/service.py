@@ -80,7 +80,7 @@ def make_backup(settings: Settings, out: Path, passphrase: str, *, include_block
         with ArchiveWriter(out) as writer, tempfile.TemporaryDirectory(dir=out.parent, prefix=".backup-") as tmp:
             database, summary, pins = _backup_database(engine, Path(tmp), writer)
             writer.add_bytes(PINS_MEMBER, ("".join(f"{c}\n" for c in pins)).encode("ascii"))
-            blocks = _backup_blocks(settings, blockstore, pins, writer, include_blocks)
+            blocks = _backup_blocks(blockstore, pins, writer, include_blocks)
             keyring, key_files = pack_keyring(settings.keyring_dir)
             writer.add_bytes(KEYRING_MEMBER, seal(keys, keyring))
             manifest = writer.finish({
@@ -166,8 +166,7 @@ def referenced_cids(conn: Connection) -> list[str]:
     return list(seen)
 
 
-def _backup_blocks(settings: Settings, store: BlockStore, pins: list[str], writer: ArchiveWriter,
-                   include_blocks: bool) -> int:
+def _backup_blocks(store: BlockStore, pins: list[str], writer: ArchiveWriter, include_blocks: bool) -> int:
     if isinstance(store, LocalBlockStore):
         names = _local_block_names(store.root)
     elif include_blocks:
@@ -197,6 +196,12 @@ def restore_backup(settings: Settings, archive_path: Path, passphrase: str, *, f
     url = settings.resolved_database_url
     sqlite_target = db_backup.sqlite_file(url)
     _check_targets(data_dir, url, sqlite_target, force)
+    if settings.blockstore == "ipfs":  # it is written last: make sure it answers before anything is written
+        probe = make_blockstore(settings)
+        try:
+            probe.ping()  # type: ignore[attr-defined]
+        finally:
+            probe.close()
     with open_archive(archive_path.resolve(), passphrase) as archive:
         manifest = archive.manifest
         revision = str(manifest.get("schema_revision"))

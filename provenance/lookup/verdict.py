@@ -11,7 +11,8 @@ without images, and calibrated on one dataset split and reported on another (``b
 * **same_scene**: a candidate passes geometric verification, but the query is another photo of the same scene,
   not a copy of the registered one: a homography explains only part of what a fundamental matrix explains
   (parallax: ``off_plane_share``), or too few of the matches (``inlier_ratio``), or the aligned comparison finds
-  differences over much of the picture (``changed_fraction``), where an edit changes a minority of it. The record is
+  differences over much of the picture (``changed_fraction``), where an edit changes a minority of it, while few of
+  the original's keypoints match (``inlier_density``: a copy keeps the original's pixels, a new capture does not). The record is
   a lead ("another photo of the same scene"), never a claim that the query was edited. Such a tie with fewer than
   ``scene_min_inliers`` inliers is too weak to be a lead (the same object or pattern in two photos) and gives
   **no_match**.
@@ -50,7 +51,8 @@ class Policy:
     identity_gate: int | None = None
     scene_off_plane: float = 0.3  # off_plane_share at or above which the pair shows parallax
     scene_min_inlier_ratio: float = 0.6  # homography inlier ratios below this are not a copy's
-    scene_changed: float = 0.25  # changed_fraction at or above which the difference is not a local edit
+    scene_changed: float = 0.25  # changed_fraction at or above which the difference is not a local edit...
+    scene_max_density: float = 0.15  # ...when fewer inliers than this per keypoint say it is a new capture
     scene_min_inliers: int = 40  # a same-scene tie needs this many inliers to be a lead (else no_match)
     clone_min_matches: int = 5  # keypoints copied from another place of the original that make a copy-move
     clone_min_gap: float = 0.25  # pixel test: how much better a changed block matches elsewhere than in place
@@ -71,7 +73,8 @@ class Policy:
         return {"hash_threshold": self.hash_threshold, "hash_altered": self.hash_altered,
                 "change_threshold": self.change_threshold, "identity_gate": self.identity_gate,
                 "scene_off_plane": self.scene_off_plane, "scene_min_inlier_ratio": self.scene_min_inlier_ratio,
-                "scene_changed": self.scene_changed, "scene_min_inliers": self.scene_min_inliers,
+                "scene_changed": self.scene_changed, "scene_max_density": self.scene_max_density,
+                "scene_min_inliers": self.scene_min_inliers,
                 "clone_min_matches": self.clone_min_matches, "clone_min_gap": self.clone_min_gap,
                 "change_thresholds": [list(t) for t in self.change_thresholds]}
 
@@ -224,8 +227,11 @@ def other_photo_reasons(c: Candidate, policy: Policy) -> list[str]:
                        f"matrix explains lie off the homography")
     if c.inlier_ratio < policy.scene_min_inlier_ratio:
         reasons.append(f"a homography explains only {c.inlier_ratio:.0%} of the matches")
-    if c.changed_fraction is not None and c.changed_fraction >= policy.scene_changed:
-        reasons.append(f"differences over {c.changed_fraction:.0%} of the compared area, not a local edit")
+    new_capture = c.inlier_density is None or c.inlier_density < policy.scene_max_density
+    if c.changed_fraction is not None and c.changed_fraction >= policy.scene_changed and new_capture:
+        density = "" if c.inlier_density is None else (f", and only {c.inlier_density:.0%} of the original's "
+                                                        f"keypoints match (a copy keeps most)")
+        reasons.append(f"differences over {c.changed_fraction:.0%} of the compared area, not a local edit{density}")
     return reasons
 
 

@@ -16,8 +16,8 @@ import base64
 import re
 from dataclasses import dataclass
 
-__all__ = ["INTERNAL_ALGS", "NAMESPACE", "REGISTERED", "SoftBindingAlg", "binding_value", "registered_name",
-           "split_name"]
+__all__ = ["INTERNAL_ALGS", "NAMESPACE", "REGISTERED", "SoftBindingAlg", "binding_value", "hasher_name",
+           "registered_name", "split_name"]
 
 NAMESPACE = "org.provenance-service"
 
@@ -42,6 +42,19 @@ class SoftBindingAlg:
     alg: str
     model_id: str
     bits: int
+
+
+def hasher_name(hasher: object) -> SoftBindingAlg:
+    """The algorithm a hasher computes, without loading a network: a network hasher not loaded yet is named after
+    the model ``default_hashers()`` loads (the registered one of its channel); once loaded, after its first use,
+    after the model it actually runs."""
+    alg, bits = str(getattr(hasher, "alg")), int(getattr(hasher, "bits"))
+    if hasattr(hasher, "loaded_model_id"):
+        model_id = getattr(hasher, "loaded_model_id") or next(
+            (m for (a, m) in REGISTERED if a == alg), None) or str(getattr(hasher, "model_id"))
+    else:
+        model_id = str(getattr(hasher, "model_id"))
+    return SoftBindingAlg(registered_name(alg, model_id), alg, model_id, bits)
 
 
 def registered_name(alg: str, model_id: str) -> str:

@@ -177,8 +177,22 @@ class Calibration:
 
 #: Registered algorithm name -> its calibration (printed by benchmarks/bench_softbinding_calibration.py).
 CALIBRATIONS: dict[str, Calibration] = {
-    "org.provenance-service.phash.1": Calibration(bits=64, a=551.9084, b=570.9420, cutoff=3, inflation=4.425,
-                                                  pairs=3470295, photos=2635),  # phash-dct64-v1
+    # 2,635 photos (every distinct file of ../shared/data/photos and train-photos): 3.5M unrelated pairs. Tail:
+    # 9e-11 at 0 bits, 1.3e-9 at 3; the nearest unrelated pair (a stereo pair, two views of one scene) is 4 apart.
+    "org.provenance-service.phash.1": Calibration(
+        bits=64, a=551.9084, b=570.9420, cutoff=2, inflation=4.425, tail=(-10.0412, 0.37996), pairs=3470295,
+        photos=2635),  # phash-dct64-v1
+    # 350 photos (the shared ones and a fixed sample of train-photos; the network is slow on CPU): 61K pairs. The
+    # tail is heavy (similar subjects: 17 bits between the stereo pair, 52-57 between other motorcycles): even
+    # identical codes reach 2e-8 per pair. byBinding never matches; byContent uses the code to find candidates.
+    "org.provenance-service.global-id.1": Calibration(
+        bits=256, a=198.7350, b=219.2532, cutoff=None, inflation=1.869e4, tail=(-7.6939, 0.05830), pairs=61075,
+        photos=350),  # global-id-v1-1b294740
+    # The same 350 photos. The codes are far from uniform (unrelated pairs average 18.5 bits apart, not 32; 8 of
+    # 61K pairs are 1 bit apart): no distance separates a copy from an unrelated photo. byBinding never matches.
+    "org.provenance-service.oscar-net.1": Calibration(
+        bits=64, a=11.7339, b=28.9731, cutoff=None, inflation=2.542, tail=(-4.2281, 0.42534), pairs=61075,
+        photos=350),  # oscar-v1-e1b6df66
 }
 
 

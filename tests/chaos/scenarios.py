@@ -1,16 +1,17 @@
 """The faults, and the judgement after each one.
 
-Every scenario runs the same way (:func:`run_fault`): uploads and lookups flow; the fault is injected (``inject``
-may first wait for the right moment: a task mid-chain, an upload mid-request); it lasts ``outage_s``; it is healed;
-the flow goes on a little; then, with every service back, the harness waits until every accepted upload has
-finished and judges (:func:`judge`):
+Every scenario runs the same way (:func:`run_fault`): uploads and lookups flow; at the right moment (``moment``: a
+step mid-chain, an upload mid-request) the fault is injected; it lasts ``outage_s``; it is healed; the flow goes on
+a little; then, with every service back, the harness waits until every accepted upload has finished and judges
+(:func:`judge`):
 
 * **lost**: an accepted upload (202) without exactly one record (task not succeeded, no record, no log leaf, or not
   in the hash index);
 * **duplicated**: an image with more than one record, a record with more than one log leaf, or a task whose
   record is not the image's record;
-* every refusal was a clear one at the time (4xx, or 503 naming the part that is down, with a message), never a
-  500 or a hang; no answer at all only while the API itself was dead;
+* every refusal was a clear one at the time: a 503 whose message names the part that is down (or a 429/503 for
+  capacity, with Retry-After), never a 500, another 4xx (a valid upload refused as if it were bad, e.g. a 401 because
+  the key store was unreachable) or a hang; no answer at all only while the API itself was dead;
 * every lookup answered (200, a correct verdict) or answered 503 naming the part, except while the API was dead;
 * ``provenance audit`` passes.
 """
@@ -37,6 +38,9 @@ PART_WORDS = re.compile(r"database|block ?store|ipfs|ingest queue|broker|result 
                         r"no space", re.I)
 
 
+#: Refusals for capacity, not outages (with Retry-After): the queue's pending slots, rate limits, heavy-work slots.
+CAPACITY_CODES = ("queue_full", "rate_limited", "busy")
+FINAL = ("succeeded", "failed", "unknown")  # "unknown": GET /v1/tasks/{id} answers 404
 EXPECTED_VERDICT = {"POST /v1/lookup (re-share)": "match", "POST /v1/lookup (edited)": "altered"}
 
 
@@ -124,7 +128,10 @@ def task_states(base: str, task_ids: list[str]) -> dict[str, dict[str, Any]]:
         for task_id in task_ids:
             try:
                 resp = client.get(f"{base}/v1/tasks/{task_id}")
-                out[task_id] = resp.json() if resp.status_code == 200 else {"state": f"http {resp.status_code}"}
+                if resp.status_code == 404:  # the queue forgot it: final, and lost
+                    out[task_id] = {"state": "unknown", "error": resp.json().get("error")}
+                else:
+                    out[task_id] = resp.json() if resp.status_code == 200 else {"state": f"http {resp.status_code}"}
             except httpx.HTTPError as exc:
                 out[task_id] = {"state": f"no answer ({type(exc).__name__})"}
     return out
@@ -209,9 +216,9 @@ def _settle(h: Harness, uploads: list[Upload], window: Window,
     states: dict[str, dict[str, Any]] = {}
     while time.monotonic() < deadline:
         if wait_api_ready(topo, timeout_s=max(1.0, deadline - time.monotonic())):
-            pending = [t for t in accepted if states.get(t, {}).get("state") not in ("succeeded", "failed")]
+            pending = [t for t in accepted if states.get(t, {}).get("state") not in FINAL]
             states.update(task_states(topo.api.base, pending))  # type: ignore[arg-type]
-            done = all(states[t].get("state") in ("succeeded", "failed") for t in accepted)  # type: ignore[index]
+            done = all(states[t].get("state") in FINAL for t in accepted)  # type: ignore[index]
             if done and (recovered is None or recovered()):
                 return time.monotonic() - window.healed, states
         time.sleep(0.5)
@@ -263,10 +270,11 @@ def judge(topo: Topology, name: str, uploads: list[Upload], probes: list[Probe],
             problems.append(f"task {up.task_id} names record {st.get('record_cid')}, the image's record is {cids[0]}")
     refused = [u for u in uploads if u.answered and not u.accepted]
     for u in refused:
-        if u.status is None or u.status >= 500 and u.status != 503 or not u.message:
+        capacity = u.code in CAPACITY_CODES and u.retry_after is not None
+        if u.status not in (429, 503) or not u.message:
             problems.append(f"upload refused without a clear error: {u.status} {u.code} {u.message}")
-        elif u.status == 503 and not PART_WORDS.search(u.message) and u.code != "queue_full":
-            problems.append(f"503 that names no part: {u.code} {u.message}")
+        elif not capacity and not PART_WORDS.search(u.message):
+            problems.append(f"{u.status} that names no part: {u.code} {u.message}")
     unanswered = [u for u in uploads if not u.answered]
     for u in unanswered:
         if not (api_down and window.contains(u.started, u.ended)) or "Timeout" in (u.message or ""):
@@ -277,6 +285,8 @@ def judge(topo: Topology, name: str, uploads: list[Upload], probes: list[Probe],
         if p.status is None:
             if not (api_down and window.contains(p.started, p.started + p.latency_s)) or "Timeout" in (p.message or ""):
                 problems.append(f"{p.endpoint}: no answer ({p.message})")
+        elif p.status in (429, 503) and p.code in CAPACITY_CODES:
+            continue  # capacity (the heavy-work slots), not an outage: clear on its own
         elif p.status == 503:
             if not PART_WORDS.search(p.message or ""):
                 problems.append(f"{p.endpoint}: 503 that names no part: {p.code} {p.message}")
@@ -341,6 +351,15 @@ def worker_kill(h: Harness, *, outage_s: float = 2.0, **flow: float) -> FaultOut
 def redis_restart(h: Harness, *, outage_s: float = 3.0, **flow: float) -> FaultOutcome:
     r = h.topo.redis
     return run_fault(h, "restart Redis (broker + task status)", r.stop, r.start, outage_s=outage_s, **flow)
+
+
+def redis_restart_without_persistence(h: Harness, *, outage_s: float = 3.0, **flow: float) -> FaultOutcome:
+    """Not a test of the service: what running Redis *without* persistence costs (docs/chaos.md). Redis comes back
+    empty (no append-only file), so the queued steps and the task statuses it held are gone. Run it last: Redis
+    stays without persistence afterwards."""
+    r = h.topo.redis
+    return run_fault(h, "restart Redis without persistence (not the supported set-up)", r.stop,
+                     lambda: r.start(persistent=False), outage_s=outage_s, **flow)
 
 
 def postgres_restart(h: Harness, *, outage_s: float = 3.0, **flow: float) -> FaultOutcome:

@@ -56,11 +56,12 @@ class PrivateRedis:
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
-    def start(self) -> None:
+    def start(self, *, persistent: bool = True) -> None:
+        """``persistent=False``: no append-only file, i.e. a Redis that comes back empty (to show what that costs)."""
         log = (self.root / "redis.log").open("ab")
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root),
-             "--save", "", "--appendonly", "yes", "--daemonize", "no"],
+             "--save", "", "--appendonly", "yes" if persistent else "no", "--daemonize", "no"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         wait_port(self.port, up=True, timeout_s=20)

@@ -40,10 +40,6 @@ class Timings:
     anchor_every_records: int = 6
 
 
-def _log_tail(path: Path, n: int = 3000) -> str:
-    return path.read_text(errors="replace")[-n:] if path.exists() else ""
-
-
 class ManagedProcess:
     """One of our processes (API or worker) in its own process group, logging to a file."""
 
@@ -159,14 +155,6 @@ class Topology:
         worker = Worker(f"worker{n}", argv, self.env, self.tmp / f"worker{n}.log")
         self.workers.append(worker)
         return worker
-
-    def live_workers(self) -> list[Worker]:
-        return [w for w in self.workers if w.alive()]
-
-    def pids(self) -> dict[str, int]:
-        out = {"api": self.api.pid} if self.api.alive() else {}
-        out.update({w.name: w.pid for w in self.workers if w.alive()})  # type: ignore[misc]
-        return out  # type: ignore[return-value]
 
     def close(self, *, keep_files: bool = False) -> None:
         """Stop everything; ``keep_files``: leave the logs and state in ``tmp`` (for a post-mortem)."""

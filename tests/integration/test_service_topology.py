@@ -93,7 +93,7 @@ def test_api_and_worker_processes_on_real_services(claim_redis_db, tmp_path_fact
         assert verdict["record"]["metadata"]["title"] == "Hats"
         proof = httpx.get(f"{base}/v1/records/{cid}/proof", timeout=30).json()
         anchor = proof["checkpoint"]["anchor"]
-        assert anchor["chain_id"] == 1337 and not anchor["ephemeral"] and len(proof["inclusion_proof"]) == 0
+        assert anchor["chain_id"] == 1337 and not anchor["ephemeral"] and len(proof["inclusion_proof"]) == 1  # + the key registration
     finally:
         if api is not None and api.poll() is None:
             api.terminate()

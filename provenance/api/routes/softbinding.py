@@ -44,7 +44,7 @@ from provenance.lookup_receipts import answer_with_receipt
 from provenance.proofs import get_record
 from provenance.records import parse_record, record_view
 from provenance.records_store import StoredRecord
-from provenance.softbinding.algorithms import SoftBindingAlg, registered_name
+from provenance.softbinding.algorithms import SoftBindingAlg, hasher_name
 from provenance.softbinding.calibration import calibration_for
 from provenance.softbinding.manifest_ids import (cid_prefix_of, is_manifest_urn, manifest_id_for,
                                                  parse_manifest_urn)
@@ -108,9 +108,8 @@ _MATCHES: dict[str, Any] = {"response_model": SoftBindingQueryResult, "response_
 
 # --- algorithms and values --------------------------------------------------------------------------------------
 def algorithms(service: ProvenanceService) -> list[SoftBindingAlg]:
-    """Every hash channel our records carry, under its list name."""
-    return [SoftBindingAlg(registered_name(h.alg, str(h.model_id)), h.alg, str(h.model_id), int(h.bits))
-            for h in service.ledger.hashers]
+    """Every hash channel our records carry, under its list name (no network is loaded to name it)."""
+    return [hasher_name(h) for h in service.ledger.hashers]
 
 
 def resolve_alg(service: ProvenanceService, name: str) -> SoftBindingAlg:

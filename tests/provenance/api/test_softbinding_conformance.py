@@ -24,6 +24,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from provenance.api.app import create_app
+from provenance.config import Settings
 from provenance.hashing import PHashHasher
 from provenance.records import PublisherMetadata
 from provenance.softbinding.manifest_ids import manifest_id_for
@@ -94,7 +95,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, shared_photos: Path) -> Iter
     service.ledger.anchor()
     clients = {}
     for name, extra in (("open", {}), ("token", {"softbinding_token": TOKEN})):
-        settings = service.settings.model_copy(update=extra)
+        settings = Settings.model_validate({**service.settings.model_dump(), **extra})
         clients[name] = TestClient(create_app(lambda: service, settings=settings, anchor=False))
         clients[name].__enter__()
     yield {"service": service, "images": images, "cids": cids, "client": clients["open"],

@@ -20,10 +20,10 @@ POLICY = Policy(hash_threshold=22, hash_altered=22, change_threshold=12.7, scene
 
 def cand(cid: str = "a", *, inliers: int = 300, ratio: float = 0.95, score: float | None = 4.0,
          off_plane: float | None = 0.02, changed: float | None = 0.0, clone: int | None = None,
-         side: int | None = 512, distance: int | None = 5) -> Candidate:
+         side: int | None = 512, distance: int | None = 5, density: float | None = 0.05) -> Candidate:
     return Candidate(cid, ("global-id",), distance, 3, inliers, ratio, True, False, "verified", score, (), {},
                      fundamental_inliers=inliers, off_plane_share=off_plane, changed_fraction=changed,
-                     clone_matches=clone, comparison_side=side)
+                     clone_matches=clone, comparison_side=side, inlier_density=density)
 
 
 def verdict(*cands: Candidate):  # type: ignore[no-untyped-def]
@@ -43,6 +43,9 @@ def test_each_other_photo_cue_alone_is_enough(kw):
 
 def test_a_local_edit_stays_altered_and_a_clean_comparison_stays_match_whatever_the_matches_look_like():
     assert verdict(cand(score=80.0, changed=0.12)).verdict == ALTERED  # a 10 % edit: local
+    # a large edit of a copy keeps most of the original's keypoints: still altered; a burst shot keeps few
+    assert verdict(cand(score=200.0, changed=0.33, density=0.47)).verdict == ALTERED
+    assert verdict(cand(score=200.0, changed=0.33, density=0.06)).verdict == SAME_SCENE
     # a low inlier ratio or some parallax on a pair that compares clean is still a copy (only a would-be altered
     # pair, or one the comparison could not judge, is asked whether it is another photo)
     assert verdict(cand(score=3.0, ratio=0.4, off_plane=0.5)).verdict == MATCH

@@ -29,8 +29,10 @@ bench: install
 	.venv/bin/python benchmarks/bench_ingest_queue.py
 	.venv/bin/python benchmarks/bench_api_load.py
 	.venv/bin/python benchmarks/bench_tiles.py --leaves 100000 1000000
+	.venv/bin/python benchmarks/bench_federated.py
 # The hasher and system benchmarks need the datasets of hasher/weights/MODEL_CARD.md (benchmarks/out/train-data):
 #   provenance bench attribution --dataset benchmarks/out/train-data/test --methods all ...
 #   .venv/bin/python benchmarks/bench_channels.py --dataset benchmarks/out/train-data/test
+#   .venv/bin/python benchmarks/bench_softbinding_calibration.py --results docs/softbinding-benchmark-results.json
 #   .venv/bin/python benchmarks/attribution_system.py --dataset benchmarks/out/train-data/test \
 #       --unrelated benchmarks/out/train-data/val/references

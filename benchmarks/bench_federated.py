@@ -75,7 +75,7 @@ def main() -> int:
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    from web3 import EthereumTesterProvider, Web3
+    from web3 import Web3
 
     from provenance.anchor.base import SoftBindingEntry
     from provenance.anchor.evm import EvmAnchor, load_artifact

@@ -79,7 +79,8 @@ class Settings(BaseSettings):
         "these URLs. Unset: anchors carry no bindings."
     )
     softbinding_token: SecretStr | None = Field(
-        None, description="Bearer token the soft-binding routes (/matches/*, /manifests/*) require. Unset: public."
+        None, description="Bearer token the soft-binding routes (/matches/*, /manifests/* stores) require. Unset: "
+        "public."
     )
 
     # --- ingest limits --------------------------------------------------------------------------------------------

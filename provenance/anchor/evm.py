@@ -65,8 +65,8 @@ DEFAULT_ARTIFACT = Path(__file__).resolve().parents[2] / "contracts" / "build" /
 IN_PROCESS = "in-process EVM (ephemeral)"
 
 _ZERO32 = b"\x00" * 32
-#: Soft bindings published in one transaction: ~9.2 kgas each (benchmarks/bench_federated.py), so 2,500 stay near
-#: 23 Mgas, inside a 30 Mgas block with the anchor itself; more follow in publishBindings transactions.
+#: Soft bindings published in one transaction: 7.7-9.2 kgas each (Paris / Prague rules; benchmarks/bench_federated.py),
+#: so 2,500 stay under 23 Mgas, inside a 30 Mgas block with the anchor; more follow in publishBindings transactions.
 MAX_BINDINGS_PER_TX = 2500
 _UNREACHABLE = (requests.RequestException, ProviderConnectionError, RequestTimedOut, ConnectionError, TimeoutError)
 

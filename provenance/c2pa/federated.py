@@ -29,7 +29,7 @@ from typing import Any
 from provenance.c2pa.errors import FederatedLookupError
 
 __all__ = ["DESCRIBE_ABI", "FederatedResolution", "LookupMethod", "binding_topic", "decode_resolution",
-           "parse_description", "resolution_json", "resolve_binding"]
+           "parse_description", "resolution_json", "resolve_binding", "resolve_events"]
 
 #: The one function the specification requires of the contract (``C2PASoftBindingResolution.describe``).
 DESCRIBE_ABI: list[dict[str, Any]] = [{"type": "function", "name": "describe", "stateMutability": "view",
@@ -204,7 +204,7 @@ def resolve_binding(rpc_url: str, contract_address: str, value_b64: str, *, alg:
         found: list[FederatedResolution] = []
         for method in parse_description(description):
             if method.kind == "eventLog":
-                found.extend(_from_events(w3, method, value_b64, from_block))
+                found.extend(resolve_events(w3, method, value_b64, from_block))
             else:
                 found.extend(_from_function(w3, method, value_b64))
     except FederatedLookupError:
@@ -218,8 +218,9 @@ def resolve_binding(rpc_url: str, contract_address: str, value_b64: str, *, alg:
     return [r for r in found if alg is None or r.alg == alg]
 
 
-def _from_events(w3: Any, method: LookupMethod, value_b64: str,
-                 from_block: int | str) -> list[FederatedResolution]:
+def resolve_events(w3: Any, method: LookupMethod, value_b64: str,
+                   from_block: int | str) -> list[FederatedResolution]:
+    """The entries of an ``eventLog`` method for one binding value, through an open web3 connection."""
     assert method.key_topic is not None
     topics: list[Any] = [None] * method.key_topic + ["0x" + binding_topic(value_b64).hex()]
     logs = w3.eth.get_logs({"address": w3.to_checksum_address(method.address), "fromBlock": from_block,

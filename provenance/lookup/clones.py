@@ -33,7 +33,8 @@ STRONG_QUANTILE = 0.75  # a copy's matches are as close as this quantile of the 
 # The pixel test (``find_pixel_clone``), on the comparison's grid:
 BLOCK_SHARE = 0.05  # block side, as a share of the grid's long side (8-32 px)
 CANDIDATE_BLOCKS = 6  # the most changed blocks that are searched for elsewhere in the original
-MIN_BLOCK_STD = 6.0  # grey levels: flatter blocks are not searched
+MIN_BLOCK_STD = 8.0  # grey levels of texture (beyond a plane): flatter blocks are not searched
+MIN_BLOCK_HEAT = 8.0  # mean heat of a block searched: below it, it differs no more than re-shares do
 BLOCK_NCC = 0.9  # the original shows the block this faithfully elsewhere...
 BLOCK_GAP = 0.25  # ...and this much less faithfully at the block's own place
 CONFIRM = 2.0  # what the original shows where the copy is must be this much farther from it than its source
@@ -185,6 +186,15 @@ def find_clone(query: QueryFeatures, reference: LocalFeatures, homography: np.nd
                          (float(shift[0] * zoom), float(shift[1] * zoom)))
 
 
+def _texture(block: np.ndarray) -> float:
+    """Standard deviation of what a plane (a flat patch or a smooth ramp) does not explain in ``block``."""
+    h, w = block.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    a = np.column_stack([xx.ravel(), yy.ravel(), np.ones(h * w)])
+    coef, *_ = np.linalg.lstsq(a, block.ravel().astype(np.float64), rcond=None)
+    return float(np.std(block.ravel() - a @ coef))
+
+
 def find_pixel_clone(analysis: ChangeAnalysis) -> CloneEvidence | None:
     """The copy-move tell-tale in pixels, for copies too small for keypoints: among the blocks of the registered
     query that differ most from the original (even below the altered threshold), one that the original shows, nearly
@@ -208,9 +218,11 @@ def find_pixel_clone(analysis: ChangeAnalysis) -> CloneEvidence | None:
         y0, x0 = int(cy) - b // 2, int(cx) - b // 2
         if y0 < 0 or x0 < 0 or y0 + b > h or x0 + b > w:
             continue
+        if float(heat[y0: y0 + b, x0: x0 + b].mean()) < MIN_BLOCK_HEAT:
+            break  # the rest differ from the original no more than a re-share does
         patch = np.ascontiguousarray(q[y0: y0 + b, x0: x0 + b], np.float32)
-        if float(patch.std()) < MIN_BLOCK_STD:
-            continue  # a flat block matches flat places anywhere
+        if _texture(patch) < MIN_BLOCK_STD:
+            continue  # a flat block, or a smooth ramp (sky), matches such places anywhere
         ncc = cv2.matchTemplate(ref, patch, cv2.TM_CCOEFF_NORMED)
         own = float(ncc[y0, x0])
         ncc[max(0, y0 - b): y0 + b + 1, max(0, x0 - b): x0 + b + 1] = -1.0  # elsewhere: at least a block away

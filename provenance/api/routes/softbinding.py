@@ -11,9 +11,9 @@ over our ledger. Conformance, and each justified departure: docs/c2pa-softbindin
   (:mod:`provenance.softbinding.matching`).
 * Missing or malformed parameters are 400 here (the rest of the API answers 422); a ``byBinding`` query string over
   :data:`MAX_QUERY_BYTES` is 414 (and ``provenance serve`` answers 414 for request lines too long to parse).
-* ``PROVENANCE_SOFTBINDING_TOKEN`` set: every route but ``/services/supportedAlgorithms`` needs
-  ``Authorization: Bearer <token>`` (401 otherwise). Unset: public, like the ledger. Matching routes share the lookup
-  rate limit.
+* ``PROVENANCE_SOFTBINDING_TOKEN`` set: the matching routes and the manifest stores need ``Authorization: Bearer
+  <token>`` (401 otherwise); ``/services/supportedAlgorithms`` and the JSON record view (public anyway at
+  ``/v1/records``) stay public. Unset: public, like the ledger. Matching routes share the lookup rate limit.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from provenance.api.deps import ContextDep, ProvenanceService, RateLimited, ServiceDep, client_address
+from provenance.api.deps import ApiContext, ContextDep, ProvenanceService, RateLimited, ServiceDep, client_address
 from provenance.api.errors import ApiError, echo
 from provenance.api.routes.receipts import RECEIPT_HEADER, receipt_headers
 from provenance.api.schemas import SoftBindingAlgList, SoftBindingQuery, SoftBindingQueryResult, errors
@@ -173,7 +173,7 @@ def query_by_large_binding(service: ServiceDep, query: SoftBindingQuery,
 
 
 # --- byContent ------------------------------------------------------------------------------------------------------
-def _by_content(ctx: Any, service: ProvenanceService, upload: ImageUpload, alg: SoftBindingAlg | None,
+def _by_content(ctx: ApiContext, service: ProvenanceService, upload: ImageUpload, alg: SoftBindingAlg | None,
                 k: int) -> tuple[dict[str, Any], str]:
     """Run the lookup (with its receipt) and keep the records it verified; the result and the receipt id."""
     verdicts: list[Any] = []
@@ -306,7 +306,7 @@ def _manifest_json(service: ProvenanceService, stored: StoredRecord, active_only
             "c2pa_manifest_store": store, **({"c2pa_error": store_error} if store_error else {})}
 
 
-@router.get("/manifests/{manifestId}", dependencies=[Authorized],
+@router.get("/manifests/{manifestId}",
             responses={200: {"content": {C2PA_MEDIA_TYPE: {}, "application/json": {}},
                              "description": "The C2PA manifest store (application/c2pa), or our JSON view"},
                        **errors(400, 401, 404, 410, 503)},
@@ -323,10 +323,13 @@ def get_manifest(
     service has no C2PA signing certificate. ``application/json``: our record view, with the original's own C2PA
     store as JSON (only its active manifest with ``returnActiveManifest=true``). See ``_wants_json`` for the
     default."""
-    stored = find_manifest(service, manifestId)
-    refuse_if_withdrawn(service, stored.cid, "its manifest")  # 410 (docs/withdrawal.md)
-    if _wants_json(request, manifestId):
+    if _wants_json(request, manifestId):  # the record view: public, as GET /v1/records/{cid} is (the page uses it)
+        stored = find_manifest(service, manifestId)
+        refuse_if_withdrawn(service, stored.cid, "its manifest")  # 410 (docs/withdrawal.md)
         return JSONResponse(_manifest_json(service, stored, return_active_manifest))
+    require_token(request, ctx)  # the manifest store: the resolution API's token, when one is configured
+    stored = find_manifest(service, manifestId)
+    refuse_if_withdrawn(service, stored.cid, "its manifest")
     from provenance.softbinding.manifest_store import manifest_stores_for
 
     data = manifest_stores_for(service, ctx.settings).store_for(stored)

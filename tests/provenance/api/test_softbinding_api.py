@@ -179,17 +179,19 @@ def test_bearer_token_when_configured(make_client: Callable[..., TestClient], ke
     client = make_client(softbinding_token="s3cret-token")
     cid = ingest(client, keys["acme"], textured_image(4))["record_cid"]
     value = base64.b64encode(bytes.fromhex(_phash(fake_service, textured_image(4)))).decode()
-    calls = [("GET", "/matches/byBinding", {"params": {"alg": PHASH, "value": value}}),
-             ("POST", "/matches/byBinding", {"json": {"alg": PHASH, "value": value}}),
-             ("POST", "/matches/byContent", {"content": textured_image(4), "headers": {"content-type": "image/png"}}),
-             ("GET", f"/manifests/{cid}", {})]
-    for method, url, kwargs in calls:
+    calls = [("GET", "/matches/byBinding", {"params": {"alg": PHASH, "value": value}}, 200),
+             ("POST", "/matches/byBinding", {"json": {"alg": PHASH, "value": value}}, 200),
+             ("POST", "/matches/byContent", {"content": textured_image(4), "headers": {"content-type": "image/png"}},
+              200),
+             ("GET", f"/manifests/{manifest_id_for(cid)}", {}, 404)]  # authorised, but this service signs no store
+    for method, url, kwargs, status in calls:
         for auth in (None, "Bearer wrong", "Basic s3cret-token", "Bearer s3cret-token2"):
             headers = {**kwargs.get("headers", {}), **({"Authorization": auth} if auth else {})}
             resp = client.request(method, url, **{**kwargs, "headers": headers})
             assert_error(resp, 401, "unauthorized")
             assert 'scope="fetch:manifests"' in resp.headers["www-authenticate"]
         headers = {**kwargs.get("headers", {}), "Authorization": "Bearer s3cret-token"}
-        assert client.request(method, url, **{**kwargs, "headers": headers}).status_code == 200, url
+        assert client.request(method, url, **{**kwargs, "headers": headers}).status_code == status, url
     assert client.get("/services/supportedAlgorithms").status_code == 200  # public: the spec gives it no security
+    assert client.get(f"/manifests/{cid}").json()["record_cid"] == cid  # the record view is public (/v1/records)
     assert client.post("/v1/lookup", files={"file": ("q.png", textured_image(4), "image/png")}).status_code == 200

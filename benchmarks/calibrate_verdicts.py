@@ -7,9 +7,9 @@
 The evidence is ``bench_verdicts.py``'s per-pair output on the calibration split (``make-dataset --recipe world
 --split calibration``); nothing here looks at the test split. What is fitted:
 
-1. the altered threshold by comparison resolution: per resolution bin (``--bins``), the ``--keep`` quantile of the
-   benign copies' change scores, never below ``--floor`` (the threshold in force before), and never below that of
-   a finer bin (coarser comparisons leave more benign difference, so the thresholds only rise as they coarsen);
+1. the altered thresholds, one for comparisons finer than ``--bins`` px and one at or below it (coarse comparisons
+   of small copies leave more benign difference): on a grid, the pair that lets the fewest edits through as *match*
+   (the most harmful error) while at most ``--max-false-altered`` of the benign copies are lost;
 2. the scene thresholds are given (``--scene-*``; the real same-scene pairs are too few to fit on) and reported
    against the calibration pairs;
 3. the confidence model: per verdict, a logistic model of (margin, tie) (``provenance.lookup.confidence``) fitted
@@ -23,6 +23,7 @@ import argparse
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -46,25 +47,39 @@ def load_rows(paths: list[Path]) -> list[dict[str, Any]]:
     return rows
 
 
-def fit_thresholds(rows: list[dict[str, Any]], bins: list[int], keep: float, floor: float) -> tuple[float, list]:
-    benign = [(candidate_from_row(r).comparison_side, r["score"]) for r in rows
-              if r["relation"] == "benign" and r.get("score") is not None]
-    res = np.array([b[0] for b in benign], float)
-    score = np.array([b[1] for b in benign], float)
-    base = max(floor, float(np.quantile(score[res > bins[-1]], keep))) if (res > bins[-1]).any() else floor
-    pairs: list[list[float]] = []
-    previous = base
-    for side in reversed(bins):  # coarser bins last: each at least the finer one above it
-        sel = score[res <= side]
-        t = max(previous, float(np.quantile(sel, keep))) if len(sel) else previous
-        pairs.append([side, round(t, 2)])
-        previous = t
-    pairs.sort()
-    print(f"altered threshold: {base:.2f} above {bins[-1]} px; by resolution {pairs}")
+def fit_thresholds(rows: list[dict[str, Any]], policy: Policy, bins: list[int], max_false_altered: float,
+                   floor: float, small_keep: float) -> tuple[float, list[list[float]]]:
+    """The altered thresholds. At or below each resolution of ``bins`` (coarse comparisons: small copies), the
+    ``small_keep`` quantile of the benign copies' scores there, so small copies are not lost more often than
+    large ones (the calibration split has benign small copies aplenty but few small edited copies to trade against).
+    Above, on a grid from ``floor``: the threshold that lets the fewest edits through as *match* (the most harmful
+    error) while at most ``max_false_altered`` of all benign copies are lost; ties go to the higher threshold."""
+    judged = [(r["relation"], candidate_from_row(r)) for r in rows if r["relation"] in ("benign", "manipulated")]
+    n_benign = sum(rel == "benign" for rel, _ in judged)
+    n_edits = len(judged) - n_benign
+    small = []
     for side in bins:
-        n = int((res <= side).sum())
-        print(f"  benign copies compared at <= {side} px: {n}")
-    return round(base, 2), pairs
+        scores = [c.change_score for rel, c in judged if rel == "benign" and c.change_score is not None
+                  and c.comparison_side is not None and c.comparison_side <= side]
+        small.append([side, round(float(np.quantile(scores, small_keep)), 2) if scores else None])
+        print(f"  benign copies compared at <= {side} px: {len(scores)}")
+    best: tuple[float, float, float] | None = None
+    for base in np.arange(floor, 16.01, 0.25):
+        ladder = tuple((side, max(float(base), t if t is not None else float(base))) for side, t in small)
+        p = replace(policy, change_threshold=float(base), change_thresholds=ladder)
+        verdicts = [(rel, decide([c], p, query_hash="", model="").verdict) for rel, c in judged]
+        lost = sum(rel == "benign" and v != "match" for rel, v in verdicts) / n_benign
+        passed = sum(rel == "manipulated" and v == "match" for rel, v in verdicts) / n_edits
+        key = (passed, lost, -base)
+        if lost <= max_false_altered and (best is None or key < best):
+            best = key
+    if best is None:
+        raise SystemExit(f"no threshold loses under {max_false_altered:.2%} of the benign copies")
+    passed, lost, base = best[0], best[1], -best[2]
+    ladder_out = [[side, round(max(base, t if t is not None else base), 2)] for side, t in small]
+    print(f"altered threshold {base:.2f}, by resolution {ladder_out}: edits called match {passed:.2%}, benign "
+          f"copies not match {lost:.2%} on the calibration pairs")
+    return round(base, 2), ladder_out
 
 
 def verdicts(rows: list[dict[str, Any]], policy: Policy) -> list[Any]:
@@ -109,9 +124,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--evidence", type=Path, nargs="+", required=True)
     ap.add_argument("--out", type=Path, default=ROOT / "provenance" / "lookup" / "verdict_calibration.json")
-    ap.add_argument("--bins", default="160,230", help="resolution bins (long side, px) with their own threshold")
-    ap.add_argument("--keep", type=float, default=0.995, help="share of benign copies kept under the threshold")
-    ap.add_argument("--floor", type=float, default=12.7, help="no threshold below this (the one in force before)")
+    ap.add_argument("--bins", default="230", help="comparison resolutions (long side, px) at or below which the "
+                    "second threshold applies")
+    ap.add_argument("--max-false-altered", type=float, default=0.0075,
+                    help="most benign copies the thresholds may lose (not match) on the calibration pairs")
+    ap.add_argument("--floor", type=float, default=8.0, help="lowest altered threshold searched")
+    ap.add_argument("--small-keep", type=float, default=0.995,
+                    help="share of the benign copies compared at or below --bins px kept under their threshold")
     ap.add_argument("--scene-off-plane", type=float, default=Policy.scene_off_plane)
     ap.add_argument("--scene-min-inlier-ratio", type=float, default=Policy.scene_min_inlier_ratio)
     ap.add_argument("--scene-changed", type=float, default=Policy.scene_changed)
@@ -125,14 +144,16 @@ def main() -> None:
     rows = load_rows(args.evidence)
     counts = {rel: sum(r["relation"] == rel for r in rows) for rel in sorted({r["relation"] for r in rows})}
     print(f"{len(rows)} calibration pairs: {counts}")
-    base, by_side = fit_thresholds(rows, [int(v) for v in args.bins.split(",")], args.keep, args.floor)
-    thresholds = {"change_threshold": base, "change_thresholds": by_side,
-                  "scene_off_plane": args.scene_off_plane, "scene_min_inlier_ratio": args.scene_min_inlier_ratio,
-                  "scene_changed": args.scene_changed, "scene_max_density": args.scene_max_density,
-                  "scene_min_inliers": args.scene_min_inliers,
-                  "clone_min_matches": args.clone_min_matches, "clone_min_gap": args.clone_min_gap}
-    policy = Policy(hash_threshold=22, hash_altered=22, identity_gate=None,
-                    **{**thresholds, "change_thresholds": tuple(tuple(p) for p in by_side)})  # type: ignore[arg-type]
+    given = {"scene_off_plane": args.scene_off_plane, "scene_min_inlier_ratio": args.scene_min_inlier_ratio,
+             "scene_changed": args.scene_changed, "scene_max_density": args.scene_max_density,
+             "scene_min_inliers": args.scene_min_inliers, "clone_min_matches": args.clone_min_matches,
+             "clone_min_gap": args.clone_min_gap}
+    policy = Policy(hash_threshold=22, hash_altered=22, change_threshold=args.floor, identity_gate=None,
+                    **given)  # type: ignore[arg-type]
+    base, by_side = fit_thresholds(rows, policy, [int(v) for v in args.bins.split(",")], args.max_false_altered,
+                                   args.floor, args.small_keep)
+    thresholds = {"change_threshold": base, "change_thresholds": by_side, **given}
+    policy = replace(policy, change_threshold=base, change_thresholds=tuple(tuple(p) for p in by_side))
     confidence = fit_confidence(rows, policy, args.unsure)
     judged = verdicts(rows, policy)
     for rel in counts:
@@ -143,8 +164,9 @@ def main() -> None:
                "date": date.today().isoformat(),
                "evidence": [str(p) for p in args.evidence], "pairs": counts,
                "how": "bench_verdicts.py evidence on make-dataset --recipe world --split calibration (train-photos, "
-                      "hash-held-out by source); thresholds: benign quantile per comparison resolution; "
-                      "confidence: logistic (Platt) per verdict on (margin, tie)"}
+                      "hash-held-out by source); thresholds: fewest edits called match with at most "
+                      f"{args.max_false_altered:.2%} of benign copies lost, by comparison resolution; confidence: "
+                      "logistic (Platt) per verdict on (margin, tie)"}
     obj = {"format": FORMAT, "made_by": made_by, "thresholds": thresholds, "confidence": confidence.to_obj()}
     parse_calibration(obj)  # what is written must load
     args.out.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")

@@ -153,7 +153,8 @@ def run_fault(h: Harness, name: str, inject: Callable[[], None], heal: Callable[
               outage_s: float, before_s: float = 1.0, after_s: float = 2.0, api_down: bool = False,
               moment: Callable[[UploadStream], object] | None = None, recovered: Callable[[], bool] | None = None,
               altered_every: int | None = None, notes: list[str] | None = None) -> FaultOutcome:
-    """Flow, wait for ``moment()`` (the right time to strike, e.g. a task mid-chain), inject, hold ``outage_s``,
+    """Flow, wait for ``moment()`` (the right time to strike: by default while an upload's request is open; a
+    scenario may ask for another, e.g. a step mid-chain), inject, hold ``outage_s``,
     heal, flow, settle, judge. ``api_down``: the fault is the API's own death, so requests without an answer during
     it are expected. ``recovered``: an extra condition of recovery (e.g. the log anchored again)."""
     topo = h.topo
@@ -162,8 +163,7 @@ def run_fault(h: Harness, name: str, inject: Callable[[], None], heal: Callable[
     probe = LookupProbe(topo.api.base, h.targets, interval_s=h.probe_interval_s, altered_every=altered_every).start()
     try:
         time.sleep(before_s)
-        if moment is not None:
-            moment(stream)
+        (moment or upload_open)(stream)
         in_flight = _in_flight(topo, stream)
         window = Window(time.monotonic())
         inject()
@@ -183,6 +183,11 @@ def run_fault(h: Harness, name: str, inject: Callable[[], None], heal: Callable[
     if recover_s is None:
         outcome.problems.append(f"not recovered within {h.settle_timeout_s:.0f} s of the heal")
     return outcome
+
+
+def upload_open(stream: UploadStream) -> bool:
+    """The default moment to strike: while an upload's request is open (so the fault always meets one)."""
+    return wait_until(lambda: stream.outstanding() > 0, 20, poll_s=0.005)
 
 
 def _in_flight(topo: Topology, stream: UploadStream) -> int:
@@ -249,6 +254,7 @@ def judge(topo: Topology, name: str, uploads: list[Upload], probes: list[Probe],
     problems: list[str] = []
     by_image, leaves, indexed = ledger_rows(topo)
     lost = duplicated = 0
+    lost_as: Counter[str] = Counter()  # how the lost ones ended: task state, records found
     for up in uploads:
         cids = by_image.get(up.sha256, [])
         if len(cids) > 1:
@@ -263,6 +269,7 @@ def judge(topo: Topology, name: str, uploads: list[Upload], probes: list[Probe],
         st = states.get(up.task_id or "", {})
         if st.get("state") != "succeeded" or len(cids) != 1 or not indexed.get(cids[0]):
             lost += 1
+            lost_as[f"task {st.get('state')}, {len(cids)} record(s)"] += 1
             problems.append(f"accepted upload {up.task_id} lost: task {st}, records {cids}, "
                             f"indexed {[indexed.get(c, 0) for c in cids]}")
         elif st.get("record_cid") != cids[0]:
@@ -305,8 +312,11 @@ def judge(topo: Topology, name: str, uploads: list[Upload], probes: list[Probe],
             failures = [audit.stdout[-1500:]]
         problems.append(f"audit failed ({audit.returncode}): {failures[:5]} ({len(failures)} failures) {errs[-1500:]}")
     reasons = Counter(f"{u.status} {u.code}" for u in refused)
+    notes = [f"audit took {audit_s:.1f} s"]
+    if lost_as:
+        notes.append("lost: " + ", ".join(f"{k} x{v}" for k, v in sorted(lost_as.items())))
     return FaultOutcome(name, 0, sum(u.accepted for u in uploads), len(refused), len(unanswered), lost, duplicated,
-                        None, dict(looks), dict(reasons), problems, [f"audit took {audit_s:.1f} s"])
+                        None, dict(looks), dict(reasons), problems, notes)
 
 
 # --- the faults --------------------------------------------------------------------------------------------------
@@ -421,14 +431,11 @@ def api_kill(h: Harness, **flow: float) -> FaultOutcome:
     topo = h.topo
     stream_holder: dict[str, float] = {}
 
-    def mid_upload(stream: UploadStream) -> bool:  # an upload's request is open (the stream runs two uploaders)
-        return wait_until(lambda: stream.outstanding() > 0, 20, poll_s=0.005)
-
     def heal() -> None:
         stream_holder["restart_s"] = topo.api.start()
 
     outcome = run_fault(h, "kill -9 the API during uploads", topo.api.kill9, heal, outage_s=0.5, api_down=True,
-                        moment=mid_upload, **flow)
+                        **flow)
     outcome.notes.append(f"API restart took {stream_holder.get('restart_s', float('nan')):.1f} s "
                          "(requests sent meanwhile got connection refused)")
     return outcome

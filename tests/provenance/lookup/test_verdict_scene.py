@@ -152,10 +152,15 @@ def test_a_calibration_file_round_trips_and_bad_ones_are_refused():
             parse_calibration(bad)
 
 
-def test_the_shipped_calibration_loads():
-    from provenance.lookup.calibration import load_calibration
+def test_the_shipped_calibration_loads_and_says_how_it_was_made():
+    from provenance.lookup.calibration import CALIBRATION_FILE, load_calibration
 
+    raw = json.loads(CALIBRATION_FILE.read_text())
     cal = load_calibration()
     policy = cal.policy(hash_threshold=22, hash_altered=22, identity_gate=None)
-    assert policy.change_threshold >= 12.7
+    assert policy.change_threshold == raw["thresholds"]["change_threshold"] > 0
+    assert policy.change_thresholds == tuple(tuple(p) for p in raw["thresholds"]["change_thresholds"])
+    assert cal.confidence is not None and 0.5 <= cal.confidence.min_confidence < 1.0
+    assert {MATCH, ALTERED} <= set(cal.confidence.models)
+    assert "calibrate_verdicts.py" in cal.made_by["command"] and cal.made_by["pairs"]["benign"] > 0
     assert replace(policy, identity_gate=1).identity_gate == 1

@@ -85,7 +85,8 @@ def candidate_from_row(row: dict[str, Any], record_cid: str = "ref") -> Candidat
                      inlier_density=row.get("inlier_density"),
                      changed_fraction=row.get("changed_fraction"),
                      clone_matches=None if clone is None or clone.get("gap") is not None else clone["matches"],
-                     clone_gap=None if clone is None else clone.get("gap"), comparison_side=resolution)
+                     clone_gap=None if clone is None else clone.get("gap"), comparison_side=resolution,
+                     region_score=row.get("region_score"))
 
 
 def evidence_row(ev: PairEvidence, policy: Policy) -> dict[str, Any]:
@@ -100,6 +101,7 @@ def evidence_row(ev: PairEvidence, policy: Policy) -> dict[str, Any]:
         row.update(score=round(a.score, 3), changed_fraction=round(a.changed_fraction, 4), overlap=round(a.overlap, 4),
                    blur_sigma=a.blur_sigma, noise_floor=round(a.noise_floor, 3),
                    comparison_scale=round(a.comparison_scale, 4), resolution=a.resolution,
+                   region_score=round(a.region_score, 3),
                    boxes=[list(b) for b in a.boxes])
     elif ev.not_compared:
         row["not_compared"] = ev.not_compared
@@ -152,7 +154,8 @@ def pairs_to_run(args: argparse.Namespace) -> list[dict[str, Any]]:
         with args.same_scene.open(newline="", encoding="utf-8") as fh:
             for row in csv.DictReader(fh):
                 jobs.append({"relation": row["relation"], "kind": row.get("note", ""),
-                             "reference": str(args.shared / row["reference"]), "query": str(args.shared / row["query"])})
+                             "reference": str(args.shared / row["reference"]),
+                             "query": str(args.shared / row["query"])})
     return jobs
 
 

@@ -10,9 +10,11 @@ The evidence is ``bench_verdicts.py``'s per-pair output on the calibration split
 1. the altered thresholds, one for comparisons finer than ``--bins`` px and one at or below it (coarse comparisons
    of small copies leave more benign difference): on a grid, the pair that lets the fewest edits through as *match*
    (the most harmful error) while at most ``--max-false-altered`` of the benign copies are lost;
-2. the scene thresholds are given (``--scene-*``; the real same-scene pairs are too few to fit on) and reported
+2. the region threshold: just above every benign copy's region score (``--region-margin``), so the region cue only
+   adds edits the score missed;
+3. the scene thresholds are given (``--scene-*``; the real same-scene pairs are too few to fit on) and reported
    against the calibration pairs;
-3. the confidence model: per verdict, a logistic model of (margin, tie) (``provenance.lookup.confidence``) fitted
+4. the confidence model: per verdict, a logistic model of (margin, tie) (``provenance.lookup.confidence``) fitted
    to whether the verdict was right, and the confidence below which a verdict is not ``confident``: the largest
    that flags at most ``--unsure`` of the benign copies and of the edits.
 """
@@ -82,6 +84,23 @@ def fit_thresholds(rows: list[dict[str, Any]], policy: Policy, bins: list[int], 
     return round(base, 2), ladder_out
 
 
+def fit_region_threshold(rows: list[dict[str, Any]], policy: Policy, margin: float) -> float | None:
+    """The region score above every benign copy's that the other thresholds leave *match*, times ``margin``: it may
+    only add edits the score missed (an inpainted patch, a copy that blends in), never lose a benign copy here."""
+    scores = [c.region_score for r in rows if r["relation"] == "benign"
+              for c in [candidate_from_row(r)]
+              if c.region_score is not None and decide([c], policy, query_hash="", model="").verdict == "match"]
+    if not scores:
+        return None
+    threshold = round(max(scores) * margin, 2)
+    edits = [candidate_from_row(r) for r in rows if r["relation"] == "manipulated"]
+    missed = [c for c in edits if decide([c], policy, query_hash="", model="").verdict == "match"]
+    caught = sum(c.region_score is not None and c.region_score >= threshold for c in missed)
+    print(f"region threshold {threshold} (benign maximum {max(scores):.2f} x {margin}): catches {caught} of the "
+          f"{len(missed)} edits the other thresholds let through")
+    return threshold
+
+
 def verdicts(rows: list[dict[str, Any]], policy: Policy) -> list[Any]:
     return [decide([candidate_from_row(r)], policy, query_hash="", model="") for r in rows]
 
@@ -139,6 +158,8 @@ def main() -> None:
     ap.add_argument("--clone-min-matches", type=int, default=Policy.clone_min_matches)
     ap.add_argument("--clone-min-gap", type=float, default=Policy.clone_min_gap)
     ap.add_argument("--unsure", type=float, default=0.02, help="most benign copies / edits flagged not confident")
+    ap.add_argument("--region-margin", type=float, default=1.05,
+                    help="the region threshold is the largest benign region score (of copies left match) times this")
     args = ap.parse_args()
 
     rows = load_rows(args.evidence)
@@ -152,8 +173,10 @@ def main() -> None:
                     **given)  # type: ignore[arg-type]
     base, by_side = fit_thresholds(rows, policy, [int(v) for v in args.bins.split(",")], args.max_false_altered,
                                    args.floor, args.small_keep)
-    thresholds = {"change_threshold": base, "change_thresholds": by_side, **given}
     policy = replace(policy, change_threshold=base, change_thresholds=tuple(tuple(p) for p in by_side))
+    region = fit_region_threshold(rows, policy, args.region_margin)
+    policy = replace(policy, region_threshold=region)
+    thresholds = {"change_threshold": base, "change_thresholds": by_side, "region_threshold": region, **given}
     confidence = fit_confidence(rows, policy, args.unsure)
     judged = verdicts(rows, policy)
     for rel in counts:

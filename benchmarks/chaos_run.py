@@ -49,6 +49,8 @@ def main() -> None:
     ap.add_argument("--visibility-timeout", type=int, default=30)
     ap.add_argument("--production-retries", action="store_true",
                     help="the shipped retry back-off (PROVENANCE_INGEST_RETRY_BACKOFF_S=2, _MAX_S=300, 8 retries)")
+    ap.add_argument("--upload-interval", type=float, default=0.6,
+                    help="seconds between uploads, for each of the 2 uploaders (CI: 1.2)")
     ap.add_argument("--before", type=float, default=5.0, help="seconds of flow before each fault")
     ap.add_argument("--after", type=float, default=10.0, help="seconds of flow after each heal")
     ap.add_argument("--only", nargs="*", choices=SCENARIOS + DEMONSTRATIONS, default=list(SCENARIOS))
@@ -68,7 +70,8 @@ def main() -> None:
     failed = False
     try:
         images = ImageSource(start=0)
-        h = scenarios.Harness(topo, images, scenarios.seed(topo, images), settle_timeout_s=600.0)
+        h = scenarios.Harness(topo, images, scenarios.seed(topo, images), settle_timeout_s=600.0,
+                              upload_interval_s=args.upload_interval)
         flow = {"before_s": args.before, "after_s": args.after}
         runs = {
             "worker_kill": lambda: scenarios.worker_kill(h, **flow),
@@ -97,7 +100,8 @@ def main() -> None:
     finally:
         topo.close(keep_files=failed)
     print("\n" + scenarios.table(outcomes + demos))
-    settings = (f"outages: IPFS {args.ipfs_outage:.0f} s, EVM {args.evm_outage:.0f} s, disk full "
+    settings = (f"2 uploaders, one upload every {args.upload_interval:g} s each; "
+                f"outages: IPFS {args.ipfs_outage:.0f} s, EVM {args.evm_outage:.0f} s, disk full "
                 f"{args.disk_outage:.0f} s, Redis/PostgreSQL down {args.restart_outage:.0f} s; flow "
                 f"{args.before:.0f} s before and {args.after:.0f} s after each fault; visibility timeout "
                 f"{timings.visibility_timeout_s} s; retry back-off {timings.retry_backoff_s} s doubling to "
@@ -122,7 +126,7 @@ def write_doc(path: Path, outcomes: list[scenarios.FaultOutcome], settings: str,
         lines.append(f"- **{o.fault}**: refusals {refusals}; {'; '.join(o.notes)}.")
     if demos:
         lines += ["", "Not a supported set-up, run to show what it costs (expected to lose; the supported Redis runs "
-                  "with its append-only file, as above):", "", scenarios.table(demos)]
+                  "with its append-only file, as above):", "", scenarios.table(demos), ""]
         lines += [f"- **{o.fault}**: {'; '.join(o.notes)}." for o in demos]
     lines += ["", END]
     block = "\n".join(lines)

@@ -32,3 +32,25 @@ def shared_photos():
     if not path.is_dir():
         pytest.skip(f"shared photos not found at {path}")
     return path
+
+
+def run_isolated(coro):  # type: ignore[no-untyped-def]
+    """``asyncio.run(coro)`` on a fresh thread: a session-scoped browser fixture (Playwright's sync API) keeps an event
+    loop running on the main thread, where ``asyncio.run`` would refuse."""
+    import asyncio
+    import threading
+
+    out: dict = {}
+
+    def target() -> None:
+        try:
+            out["value"] = asyncio.run(coro)
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out.get("value")

@@ -1,11 +1,12 @@
 """The ``world`` recipe of ``make-dataset`` (issue 13): a calibration and test set that looks like the world.
 
 Per photo, one reference per size: the photo as stored (capped at ``max_side``) and downscaled to each smaller long
-side of ``sizes`` (384 and 256 by default; a size at or above the stored one is skipped). Per reference: ``n_copies`` benign copies of
-distinct ``platform.KINDS`` (as real platforms make them), and ``n_manipulated`` edits of distinct kinds
-(``WORLD_EDITS``), each aimed at one edit-size bucket in turn (``EDIT_BUCKETS``: 0.5 % of the pixels and up), then
-lightly re-shared. The changed share of the picture is measured from the edit's mask and recorded in ``build.json``
-with the bucket it falls in (``edit_bucket``), as is every copy's size and recipe; ``variant_facts`` reads them back.
+side of ``sizes`` (384 and 256 by default; a size at or above the stored one is skipped). Per reference:
+``n_copies`` benign copies of distinct ``platform.KINDS`` (as real platforms make them), and ``n_manipulated`` edits
+of distinct kinds (``WORLD_EDITS``), each aimed at one edit-size bucket in turn (``EDIT_BUCKETS``: 0.5 % of the
+pixels and up), then lightly re-shared. The changed share of the picture is measured from the edit's mask and
+recorded in ``build.json`` with the bucket it falls in (``edit_bucket``), as is every copy's size and recipe;
+``variant_facts`` reads them back.
 
 Everything a variant does is drawn from its own generator seeded by (seed, reference id, variant index), like the
 classic recipe, so a dataset is byte-reproducible and does not depend on the worker count.

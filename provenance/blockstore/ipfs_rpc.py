@@ -63,7 +63,8 @@ class IpfsRpcBlockStore:
         """POST and translate transport failures; returns the response whatever its status."""
         try:
             return self._client.post(f"/{endpoint}", params=params, **kwargs)
-        except (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
+        except (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
+            # NetworkError: refused, and also reset or cut mid-request (a daemon killed or stopping meanwhile)
             raise BlockStoreUnavailableError(
                 f"IPFS daemon unreachable at {self.api_url}: {type(exc).__name__}: {exc}", where=self.api_url
             ) from exc
@@ -78,9 +79,12 @@ class IpfsRpcBlockStore:
             return response.text[:500]
 
     def _fail(self, endpoint: str, response: httpx.Response) -> BlockStoreError:
-        return BlockStoreError(
-            f"IPFS RPC {endpoint} at {self.api_url} answered {response.status_code}: {self._message(response)}"
-        )
+        message = f"IPFS RPC {endpoint} at {self.api_url} answered {response.status_code}: {self._message(response)}"
+        if response.status_code >= 500:
+            # The daemon cannot serve now (shutting down: js-ipfs answers "Database is not open"; its disk full;
+            # overloaded): unavailable, so uploads get 503 naming it and workers retry, as when it is unreachable.
+            return BlockStoreUnavailableError(message, where=self.api_url)
+        return BlockStoreError(message)
 
     def _is_absent(self, response: httpx.Response) -> bool:
         return response.status_code == 500 and any(m in self._message(response).lower() for m in _ABSENT_MARKERS)

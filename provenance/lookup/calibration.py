@@ -25,7 +25,8 @@ CALIBRATION_FILE = Path(__file__).with_name("verdict_calibration.json")
 FORMAT = "provenance-verdict-calibration/1"
 #: Policy fields the file may set (the hash's own thresholds and the identity gate come with their weights).
 CALIBRATED_FIELDS = ("change_threshold", "change_thresholds", "scene_off_plane", "scene_min_inlier_ratio",
-                     "scene_changed", "scene_max_density", "scene_min_inliers", "clone_min_matches", "clone_min_gap")
+                     "scene_changed", "scene_max_density", "scene_min_inliers", "clone_min_matches", "clone_min_gap",
+                     "region_threshold")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ def _thresholds(raw: Any) -> dict[str, Any]:
             if list(pairs) != sorted(pairs) or any(side < 1 or t <= 0 for side, t in pairs):
                 raise ValueError("change_thresholds must be ascending [side, threshold] pairs, both positive")
             out[name] = pairs
+        elif value is None and "None" in str(types[name]):
+            out[name] = None
         elif "int" in str(types[name]):
             out[name] = int(value)
         else:

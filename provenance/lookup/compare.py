@@ -73,6 +73,10 @@ MAX_NOISE_BLUR = 2.5  # at most this much (work pixels)
 ALTERED_THRESHOLD = 12.7  # score at or above which a verified pair is reported altered
 REGION_THRESHOLD = 8.0  # heat (over the re-share model) from which a pixel belongs to a changed region
 SCORE_SHARE = 0.004  # the score is the heat exceeded by this share of the compared area
+# The region score pools the heat over a Gaussian of this share of the long side: a small edit that changes a patch
+# a little, all alike (an inpainted removal, a copy that blends in), stands out there, while the speckle a re-share
+# leaves averages out. Its threshold is calibrated with the others (verdict_calibration.json).
+REGION_POOL = 0.02
 MIN_REGION_SHARE = 0.002  # changed regions smaller than this share of the compared area are not boxed
 
 
@@ -105,6 +109,7 @@ class ChangeAnalysis:
     # matching), the heat and the compared mask. The copy-move test (``clones.find_pixel_clone``) searches them.
     grid: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     sharpened: float = 0.0  # unsharp-mask amount given to the reference to match a sharpened query (0: none)
+    region_score: float = 0.0  # the heat of the most changed region (pooled over REGION_POOL of the long side)
 
     @property
     def resolution(self) -> int:
@@ -373,6 +378,16 @@ def _reshare_floor(pooled: np.ndarray, r: np.ndarray, compared: np.ndarray) -> n
     return cv2.max(floor, 0.0)
 
 
+def _region_score(heat: np.ndarray, compared: np.ndarray) -> float:
+    """The largest heat pooled over ``REGION_POOL`` of the long side (normalised by how much of the window was
+    compared), inside the compared area."""
+    sigma = max(1.0, REGION_POOL * max(heat.shape))
+    weight = cv2.GaussianBlur(compared.astype(np.float32), (0, 0), sigma)
+    pooled = cv2.GaussianBlur(heat, (0, 0), sigma) / np.maximum(weight, 1e-3)
+    inner = cv2.erode(compared.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    return float(pooled[inner].max()) if inner.any() else 0.0
+
+
 def change_regions(heat: np.ndarray, compared: np.ndarray, reference_size: tuple[int, int],
                    threshold: float = REGION_THRESHOLD,
                    peak: float = ALTERED_THRESHOLD) -> tuple[tuple[Box, ...], float]:
@@ -477,8 +492,9 @@ def aligned_difference(query_rgb: np.ndarray, reference_rgb: np.ndarray, homogra
         compared = cv2.resize(compared.astype(np.uint8), (work_w, work_h), interpolation=cv2.INTER_NEAREST) > 0
         heat[~compared] = 0.0
     score = float(np.quantile(heat[compared], 1.0 - SCORE_SHARE))
+    region = _region_score(heat, compared)
     boxes, changed = change_regions(heat, compared, (ref_w, ref_h))
     heat.setflags(write=False)
     compared.setflags(write=False)
     return ChangeAnalysis(score, heat, compared, (ref_w, ref_h), boxes, changed, overlap, sigma, noise_floor, scale,
-                          grid, sharpened)
+                          grid, sharpened, region)

@@ -9,8 +9,9 @@ weak either way and a person should look (the journalist page says "needs a huma
 The features, all oriented so that larger means more support for the verdict given:
 
 * ``margin``: how far the aligned comparison's score lies from the altered threshold, in log units
-  (``log(score / threshold)`` for *altered*, its negative for *match*); a copy-move's tell-tale adds support to
-  *altered* (``log(clone matches / their minimum)``, the larger of the two counts);
+  (``log(score / threshold)`` for *altered*, its negative for *match*), and likewise its region score (the closer
+  of the two for *match*, the stronger for *altered*); a copy-move's tell-tale adds support to *altered*
+  (``log(clone matches / their minimum)``, or its pixel gap's);
 * ``tie``: ``log(inliers)`` of the verdict's candidate, how firmly geometry ties query and record;
 * for *no_match*: ``tie`` is the log of the most inliers any candidate reached (1 + inliers), negated: a candidate
   that nearly verified weakens a *no_match*; for *same_scene*: ``margin`` is the strongest of its other-photo cues.
@@ -24,8 +25,8 @@ from dataclasses import dataclass
 
 from dataclasses import replace
 
-from provenance.lookup.verdict import (ALTERED, MATCH, NO_MATCH, SAME_SCENE, Candidate, Policy, Verdict, change_threshold,
-                                       is_cloned)
+from provenance.lookup.verdict import (ALTERED, MATCH, NO_MATCH, SAME_SCENE, Candidate, Policy, Verdict,
+                                       change_threshold, is_cloned)
 
 __all__ = ["FEATURES", "ConfidenceModel", "Logistic", "evidence_features", "fit_logistic"]
 
@@ -71,9 +72,16 @@ def evidence_features(verdict: str, best: Candidate | None, candidates: Sequence
         if is_cloned(best, policy):
             margin = max(margin, _log_ratio(float(best.clone_matches or 0), float(policy.clone_min_matches)),
                          _log_ratio(best.clone_gap or 0.0, policy.clone_min_gap))
+        if policy.region_threshold is not None and best.region_score is not None:
+            margin = max(margin, _log_ratio(best.region_score, policy.region_threshold))
         return margin, tie
-    # MATCH: uncompared (a small crop) gets no support from the comparison
-    return (-_log_ratio(score, threshold) if score is not None else 0.0), tie
+    # MATCH: uncompared (a small crop) gets no support from the comparison; the closer call of the two scores counts
+    if score is None:
+        return 0.0, tie
+    margin = -_log_ratio(score, threshold)
+    if policy.region_threshold is not None and best.region_score is not None:
+        margin = min(margin, -_log_ratio(best.region_score, policy.region_threshold))
+    return margin, tie
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,8 @@ class PairEvidence:
             changed_fraction=None if a is None else float(a.changed_fraction),
             clone_matches=None if self.clone is None or self.clone.gap is not None else self.clone.matches,
             clone_gap=None if self.clone is None else self.clone.gap,
-            comparison_side=None if a is None else a.resolution)
+            comparison_side=None if a is None else a.resolution,
+            region_score=None if a is None else float(a.region_score))
 
     @property
     def boxes(self) -> tuple[tuple[int, int, int, int], ...]:

@@ -6,16 +6,17 @@ without images, and calibrated on one dataset split and reported on another (``b
 * **match**: a candidate passes geometric verification, its tamper-sensitive hash is within ``hash_altered`` (by
   default the model's calibrated threshold), and the aligned comparison finds no local change.
 * **altered**: a candidate passes geometric verification (it is the same source scene) but the content differs:
-  the aligned comparison finds a concentrated change, or the sensitive hash is beyond ``hash_altered``.
+  the aligned comparison finds a concentrated change (at the threshold for the resolution it ran at), a copy-move
+  leaves its tell-tale (``provenance.lookup.clones``), or the sensitive hash is beyond ``hash_altered``.
   The evidence carries the changed regions and the change map.
 * **same_scene**: a candidate passes geometric verification, but the query is another photo of the same scene,
   not a copy of the registered one: a homography explains only part of what a fundamental matrix explains
   (parallax: ``off_plane_share``), or too few of the matches (``inlier_ratio``), or the aligned comparison finds
   differences over much of the picture (``changed_fraction``), where an edit changes a minority of it, while few of
-  the original's keypoints match (``inlier_density``: a copy keeps the original's pixels, a new capture does not). The record is
-  a lead ("another photo of the same scene"), never a claim that the query was edited. Such a tie with fewer than
-  ``scene_min_inliers`` inliers is too weak to be a lead (the same object or pattern in two photos) and gives
-  **no_match**.
+  the original's keypoints match (``inlier_density``: a copy keeps the original's pixels, a new capture does not).
+  The record is a lead ("another photo of the same scene"), never a claim that the query was edited. Such a tie
+  with fewer than ``scene_min_inliers`` inliers is too weak to be a lead (the same object or pattern in two
+  photos) and gives **no_match**.
 * **no_match**: no candidate passes geometric verification (or only as another photo, weakly tied).
 
 Precedence: when several records are equally good sources (each would give the same verdict, with at least
@@ -60,6 +61,7 @@ class Policy:
     # ascending; a comparison at a higher resolution than the last uses ``change_threshold``. Coarse comparisons
     # (small or pixelated copies) leave more benign difference (aliasing, JPEG at low resolution).
     change_thresholds: tuple[tuple[int, float], ...] = ()
+    region_threshold: float | None = None  # the comparison's region score at or above which it is altered
 
     def change_threshold_at(self, resolution: int | None) -> float:
         """The altered threshold for a comparison that ran at ``resolution`` (long side, px; None: unknown)."""
@@ -76,7 +78,8 @@ class Policy:
                 "scene_changed": self.scene_changed, "scene_max_density": self.scene_max_density,
                 "scene_min_inliers": self.scene_min_inliers,
                 "clone_min_matches": self.clone_min_matches, "clone_min_gap": self.clone_min_gap,
-                "change_thresholds": [list(t) for t in self.change_thresholds]}
+                "change_thresholds": [list(t) for t in self.change_thresholds],
+                "region_threshold": self.region_threshold}
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,7 @@ class Candidate:
     clone_matches: int | None = None  # query keypoints copied from another place of the original (copy-move)
     comparison_side: int | None = None  # long side (px) of the grid the aligned comparison ran on
     clone_gap: float | None = None  # a copy found in pixels: NCC elsewhere in the original minus in place
+    region_score: float | None = None  # the comparison's most changed region (heat pooled over 2 % of the side)
 
     def to_obj(self) -> dict[str, Any]:
         return {"record_cid": self.record_cid, "publisher": self.publisher, "leaf_index": self.leaf_index,
@@ -161,6 +165,7 @@ class Candidate:
                 "changed_fraction": None if self.changed_fraction is None else round(self.changed_fraction, 4),
                 "clone_matches": self.clone_matches,
                 "clone_gap": None if self.clone_gap is None else round(self.clone_gap, 4),
+                "region_score": None if self.region_score is None else round(self.region_score, 4),
                 "comparison_side": self.comparison_side}
 
 
@@ -209,10 +214,15 @@ def change_threshold(c: Candidate, policy: Policy) -> float:
     return policy.change_threshold_at(c.comparison_side)
 
 
+def is_region_changed(c: Candidate, policy: Policy) -> bool:
+    return (policy.region_threshold is not None and c.region_score is not None
+            and c.region_score >= policy.region_threshold)
+
+
 def is_altered(c: Candidate, policy: Policy) -> bool:
     changed = c.change_score is not None and c.change_score >= change_threshold(c, policy)
     far = c.distance is not None and c.distance > policy.hash_altered
-    return changed or far or is_cloned(c, policy)
+    return changed or far or is_cloned(c, policy) or is_region_changed(c, policy)
 
 
 def other_photo_reasons(c: Candidate, policy: Policy) -> list[str]:
@@ -287,6 +297,8 @@ def decide(candidates: Sequence[Candidate], policy: Policy, *, query_hash: str, 
             reasons.append(f"local change score {best.change_score:.3f} >= {change_threshold(best, policy)}")
         if best.distance is not None and best.distance > policy.hash_altered:
             reasons.append(f"hash distance {best.distance} > {policy.hash_altered}")
+        if is_region_changed(best, policy) and not reasons:
+            reasons.append(f"a changed region: score {best.region_score:.3f} >= {policy.region_threshold}")
         if is_cloned(best, policy):
             reasons.append(f"copy-move: {best.clone_matches} keypoints match a second place in the original"
                            if best.clone_matches else

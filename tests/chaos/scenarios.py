@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -170,14 +171,20 @@ def run_fault(h: Harness, name: str, inject: Callable[[], None], heal: Callable[
         time.sleep(outage_s)
         heal()
         window.healed = time.monotonic()
+        recovery: dict[str, float] = {}
+        watcher = threading.Thread(target=_watch_recovery, args=(h, stream, window, recovered, recovery),
+                                   daemon=True)
+        watcher.start()
         time.sleep(after_s)
     finally:
         stream.stop()
         probe.stop()
+    watcher.join(timeout=max(0.0, window.healed + h.settle_timeout_s - time.monotonic()))
     uploads, probes = stream.snapshot(), probe.snapshot()
-    recover_s, states = _settle(h, uploads, window, recovered)
+    states = _settle(h, uploads)
     outcome = judge(topo, name, uploads, probes, states, window, api_down=api_down)
     outcome.in_flight = in_flight
+    recover_s = recovery.get("seconds")
     outcome.recover_s = recover_s
     outcome.notes.extend(notes or [])
     if recover_s is None:
@@ -211,24 +218,54 @@ def _in_flight(topo: Topology, stream: UploadStream) -> int:
     return sending + unfinished
 
 
-def _settle(h: Harness, uploads: list[Upload], window: Window,
-            recovered: Callable[[], bool] | None) -> tuple[float | None, dict[str, dict[str, Any]]]:
-    """Wait until the API is ready, every accepted upload finished and ``recovered()`` holds; returns the seconds
-    from the heal to that moment (None: not within the timeout) and the final task states."""
+def _watch_recovery(h: Harness, stream: UploadStream, window: Window, recovered: Callable[[], bool] | None,
+                    out: dict[str, float]) -> None:
+    """From the heal, beside the flow that goes on: the moment the API is ready (``/readyz`` 200), every upload sent
+    before the heal has had its answer and, if accepted, its ingest has finished, an upload sent after the heal has
+    gone all the way through (accepted and ingested: the service works end to end again), and ``recovered()``
+    holds. Its seconds after the heal go to ``out["seconds"]``; nothing when not within ``settle_timeout_s``."""
     topo = h.topo
     deadline = window.healed + h.settle_timeout_s
+    states: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        uploads = stream.snapshot()
+        before = [u for u in uploads if u.started <= window.healed]
+        if all(u.ended for u in before) and _ready(topo):
+            accepted = [u.task_id for u in before if u.accepted]
+            after = [u.task_id for u in uploads if u.started > window.healed and u.accepted]
+            pending = [t for t in accepted + after if states.get(t, {}).get("state") not in FINAL]  # type: ignore[arg-type]
+            states.update(task_states(topo.api.base, pending))  # type: ignore[arg-type]
+            if (all(states[t].get("state") in FINAL for t in accepted)  # type: ignore[index]
+                    and any(states[t].get("state") == "succeeded" for t in after)  # type: ignore[index]
+                    and (recovered is None or recovered())):
+                out["seconds"] = time.monotonic() - window.healed
+                return
+        time.sleep(0.25)
+
+
+def _ready(topo: Topology) -> bool:
+    try:
+        return httpx.get(f"{topo.api.base}/readyz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _settle(h: Harness, uploads: list[Upload]) -> dict[str, dict[str, Any]]:
+    """After the flow: wait (at most ``settle_timeout_s``) until the API is ready and every accepted upload has
+    finished; returns the final task states (unfinished ones as they are)."""
+    topo = h.topo
+    deadline = time.monotonic() + h.settle_timeout_s
     accepted = [u.task_id for u in uploads if u.accepted]
     states: dict[str, dict[str, Any]] = {}
     while time.monotonic() < deadline:
         if wait_api_ready(topo, timeout_s=max(1.0, deadline - time.monotonic())):
             pending = [t for t in accepted if states.get(t, {}).get("state") not in FINAL]
             states.update(task_states(topo.api.base, pending))  # type: ignore[arg-type]
-            done = all(states[t].get("state") in FINAL for t in accepted)  # type: ignore[index]
-            if done and (recovered is None or recovered()):
-                return time.monotonic() - window.healed, states
+            if all(states[t].get("state") in FINAL for t in accepted):  # type: ignore[index]
+                return states
         time.sleep(0.5)
     states.update(task_states(topo.api.base, accepted))  # type: ignore[arg-type]
-    return None, states
+    return states
 
 
 # --- the judgement -----------------------------------------------------------------------------------------------
@@ -332,6 +369,14 @@ def wait_until(predicate: Callable[[], object], timeout_s: float, poll_s: float 
 def ensure_healthy(h: Harness) -> None:
     """Before a scenario: every service up, two workers, the API ready (a failed scenario must not fail the next)."""
     topo = h.topo
+    if not topo.redis.alive():
+        topo.redis.start()
+    if not topo.postgres.alive():
+        topo.postgres.start()
+    topo.ipfs.start()  # both scripts answer at once when their daemon already runs
+    topo.chain.start()
+    if topo.disk is not None:
+        topo.disk.free()
     for w in topo.workers:
         if not w.alive():
             w.start()

@@ -77,6 +77,9 @@ class PrivateRedis:
         self.stop()
         self.start()
 
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
 
 def _pg_bin(name: str) -> str:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
@@ -132,6 +135,10 @@ class PrivatePostgres:
         """``fast``: a clean shutdown that drops every session; ``immediate``: a crash (recovery at next start)."""
         subprocess.run([*self._as, self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop"],
                        capture_output=True, text=True, timeout=90)
+
+    def alive(self) -> bool:
+        return subprocess.run([*self._as, self.pg_ctl, "-D", str(self.data), "status"], capture_output=True,
+                              timeout=30).returncode == 0
 
     def restart(self, mode: str = "immediate") -> None:
         self.stop(mode)

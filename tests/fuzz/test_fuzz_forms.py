@@ -5,6 +5,8 @@ The parser may answer a form or Starlette's 400 only; the metadata parser ``Inva
 
 from __future__ import annotations
 
+from tests.conftest import run_isolated
+
 import asyncio
 import json
 
@@ -77,7 +79,7 @@ def test_fuzz_multipart_forms(fuzz_stats: FuzzStats) -> None:
                lambda t: "multipart/form-data; " + t)))
     @example(body=FORM.replace(b"Harbour", b"Harb\xffour"), content_type=CONTENT_TYPES[0])
     def run(body: bytes, content_type: str) -> None:
-        fuzz_stats.run("multipart", lambda: asyncio.run(_parse(body, content_type)), (HTTPException,),
+        fuzz_stats.run("multipart", lambda: run_isolated(_parse(body, content_type)), (HTTPException,),
                        given=(body[:200], content_type))
 
     run()

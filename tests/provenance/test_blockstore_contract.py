@@ -182,6 +182,37 @@ def test_daemon_that_never_answers_is_unavailable() -> None:
             store.put(b"x")
 
 
+def test_daemon_that_resets_the_connection_is_unavailable() -> None:
+    """A daemon dying mid-request resets the connection (found by tests/chaos while IPFS stopped: it was a 500)."""
+    import struct
+    import threading
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+
+        def reset_each() -> None:
+            for _ in range(2):  # httpx may retry the connection once
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                conn.settimeout(0.3)
+                try:  # the whole request, so that the client is waiting for the answer when the reset comes
+                    while conn.recv(65536):
+                        pass
+                except OSError:
+                    pass
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+                conn.close()
+
+        threading.Thread(target=reset_each, daemon=True).start()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        with IpfsRpcBlockStore(url, timeout_s=5) as store, pytest.raises(BlockStoreUnavailableError) as caught:
+            store.put(b"x")
+        assert caught.value.where == url and "ReadError" in str(caught.value)
+
+
 def fake_daemon(handler: object) -> IpfsRpcBlockStore:
     return IpfsRpcBlockStore("http://fake:5001", transport=httpx.MockTransport(handler))  # type: ignore[arg-type]
 
@@ -207,6 +238,20 @@ def test_daemon_error_is_a_block_store_error() -> None:
     store = fake_daemon(lambda request: httpx.Response(500, json={"Message": "disk full", "Code": 0}))
     with pytest.raises(BlockStoreError, match="disk full"):
         store.put(b"x")
+
+
+def test_daemon_that_cannot_serve_now_is_unavailable() -> None:
+    """A daemon answering 5xx (js-ipfs while it shuts down: "Database is not open") is down for now, not broken for
+    good: unavailable, so an upload gets 503 naming it and a worker retries (found by tests/chaos: it was a 500,
+    and a worker step would have failed the ingest for good). A 4xx stays a plain error: our request was bad."""
+    store = fake_daemon(lambda request: httpx.Response(500, json={"Message": "Database is not open", "Code": 0}))
+    with pytest.raises(BlockStoreUnavailableError, match="Database is not open") as caught:
+        store.put(b"x")
+    assert caught.value.where == "http://fake:5001"
+    refused = fake_daemon(lambda request: httpx.Response(400, json={"Message": "bad arg", "Code": 1}))
+    with pytest.raises(BlockStoreError, match="bad arg") as plain:
+        refused.put(b"x")
+    assert not isinstance(plain.value, BlockStoreUnavailableError)
 
 
 # --- factory ---------------------------------------------------------------------------------------------------------

@@ -79,6 +79,26 @@ def test_healthz_and_readyz(live: tuple[TestClient, Service, str], shared_photos
     assert client.get("/readyz").status_code == 200
 
 
+def test_a_channel_another_process_creates_is_ready_within_the_staleness_limit(
+        live: tuple[TestClient, Service, str]) -> None:
+    """A new deployment's API starts on an empty catalog; a worker then registers the first record, creating the
+    channel. That is a lag like any other, not a reason to leave the load balancer (the soak saw /readyz flap to
+    503 "channels not loaded yet"); a channel left unloaded past the limit is not ready, and says so."""
+    client, service, _ = live  # staleness limit 600 s
+    with service.ledger.engine.begin() as conn:
+        IndexCatalog().insert(conn, "phash", "bafkreiother", "alpha", "0123456789abcdef")
+    fresh = client.get("/readyz")
+    assert fresh.status_code == 200, fresh.text
+    assert "0 of 1 channels loaded; 1 entries to pick up" in fresh.json()["checks"]["index"]["detail"]
+    with service.ledger.engine.begin() as conn:
+        IndexCatalog().insert(conn, "oscar-net", "bafkreiother", "alpha", "0123456789abcdef",
+                              now=datetime.now(timezone.utc) - timedelta(hours=1))
+    stale = client.get("/readyz")
+    assert stale.status_code == 503 and stale.json()["not_ready"] == ["index"]
+    assert "oscar-net is 1 entries (3600 s) behind the catalog (not loaded yet) (limit 600 s)" == \
+        stale.json()["checks"]["index"]["detail"]
+
+
 def test_the_server_catches_its_index_up_without_lookups(tmp_path: Path, shared_photos: Path) -> None:
     service = open_light_service(tmp_path / "data", index_max_staleness_s=2)  # catch-up every 0.5 s
     service.ledger.add_publisher("alpha")

@@ -6,6 +6,8 @@ Two real ``provenance serve`` processes: tests/integration/test_shared_limits_se
 
 from __future__ import annotations
 
+from tests.conftest import run_isolated
+
 import asyncio
 import time
 from collections.abc import Iterator
@@ -101,7 +103,7 @@ def test_two_replicas_share_the_per_client_work_slots(redis_db: RedisDb) -> None
         async with b.slot("203.0.113.7", "lookup"):  # released on A: free on B
             pass
 
-    asyncio.run(scenario())
+    run_isolated(scenario())
     assert a.busy == b.busy == 0
     assert redis_db.client().zcard(a.shared.key("slots", "203.0.113.7")) == 0
 
@@ -120,9 +122,9 @@ def test_a_crashed_replicas_slots_expire_and_a_live_ones_are_renewed(redis_db: R
             assert exc.status == 429
             return True
 
-    assert asyncio.run(refused())
+    assert run_isolated(refused())
     time.sleep(1.3)  # past the lease: the killed process's slot is gone
-    assert not asyncio.run(refused())
+    assert not run_isolated(refused())
 
     holder = SharedWorkSlots(live, total=4, per_client=1, wait_s=0, lease_s=1.0, renew_every_s=0.2)
 
@@ -134,8 +136,8 @@ def test_a_crashed_replicas_slots_expire_and_a_live_ones_are_renewed(redis_db: R
                 seen.append(await refused())
         return seen
 
-    assert asyncio.run(hold_for(2.5)) == [True] * 5  # held 2.5 s on a 1 s lease: renewed all along
-    assert not asyncio.run(refused())
+    assert run_isolated(hold_for(2.5)) == [True] * 5  # held 2.5 s on a 1 s lease: renewed all along
+    assert not run_isolated(refused())
 
 
 def test_a_full_replica_answers_503_without_holding_the_clients_share(redis_db: RedisDb) -> None:
@@ -150,7 +152,7 @@ def test_a_full_replica_answers_503_without_holding_the_clients_share(redis_db: 
             async with b.slot("c2", "lookup"):  # B has room; c2's refused try on A left nothing behind
                 pass
 
-    asyncio.run(scenario())
+    run_isolated(scenario())
     assert redis_db.client().zcard(a.shared.key("slots", "c2")) == 0
 
 
@@ -165,7 +167,7 @@ def test_work_slots_fall_back_to_in_memory_when_redis_is_down() -> None:
                     pass
             assert refused.value.status == 429
 
-    asyncio.run(scenario())
+    run_isolated(scenario())
     assert slots.busy == 0
 
 

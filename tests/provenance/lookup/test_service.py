@@ -255,3 +255,34 @@ def test_a_large_copy_decoded_shrunk_gets_the_verdicts_a_full_decode_gets(servic
         best = {c.record_cid: c for c in shrunk.candidates}[shrunk.record_cid]
         best_full = {c.record_cid: c for c in full.candidates}[full.record_cid]
         assert best.inliers >= 0.7 * best_full.inliers, (best.inliers, best_full.inliers)
+
+
+def test_a_close_phash_vouches_for_a_candidate_beyond_the_identity_gate(service, shared_photos):
+    """A re-share whose pHash stays a near-duplicate's is verified even when its global-id distance is over the
+    gate (small, blurred or noisy copies of dark or smooth photos land there); the gate still skips the rest."""
+    from dataclasses import replace
+
+    from provenance.lookup.service import VOUCH_RADIUS, Lookup
+
+    strict = Lookup(service.ledger, service.lookup.index, policy=replace(service.lookup.policy, identity_gate=0))
+    v = strict.lookup(benign_reshare((shared_photos / PHOTOS[0]).read_bytes()))
+    assert v.verdict == "match" and v.record_cid == service.cids[PHOTOS[0]], v.explanation
+    source = next(c for c in v.candidates if c.record_cid == v.record_cid)
+    assert source.passed and source.tolerant_distances["phash"] <= VOUCH_RADIUS["phash"]
+    assert source.tolerant_distances["global-id"] > 0  # beyond the (zero) gate, verified all the same
+    others = [c for c in v.candidates if c.record_cid != v.record_cid]
+    assert others and all(c.reason.startswith("not verified") for c in others)
+
+
+def test_another_photo_of_the_scene_is_same_scene_with_the_record_as_lead(service, shared_photos):
+    """The motorcycle stereo pair through the whole lookup: the left photo registered, the right one looked up."""
+    left = service.pipeline.ingest((shared_photos / "skimage/motorcycle_left.png").read_bytes(), publisher="acme",
+                                   metadata=PublisherMetadata(title="motorcycle, left camera"))
+    v = service.lookup.lookup((shared_photos / "skimage/motorcycle_right.png").read_bytes())
+    assert v.verdict == "same_scene" and v.record_cid == left.cid, v.explanation
+    assert v.change_map is None and v.regions == () and v.object_changes == ()
+    lead = next(c for c in v.candidates if c.record_cid == left.cid)
+    assert lead.passed and lead.off_plane_share is not None and lead.off_plane_share >= v.policy.scene_off_plane
+    obj = v.to_obj()
+    assert obj["verdict"] == "same_scene" and obj["confidence"] is None  # no model for it: too few real pairs
+    assert obj["thresholds"]["scene_off_plane"] == v.policy.scene_off_plane

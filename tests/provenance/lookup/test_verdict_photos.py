@@ -84,3 +84,29 @@ def test_a_small_mildly_blurred_copy_stays_match(shared_photos, photo, blur):
     v, ev = judge(_jpeg(copy, 75), reference)
     assert v.verdict == MATCH, v.explanation
     assert ev.clone is None
+
+
+def test_a_copy_move_leaves_a_second_correspondence_in_the_keypoints(shared_photos):
+    reference = _rgb(shared_photos / "kodak24/kodim05.png")
+    edited, _, info = M.copy_move(reference, np.random.default_rng(0), M.EditContext(area=(0.04, 0.05)))
+    v, ev = judge(_jpeg(edited, 90), reference)
+    assert v.verdict == ALTERED
+    assert ev.clone is not None and ev.clone.gap is None and ev.clone.matches >= 5  # found by keypoints
+    x, y, w, h = ev.clone.box
+    x1, y1, x2, y2 = info["to"]
+    assert x < x2 and x + w > x1 and y < y2 and y + h > y1
+    (fx, fy), (dx, dy) = info["from"][:2], ev.clone.move
+    assert abs((x1 - fx) - dx) < 8 and abs((y1 - fy) - dy) < 8  # the move, in the original's pixels
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_repetitive_texture_is_not_taken_for_a_copy_move(shared_photos, seed):
+    """Bricks repeat all over the wall: a genuine copy must not read as a region pasted from another place."""
+    from provenance.bench import platform as P
+
+    reference = _rgb(shared_photos / "skimage/brick.png")
+    img, enc, _ = P.KINDS[("resize_jpeg", "colour_gamma", "sharpen")[seed]](Image.fromarray(reference),
+                                                                           np.random.default_rng(seed))
+    copy = np.asarray(Image.open(io.BytesIO(P.encode(img, enc))).convert("RGB"))
+    v, ev = judge(copy, reference)
+    assert ev.clone is None and v.verdict == MATCH, v.explanation

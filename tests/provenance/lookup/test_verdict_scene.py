@@ -20,10 +20,11 @@ POLICY = Policy(hash_threshold=22, hash_altered=22, change_threshold=12.7, scene
 
 def cand(cid: str = "a", *, inliers: int = 300, ratio: float = 0.95, score: float | None = 4.0,
          off_plane: float | None = 0.02, changed: float | None = 0.0, clone: int | None = None,
-         side: int | None = 512, distance: int | None = 5, density: float | None = 0.05) -> Candidate:
+         side: int | None = 512, distance: int | None = 5, density: float | None = 0.05,
+         region: float | None = None) -> Candidate:
     return Candidate(cid, ("global-id",), distance, 3, inliers, ratio, True, False, "verified", score, (), {},
                      fundamental_inliers=inliers, off_plane_share=off_plane, changed_fraction=changed,
-                     clone_matches=clone, comparison_side=side, inlier_density=density)
+                     clone_matches=clone, comparison_side=side, inlier_density=density, region_score=region)
 
 
 def verdict(*cands: Candidate):  # type: ignore[no-untyped-def]
@@ -75,6 +76,14 @@ def test_the_copy_move_tell_tale_makes_altered_even_when_the_comparison_is_quiet
     assert verdict(cand(score=6.0, clone=4)).verdict == MATCH  # below the minimum: chance or texture
 
 
+def test_a_changed_region_makes_altered_when_the_score_alone_does_not():
+    regional = replace(POLICY, region_threshold=20.0)
+    v = decide([cand(score=8.0, region=26.0)], regional, query_hash="", model="")
+    assert v.verdict == ALTERED and "a changed region: score 26.000 >= 20.0" in v.explanation
+    assert decide([cand(score=8.0, region=12.0)], regional, query_hash="", model="").verdict == MATCH
+    assert verdict(cand(score=8.0, region=26.0)).verdict == MATCH  # no region threshold: the cue is off
+
+
 def test_the_altered_threshold_rises_for_coarse_comparisons():
     assert POLICY.change_threshold_at(120) == 16.0 and POLICY.change_threshold_at(200) == 14.0
     assert POLICY.change_threshold_at(512) == 12.7 and POLICY.change_threshold_at(None) == 12.7
@@ -121,7 +130,8 @@ def test_evidence_features_are_oriented_towards_the_verdict():
     a_far = evidence_features(ALTERED, cand(score=130.0), [], POLICY)[0]
     assert m_far > m_close > 0 and a_far > a_close > 0
     assert evidence_features(ALTERED, cand(score=6.0, clone=20), [], POLICY)[0] > 0  # the clone supports it
-    assert evidence_features(NO_MATCH, None, [cand(inliers=9)], POLICY)[1] < evidence_features(NO_MATCH, None, [], POLICY)[1]
+    near = evidence_features(NO_MATCH, None, [cand(inliers=9)], POLICY)[1]
+    assert near < evidence_features(NO_MATCH, None, [], POLICY)[1]  # a candidate that nearly verified weakens it
 
 
 def test_fit_logistic_recovers_a_known_model():
@@ -164,3 +174,14 @@ def test_the_shipped_calibration_loads_and_says_how_it_was_made():
     assert {MATCH, ALTERED} <= set(cal.confidence.models)
     assert "calibrate_verdicts.py" in cal.made_by["command"] and cal.made_by["pairs"]["benign"] > 0
     assert replace(policy, identity_gate=1).identity_gate == 1
+
+
+def test_the_cli_names_a_lead_and_a_weak_verdict(capsys):
+    from provenance.cli import print_verdict
+
+    print_verdict(verdict(cand(score=230.0, off_plane=0.46, ratio=0.52, changed=0.34)).to_obj())
+    out = capsys.readouterr().out
+    assert out.startswith("verdict: same_scene  lead: record a") and "parallax" in out and "confidence" not in out
+    print_verdict(MODEL.apply(verdict(cand(score=11.0, inliers=20))).to_obj())
+    out = capsys.readouterr().out
+    assert out.startswith("verdict: match  record a") and "(weak evidence: needs a human look)" in out

@@ -16,7 +16,7 @@ import click
 
 from provenance.auditor.cli import refuse_tiles_options, tiles_audit_options
 from provenance.config import Settings, get_settings
-from provenance.errors import ChainUnavailableError, InvalidImageError, ProvenanceError, UnknownPublisherError
+from provenance.errors import ChainUnavailableError, ConfigError, InvalidImageError, ProvenanceError, UnknownPublisherError
 from provenance.ledger import IngestFailure, IngestResult, Ledger, expand_image_paths
 from provenance.logging import configure_logging
 from provenance.records import PublisherMetadata
@@ -374,8 +374,13 @@ def log_export_tiles(state: _State, out_dir: Path) -> None:
 def log_key(state: _State) -> None:
     """Print the log's signed-note verifier key (<name>+<key ID>+<base64 key>): what checks its checkpoints and its
     lookup receipts (verify-receipt --service-key), the same string records proof gives as verifier_key."""
+    from provenance.keyring import Keyring
     from provenance.translog import encode_verifier_key
 
+    # Never mint a key here: run in the wrong directory, that would hand an auditor a key no checkpoint is signed by.
+    if not Keyring(state.settings.keyring_dir).has_service_key(state.settings.log_key_name):
+        raise ConfigError(f"no log key in {state.settings.data_dir}: is --data-dir (PROVENANCE_DATA_DIR) the "
+                          "service's data directory?")
     click.echo(encode_verifier_key(state.settings.log_key_name, state.ledger.log_public_key()))
 
 

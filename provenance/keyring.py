@@ -59,6 +59,9 @@ class Keyring:
             raise UnknownPublisherError(f"no signing key for publisher {name!r} in {path.parent}")
         return _read_private(path)
 
+    def has_service_key(self, name: str) -> bool:
+        return self._path("service", name).exists()
+
     def service_key(self, name: str) -> Ed25519PrivateKey:
         """The log's checkpoint-signing key, created on first use."""
         path = self._path("service", name)

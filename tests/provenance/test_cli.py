@@ -146,3 +146,10 @@ def test_demo_is_the_main_job(tmp_path: Path) -> None:
     assert len(maps) == 1 and maps[0].read_bytes()[:4] == b"\x89PNG"
     assert "audit: OK" in out.stdout and "anchor for tree size 9: verified" in out.stdout
     assert "all verdicts as expected, audit passed" in out.stdout
+
+def test_log_key_never_mints_a_key_in_the_wrong_directory(tmp_path: Path) -> None:
+    """An auditor who runs `log key` outside the service's data directory must get an error, not a fresh key that
+    signs nothing."""
+    out = run(tmp_path / "not-the-data-dir", "log", "key")
+    assert out.returncode == 3 and "no log key" in out.stderr
+    assert not list((tmp_path / "not-the-data-dir").rglob("*.pem"))

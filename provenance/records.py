@@ -11,13 +11,11 @@ The publisher's Ed25519 signature covers a domain-separated canonical form of ev
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from provenance.canonical import canonical_json, parse_canonical_json
@@ -84,8 +82,7 @@ class ProvenanceRecord:
     def sign(self, private_key: Ed25519PrivateKey) -> SignedRecord:
         if key_id_for(private_key.public_key()) != self.key_id:
             raise SignatureError(f"signing key does not match the record's key id {self.key_id}")
-        sig = private_key.sign(self.signing_payload())
-        return SignedRecord(self, base64.b64encode(sig).decode("ascii"))
+        return SignedRecord(self, sign_domain(SIGNING_DOMAIN, self.body(), private_key))
 
 
 @dataclass(frozen=True)
@@ -109,11 +106,7 @@ class SignedRecord:
         """Raise :class:`SignatureError` unless the signature verifies under ``public_key``."""
         if key_id_for(public_key) != self.record.key_id:
             raise SignatureError(f"record names key {self.record.key_id}, not {key_id_for(public_key)}")
-        try:
-            sig = base64.b64decode(self.signature, validate=True)
-            public_key.verify(sig, self.record.signing_payload())
-        except (InvalidSignature, ValueError) as exc:
-            raise SignatureError(f"publisher signature does not verify under {self.record.key_id}") from exc
+        verify_domain(SIGNING_DOMAIN, self.record.body(), self.signature, public_key, "publisher signature")
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SignedRecord:

@@ -31,6 +31,7 @@ from provenance.bundle.tlog_proof import TlogProof, parse_tlog_proof
 from provenance.canonical import canonical_json
 from provenance.errors import BundleError
 from provenance.json_bounds import MAX_DOCUMENT_DEPTH, json_depth
+from provenance.strict import exact_fields
 
 __all__ = ["BUNDLE_TYPE", "MAX_BUNDLE_BYTES", "AnchorInfo", "LogEntry", "ProofBundle"]
 
@@ -59,15 +60,7 @@ def _kind(value: Any) -> str:
 
 
 def _fields(obj: Any, path: str, names: tuple[str, ...]) -> dict[str, Any]:
-    if not isinstance(obj, dict):
-        raise _fail(path, f"must be an object, got {_kind(obj)}")
-    missing = [n for n in names if n not in obj]
-    if missing:
-        raise _fail(path, f"missing field(s) {', '.join(missing)}")
-    unknown = sorted(set(obj) - set(names))
-    if unknown:
-        raise _fail(path, f"unknown field(s) {', '.join(unknown)}")
-    return obj
+    return exact_fields(obj, path, names, _fail, _kind)
 
 
 def _str(value: Any, path: str, pattern: re.Pattern[str] | None = None, what: str = "") -> str:

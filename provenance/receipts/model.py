@@ -34,6 +34,7 @@ from provenance.cid import canonical_cid
 from provenance.errors import CheckpointError, InvalidCIDError, InvalidRecordError, ReceiptError
 from provenance.json_bounds import MAX_DOCUMENT_DEPTH, json_depth
 from provenance.translog.checkpoint import Checkpoint
+from provenance.strict import exact_fields
 
 __all__ = ["MAX_RECEIPT_BYTES", "NO_MATCH", "RECEIPT_SCHEMA", "SIGNING_DOMAIN", "LookupReceipt", "QueryCode",
            "ReceiptCandidate", "ReceiptCheckpoint", "ServiceKeyRef", "SignedReceipt"]
@@ -67,15 +68,7 @@ def _fail(path: str, message: str) -> ReceiptError:
 
 
 def _fields(obj: Any, path: str, names: tuple[str, ...]) -> dict[str, Any]:
-    if not isinstance(obj, dict):
-        raise _fail(path, f"must be an object, got {_kind(obj)}")
-    missing = [n for n in names if n not in obj]
-    if missing:
-        raise _fail(path, f"missing field(s) {', '.join(missing)}")
-    unknown = sorted(set(obj) - set(names))
-    if unknown:
-        raise _fail(path, f"unknown field(s) {', '.join(unknown)}")
-    return obj
+    return exact_fields(obj, path, names, _fail, _kind)
 
 
 def _kind(value: Any) -> str:

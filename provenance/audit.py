@@ -4,7 +4,10 @@ For every record: (1) re-derive its CID from the stored bytes and re-check the b
 publisher's signature under a key the log's key events say the publisher held at that leaf (not revoked, not
 rotated away), and the service attestation of v2 records, (3) verify inclusion in the latest signed checkpoint.
 Key events (registrations, rotations, revocations, withdrawals) are log entries too: each is replayed in log order
-and must be signed by who it must be. Across checkpoints: (4) verify each
+and must be signed by who it must be. So are the service's own events (docs/key-rotation.md): the log-key rotations
+are replayed first into the chain of log keys, each signed by the key it replaces and the key it brings in, and the
+key the audit trusts must be one of them; every checkpoint, attestation and operator key event must then be signed
+by the log key in force at its size or leaf. Across checkpoints: (4) verify each
 signature and each consecutive consistency proof. Against the chain: (5) read each checkpoint's anchor back and
 compare roots, reporting the block timestamp. Every failure is a :class:`Finding` naming the layer and the subject.
 """
@@ -29,13 +32,22 @@ from provenance.errors import (
     KeyEventError,
     ProofError,
     RevokedKeyError,
+    ServiceEventError,
     SignatureError,
 )
 from provenance.ledger import Ledger
 from provenance.keyevents import KeyHistory, legacy_keys
 from provenance.records import AttestedRecord, parse_record
 from provenance.records_store import StoredCheckpoint
-from provenance.translog import leaf_hash, verify_checkpoint_note, verify_consistency, verify_inclusion
+from provenance.service_events import (
+    AnchorerRotation,
+    LogKeyChain,
+    LogKeyRotation,
+    anchorer_in_force,
+    parse_service_event,
+)
+from provenance.statements import key_id_for
+from provenance.translog import leaf_hash, verify_consistency, verify_inclusion
 from provenance.translog.cosignature import WitnessKey
 from provenance.witness.audit import audit_cosignatures
 
@@ -62,6 +74,7 @@ class AnchorStatus:
     block_number: int | None = None
     block_timestamp: int | None = None
     tx_hash: str | None = None
+    anchorer: str | None = None
 
     @property
     def timestamp_iso(self) -> str | None:
@@ -81,6 +94,8 @@ class AuditReport:
     checkpoints: int = 0
     latest_checkpoint_size: int | None = None
     key_events: int = 0
+    service_events: int = 0
+    log_keys: list[dict[str, Any]] = field(default_factory=list)
     withdrawn: int = 0
     publishers: dict[str, dict[str, Any]] = field(default_factory=dict)
     anchors: list[AnchorStatus] = field(default_factory=list)
@@ -115,6 +130,8 @@ class AuditReport:
             "checkpoints": self.checkpoints,
             "latest_checkpoint_size": self.latest_checkpoint_size,
             "key_events": self.key_events,
+            "service_events": self.service_events,
+            "log_keys": self.log_keys,
             "withdrawn": self.withdrawn,
             "publishers": self.publishers,
             "anchors": [asdict(a) | {"timestamp": a.timestamp_iso} for a in self.anchors],
@@ -128,6 +145,8 @@ class AuditReport:
             f"  log size {self.log_size}; {self.records} records, {self.records_verified} fully verified, "
             f"{self.pending} pending (after the latest checkpoint)",
             f"  {self.key_events} key events; {self.withdrawn} records withdrawn",
+            f"  {self.service_events} service events; log key {self.log_keys[-1]['vkey'] if self.log_keys else '?'} "
+            f"({len(self.log_keys) - 1 if self.log_keys else 0} rotation(s))",
             f"  {self.checkpoints} checkpoints; latest covers {self.latest_checkpoint_size or 0} leaves",
         ]
         lines += [f"  publisher {pub}: {info['custody']} custody, {info['keys']} key(s)"
@@ -161,9 +180,10 @@ def audit_ledger(ledger: Ledger, *, log_public_key: Ed25519PublicKey, anchor: An
         chain=anchor.describe() if anchor else "none configured", chain_ephemeral=bool(anchor and anchor.ephemeral)
     )
     with ledger.reader.connect() as conn:
+        chain, service, anchorers = _audit_log_keys(report, ledger, conn, log_public_key)
         stored_cps = ledger.store.checkpoints(conn, cfg.log_id)
         report.checkpoints = len(stored_cps)
-        good_cps = _verify_checkpoints(report, stored_cps, cfg.origin, cfg.log_key_name, log_public_key)
+        good_cps = _verify_checkpoints(report, stored_cps, chain)
         report.log_size = ledger.log.size(conn)
         for older, newer in zip(good_cps, good_cps[1:]):
             try:
@@ -177,31 +197,78 @@ def audit_ledger(ledger: Ledger, *, log_public_key: Ed25519PublicKey, anchor: An
             if report.log_size < latest.tree_size:
                 report.fail("log.size", "log", f"log has {report.log_size} leaves, fewer than checkpoint "
                                                 f"{latest.tree_size}: it was truncated")
-        history = _audit_key_events(report, ledger, conn, latest, log_public_key)
+        history = _audit_key_events(report, ledger, conn, latest, chain)
+        for ev in service:
+            _audit_entry(report, ledger, conn, ev.cid, ev.event_bytes, ev.leaf_index, latest,
+                         f"service event {ev.cid} ({ev.kind}, leaf {ev.leaf_index})", "service_event")
         for rec in ledger.store.iter_records(conn):
             report.records += 1
-            if _audit_record(report, ledger, conn, rec, latest, history, log_public_key, trust_operator_rotations):
+            if _audit_record(report, ledger, conn, rec, latest, history, chain, trust_operator_rotations):
                 report.records_verified += 1
         report.publishers = {pub: {"custody": history.custody(pub) or "service",
                                    "keys": len(history.keys.get(pub, {}))} for pub in history.keys}
         report.withdrawn = len(history.withdrawals)
-        if report.records + report.key_events != report.log_size:
+        if report.records + report.key_events + report.service_events != report.log_size:
             report.fail("log.size", "log", f"log has {report.log_size} leaves but the store has {report.records} "
-                                           f"records and {report.key_events} key events: leaves and entries must "
-                                           "correspond one to one")
+                                           f"records, {report.key_events} key events and {report.service_events} "
+                                           "service events: leaves and entries must correspond one to one")
     if report.pending:
         report.warn("log.pending", "log", f"{report.pending} log entries are not yet in a checkpoint (run provenance anchor)")
     audit_cosignatures(report, good_cps, witnesses, witness_quorum)
-    _audit_anchors(report, good_cps, anchor, cfg.log_id)
+    _audit_anchors(report, good_cps, anchor, cfg.log_id, anchorers)
     return report
 
 
-def _verify_checkpoints(report, stored_cps, origin, key_name, public_key) -> list[StoredCheckpoint]:  # type: ignore[no-untyped-def]
+def _audit_log_keys(report: AuditReport, ledger: Ledger, conn, trusted: Ed25519PublicKey):  # type: ignore[no-untyped-def]
+    """Replay the log-key rotations into the chain of log keys (each must be signed by the key it replaces and by
+    the key it brings in); the trusted key must be one of the chain's. Check each anchorer rotation's signature
+    under the log key in force at its leaf. Returns the chain, the stored service events and the valid anchorer
+    rotations."""
+    cfg = ledger.config
+    service = list(ledger.events.iter_service_events(conn))
+    report.service_events = len(service)
+    rotations: list[tuple[Any, LogKeyRotation]] = []
+    anchorer_events: list[tuple[Any, AnchorerRotation]] = []
+    for ev in service:
+        try:
+            event = parse_service_event(ev.event_bytes)
+        except ServiceEventError as exc:
+            report.fail("service_event.format", f"service event {ev.cid} (leaf {ev.leaf_index})", str(exc))
+            continue
+        if isinstance(event, LogKeyRotation):
+            rotations.append((ev, event))
+        else:
+            anchorer_events.append((ev, event))
+    genesis = rotations[0][1].old_key.public_key if rotations else trusted
+    chain = LogKeyChain.starting_with(cfg.origin, cfg.log_key_name, genesis)
+    for ev, rotation in rotations:
+        try:
+            chain.apply(rotation, ev.leaf_index, ev.cid)
+        except (ServiceEventError, SignatureError) as exc:
+            report.fail("logkey.rotation", f"log-key rotation {ev.cid} (leaf {ev.leaf_index})", str(exc))
+    report.log_keys = chain.to_obj()
+    if chain.find(trusted) is None:
+        report.fail("logkey.trust", "log key", f"the key this audit trusts ({key_id_for(trusted)}) is not in the "
+                                               f"log's key history ({', '.join(e.key.label for e in chain.epochs)}): "
+                                               "the history was forged, or the key is another log's")
+    anchorers: list[tuple[int, AnchorerRotation]] = []
+    for ev, rotation in anchorer_events:
+        try:
+            rotation.verify_signature(chain.public_key_at(ev.leaf_index))
+        except SignatureError as exc:
+            report.fail("anchorer.rotation", f"anchorer rotation {ev.cid} (leaf {ev.leaf_index})", str(exc))
+            continue
+        anchorers.append((ev.leaf_index, rotation))
+    return chain, service, anchorers
+
+
+def _verify_checkpoints(report, stored_cps, chain: LogKeyChain) -> list[StoredCheckpoint]:  # type: ignore[no-untyped-def]
     good: list[StoredCheckpoint] = []
+    origin = chain.origin
     for cp in stored_cps:
         subject = f"checkpoint {cp.tree_size}"
-        try:
-            signed = verify_checkpoint_note(cp.note, key_name, public_key)
+        try:  # by the log key in force at its size
+            signed = chain.verify_checkpoint(cp.note, check_origin=False)
         except CheckpointError as exc:
             report.fail("checkpoint.signature", subject, str(exc))
             continue
@@ -216,11 +283,12 @@ def _verify_checkpoints(report, stored_cps, origin, key_name, public_key) -> lis
     return good
 
 
-def _audit_key_events(report: AuditReport, ledger: Ledger, conn, latest, operator_key):  # type: ignore[no-untyped-def]
-    """Replay every key event in log order: each must be signed by who it must be (keyevents.KeyHistory), and be
-    a well-formed log entry like a record. Publishers registered before key events existed get their table keys as
-    custodial keys (reported as a warning)."""
-    history = KeyHistory(operator_key)
+def _audit_key_events(report: AuditReport, ledger: Ledger, conn, latest, chain: LogKeyChain):  # type: ignore[no-untyped-def]
+    """Replay every key event in log order: each must be signed by who it must be (keyevents.KeyHistory; the
+    operator's signature by the log key in force at its leaf), and be a well-formed log entry like a record.
+    Publishers registered before key events existed get their table keys as custodial keys (reported as a
+    warning)."""
+    history = KeyHistory(chain.current.key.public_key, operator_keys=chain.public_key_at)
     legacy = legacy_keys(ledger.store.list_publishers(conn), ledger.events.key_subjects(conn),
                          lambda p, k: ledger.store.public_key(conn, p, k))
     for pub, keys in legacy.items():  # seeded first: a legacy publisher's own later events check against them
@@ -273,7 +341,7 @@ def _audit_entry(report: AuditReport, ledger: Ledger, conn, cid: str, data: byte
 
 
 def _audit_record(report: AuditReport, ledger: Ledger, conn, rec, latest, history: KeyHistory,  # type: ignore[no-untyped-def]
-                  service_key: Ed25519PublicKey, trust_operator_rotations: bool = False) -> bool:
+                  chain: LogKeyChain, trust_operator_rotations: bool = False) -> bool:
     failures_before = len(report.failures)
     pending_before = report.pending
     subject = f"record {rec.cid} (leaf {rec.leaf_index})"
@@ -314,8 +382,8 @@ def _audit_record(report: AuditReport, ledger: Ledger, conn, rec, latest, histor
             else:
                 report.fail("record.operator_key", subject, message + " (audit --trust-operator-rotations accepts)")
     if isinstance(signed, AttestedRecord):
-        try:
-            signed.verify_attestation(service_key)
+        try:  # by the log key in force at the record's leaf
+            signed.verify_attestation(chain.public_key_at(rec.leaf_index))
         except SignatureError as exc:
             report.fail("record.attestation", subject, str(exc))
         if state is not None and state.authority != "legacy" and signed.custody != state.custody:
@@ -324,7 +392,8 @@ def _audit_record(report: AuditReport, ledger: Ledger, conn, rec, latest, histor
     return len(report.failures) == failures_before and report.pending == pending_before
 
 
-def _audit_anchors(report: AuditReport, cps: list[StoredCheckpoint], anchor: Anchor | None, log_id: bytes) -> None:
+def _audit_anchors(report: AuditReport, cps: list[StoredCheckpoint], anchor: Anchor | None, log_id: bytes,
+                   anchorers: Sequence[tuple[int, AnchorerRotation]] = ()) -> None:
     for i, cp in enumerate(cps):
         subject = f"checkpoint {cp.tree_size}"
         receipt = cp.anchor
@@ -373,8 +442,39 @@ def _audit_anchors(report: AuditReport, cps: list[StoredCheckpoint], anchor: Anc
             report.fail("anchor.root", subject, f"on-chain root {onchain.root.hex()} differs from the checkpoint "
                                                 f"root {cp.root.hex()}")
             continue
+        expected = anchorer_in_force(anchorers, anchor.chain_id, anchor.contract_address, cp.tree_size)
+        if expected is not None and onchain.anchorer.lower() != expected.lower():
+            report.fail("anchor.anchorer", subject, f"anchored by {onchain.anchorer}, but the anchorer in force at "
+                                                    f"tree size {cp.tree_size} by the log's anchorer rotations is "
+                                                    f"{expected}")
         report.anchors.append(AnchorStatus(cp.tree_size, "verified", block_number=onchain.block_number,
-                                           block_timestamp=onchain.timestamp, **base))
+                                           block_timestamp=onchain.timestamp, anchorer=onchain.anchorer, **base))
+    _audit_retired_anchorer(report, anchor, anchorers)
+
+
+def _audit_retired_anchorer(report: AuditReport, anchor: Anchor | None,
+                            anchorers: Sequence[tuple[int, AnchorerRotation]]) -> None:
+    """After the log's latest anchorer rotation on this contract, the retired account must no longer be able to
+    anchor (its removeAnchorer transaction took effect), and the new one must."""
+    is_anchorer = getattr(anchor, "is_anchorer", None)
+    if anchor is None or is_anchorer is None:
+        return
+    mine = [r for _leaf, r in anchorers if r.chain_id == anchor.chain_id
+            and r.contract.lower() == anchor.contract_address.lower()]
+    if not mine:
+        return
+    last = mine[-1]
+    try:
+        if is_anchorer(last.old_anchorer):
+            report.fail("anchorer.retired", f"anchorer {last.old_anchorer}", "retired by the log's anchorer "
+                        f"rotation, but the contract still lets it anchor (removeAnchorer {last.body['remove_tx']} "
+                        "did not take effect)")
+        if not is_anchorer(last.new_anchorer):
+            report.fail("anchorer.current", f"anchorer {last.new_anchorer}", "named by the log's latest anchorer "
+                                                                            "rotation, but the contract does not "
+                                                                            "let it anchor")
+    except AnchorError as exc:
+        report.fail("anchor.unreachable", "anchorers", str(exc))
 
 
 def _read_quietly(anchor: Anchor, log_id: bytes, tree_size: int):  # type: ignore[no-untyped-def]

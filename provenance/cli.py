@@ -121,8 +121,8 @@ def publishers_rotate(state: _State, name: str, public_key: Any) -> None:
     current = [k for k in ledger.key_history().keys.get(name, {}).values() if k.valid_at(2**62)]
     if not current:
         raise click.ClickException(f"publisher {name!r} has no valid key to rotate")
-    event = keyevents.rotation(name, current[-1].key_id, new, "publisher",
-                               ledger.keyring.service_key(ledger.config.log_key_name), by_operator=True)
+    event = keyevents.rotation(name, current[-1].key_id, new, "publisher", ledger.log_signing_key(),
+                               by_operator=True)
     cid = ledger.append_key_event(event)
     click.echo(f"publisher {name}: key {current[-1].key_id} replaced by {event.subject_key_id} on the operator's "
                f"authority (event {cid})")
@@ -139,8 +139,8 @@ def publishers_revoke(state: _State, name: str, key_id: str, revoked_at: str | N
     from provenance import keyevents
 
     ledger = state.ledger
-    event = keyevents.revocation(name, key_id, ledger.keyring.service_key(ledger.config.log_key_name),
-                                 revoked_at=revoked_at, reason=reason, by_operator=True)
+    event = keyevents.revocation(name, key_id, ledger.log_signing_key(), revoked_at=revoked_at, reason=reason,
+                                 by_operator=True)
     click.echo(f"revoked {key_id} of {name} (event {ledger.append_key_event(event)})")
 
 
@@ -662,6 +662,12 @@ def _register_subcommands() -> None:
     from provenance.c2pa.federated_cli import resolve_binding_command
 
     chain.add_command(resolve_binding_command)
+
+    from provenance.rotation_cli import key_history_command, rotate_anchorer_command, rotate_key_command
+
+    log_group.add_command(rotate_key_command)
+    log_group.add_command(key_history_command)
+    chain.add_command(rotate_anchorer_command)
 
     from provenance.migrations.cli import db
 

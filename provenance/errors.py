@@ -78,6 +78,10 @@ class KeyEventError(InvalidInputError):
     """A key event (registration, rotation, revocation, withdrawal) is malformed or not signed by who it must be."""
 
 
+class ServiceEventError(KeyEventError):
+    """A log-key or anchorer rotation event is malformed, or not signed by the keys it must be."""
+
+
 class RevokedKeyError(SignatureError):
     """The signing key was revoked (or rotated away) before this signature was presented."""
 
@@ -138,6 +142,10 @@ class RootMismatchError(ProofError):
 
 class CheckpointError(LogError):
     """A checkpoint note is malformed, or its signature does not verify."""
+
+
+class LogKeyChangedError(LogError):
+    """The log key was rotated while this work was being signed with the previous key: sign it again."""
 
 
 class TilePathError(InvalidInputError):

@@ -211,11 +211,16 @@ class Withdrawal:
 @dataclass
 class KeyHistory:
     """The key state of every publisher, from replaying key events in log order. ``operator_key`` is the log's
-    service key: it signs registrations, and rotations/revocations marked as the operator's."""
+    service key: it signs registrations, and rotations/revocations marked as the operator's. When the log key was
+    rotated, ``operator_keys(leaf)`` gives the one in force at a leaf (``service_events.LogKeyChain``)."""
 
     operator_key: Ed25519PublicKey
     keys: dict[str, dict[str, KeyState]] = field(default_factory=dict)
     withdrawals: dict[str, Withdrawal] = field(default_factory=dict)
+    operator_keys: Callable[[int], Ed25519PublicKey] | None = None
+
+    def operator_at(self, leaf_index: int) -> Ed25519PublicKey:
+        return self.operator_key if self.operator_keys is None else self.operator_keys(leaf_index)
 
     def apply(self, event: KeyEvent, leaf_index: int, *, record_publisher: str | None = None) -> None:
         """Check ``event`` (at ``leaf_index``) against the history so far and record it; KeyEventError (or
@@ -226,7 +231,7 @@ class KeyHistory:
         if event.signer_role == "operator":
             if kind == "record-withdrawal":
                 raise KeyEventError("a withdrawal must be signed by the publisher, not the operator")
-            event.verify_signature(self.operator_key)
+            event.verify_signature(self.operator_at(leaf_index))
         else:
             signer = keys.get(event.signer_key_id)
             if signer is None:
@@ -328,10 +333,11 @@ def legacy_keys(table_keys: Iterable[tuple[str, str]], event_subjects: Iterable[
 
 
 def replay(operator_key: Ed25519PublicKey, events: Iterable[tuple[int, KeyEvent, str | None]], *,
-           legacy: dict[str, dict[str, KeyState]] | None = None) -> KeyHistory:
+           legacy: dict[str, dict[str, KeyState]] | None = None,
+           operator_keys: Callable[[int], Ed25519PublicKey] | None = None) -> KeyHistory:
     """A history from ``(leaf_index, event, publisher of the withdrawn record or None)`` in log order, starting
-    from the ``legacy`` keys (:func:`legacy_keys`)."""
-    history = KeyHistory(operator_key)
+    from the ``legacy`` keys (:func:`legacy_keys`); ``operator_keys``: the log key in force at a leaf."""
+    history = KeyHistory(operator_key, operator_keys=operator_keys)
     for pub, keys in (legacy or {}).items():
         history.keys[pub] = {k: dataclasses.replace(state) for k, state in keys.items()}
     for leaf, event, record_publisher in events:

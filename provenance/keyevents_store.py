@@ -1,7 +1,9 @@
 """SQL storage of key events (log entries beside records) and of the publisher statements already used.
 
 A key event is stored like a record: canonical bytes in the block store under their CID, one row here, one log leaf
-(``SHA-256(0x00 || CID)``), written in the same transaction as the leaf. ``used_statements`` makes a signed
+(``SHA-256(0x00 || CID)``), written in the same transaction as the leaf. The service's own events (log-key and
+anchorer rotations, ``provenance/service_events.py``) share the table under ``publisher_id = "@log"``, a name no
+publisher can have; the publisher queries leave them out. ``used_statements`` makes a signed
 statement good for one record only (a replayed statement is refused).
 """
 
@@ -16,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from provenance.db import metadata
 from provenance.keyevents import KeyEvent
+from provenance.service_events import SERVICE_SUBJECT, LogKeyRotation, ServiceEvent, parse_service_event
 
 key_events = Table(
     "key_events",
@@ -52,6 +55,17 @@ staged_statements = Table(
 
 
 @dataclass(frozen=True)
+class StoredServiceEvent:
+    cid: str
+    leaf_index: int
+    kind: str
+    event_bytes: bytes
+
+    def parse(self) -> ServiceEvent:
+        return parse_service_event(self.event_bytes)
+
+
+@dataclass(frozen=True)
 class StoredKeyEvent:
     cid: str
     leaf_index: int
@@ -72,14 +86,40 @@ class KeyEventStore:
         q = select(key_events).order_by(key_events.c.leaf_index)
         if publisher is not None:
             q = q.where(key_events.c.publisher_id == publisher)
+        else:
+            q = q.where(key_events.c.publisher_id != SERVICE_SUBJECT)
         if below_leaf is not None:
             q = q.where(key_events.c.leaf_index < below_leaf)
         for row in conn.execute(q):
             yield _stored(row)
 
     def get(self, conn: Connection, cid: str) -> StoredKeyEvent | None:
-        row = conn.execute(select(key_events).where(key_events.c.cid == cid)).first()
+        row = conn.execute(select(key_events).where(key_events.c.cid == cid,
+                                                    key_events.c.publisher_id != SERVICE_SUBJECT)).first()
         return None if row is None else _stored(row)
+
+    def has_cid(self, conn: Connection, cid: str) -> bool:
+        """Whether any event (a publisher's or the service's) is stored under ``cid``."""
+        return conn.execute(select(key_events.c.cid).where(key_events.c.cid == cid)).first() is not None
+
+    # --- service events (log-key and anchorer rotations: provenance/service_events.py) --------------------------
+    def insert_service_event(self, conn: Connection, cid: str, leaf_index: int, event: ServiceEvent,
+                             event_bytes: bytes) -> None:
+        subject = event.new_key.key_id if isinstance(event, LogKeyRotation) else event.new_anchorer
+        conn.execute(key_events.insert().values(
+            cid=cid, leaf_index=leaf_index, publisher_id=SERVICE_SUBJECT, kind=event.kind, key_id=subject,
+            record_cid=None, event_bytes=event_bytes, created_at=datetime.now(timezone.utc)))
+
+    def iter_service_events(self, conn: Connection, *, kind: str | None = None,
+                            below_leaf: int | None = None) -> Iterator[StoredServiceEvent]:
+        """Service events in log order, as stored: parsing is the caller's (an audit reports a bad one)."""
+        q = select(key_events).where(key_events.c.publisher_id == SERVICE_SUBJECT).order_by(key_events.c.leaf_index)
+        if kind is not None:
+            q = q.where(key_events.c.kind == kind)
+        if below_leaf is not None:
+            q = q.where(key_events.c.leaf_index < below_leaf)
+        for row in conn.execute(q):
+            yield StoredServiceEvent(row.cid, int(row.leaf_index), row.kind, bytes(row.event_bytes))
 
     def withdrawal(self, conn: Connection, record_cid: str) -> StoredKeyEvent | None:
         row = conn.execute(select(key_events).where(key_events.c.record_cid == record_cid,
@@ -92,6 +132,8 @@ class KeyEventStore:
         q = select(key_events.c.publisher_id, key_events.c.kind, key_events.c.key_id)
         if publisher is not None:
             q = q.where(key_events.c.publisher_id == publisher)
+        else:
+            q = q.where(key_events.c.publisher_id != SERVICE_SUBJECT)
         return [(r.publisher_id, r.kind, r.key_id) for r in conn.execute(q)]
 
     def has_events(self, conn: Connection, publisher: str) -> bool:

@@ -26,11 +26,13 @@ from provenance.blockstore import BlockStore
 from provenance.cid import cid_for_bytes
 from provenance.db import reader
 from provenance.errors import (
+    ConfigError,
     IntegrityError,
     InvalidImageError,
     InvalidInputError,
     KeyEventError,
     LogError,
+    LogKeyChangedError,
     ProvenanceError,
     ReplayError,
     SignatureError,
@@ -47,6 +49,7 @@ from provenance.keyevents_store import KeyEventStore, StoredKeyEvent
 from provenance.records import AnyRecord, AttestedRecord, PerceptualHash, PublisherMetadata, parse_record
 from provenance.statements import PublisherStatement, SignedStatement, key_id_for, parse_utc, utc_now
 from provenance.records_store import RecordStore, StoredCheckpoint, StoredRecord
+from provenance.service_events import LOG_KEY_ROTATION, LogKeyChain, LogKeyRotation
 from provenance.translog import Checkpoint, SqlTransparencyLog, sign_checkpoint
 from provenance.witness.cosigning import CheckpointWitnesses
 
@@ -196,7 +199,9 @@ class Ledger:
                     rec = self.store.get(conn, ev.event.record_cid)
                     owner = rec.publisher_id if rec is not None and rec.leaf_index < ev.leaf_index else None
                 yield ev.leaf_index, ev.event, owner
-        return keyevents.replay(self.log_public_key(), rows(), legacy=self._legacy_keys(conn, publisher))
+        chain = self.log_key_chain(conn)
+        return keyevents.replay(chain.current.key.public_key, rows(), legacy=self._legacy_keys(conn, publisher),
+                                operator_keys=chain.public_key_at)
 
     def _legacy_keys(self, conn, publisher: str | None):  # type: ignore[no-untyped-def]
         """Keys of publishers registered before key events existed (a database of schema 0001): custodial keys
@@ -242,7 +247,44 @@ class Ledger:
         return cid
 
     def _service_key(self) -> Ed25519PrivateKey:
-        return self.keyring.service_key(self.config.log_key_name)
+        return self.log_signing_key()
+
+    # --- the log's own key (docs/key-rotation.md) -----------------------------------------------------------------
+    def log_key_chain(self, conn=None) -> LogKeyChain:  # type: ignore[no-untyped-def]
+        """Every key the log has had, from its log-key rotation events read on ``conn`` (default: a new read
+        connection); ServiceEventError or SignatureError when one is invalid."""
+        if conn is None:
+            with self.reader.connect() as c:
+                return self.log_key_chain(c)
+        rotations = []
+        for ev in self.events.iter_service_events(conn, kind=LOG_KEY_ROTATION):
+            event = ev.parse()
+            assert isinstance(event, LogKeyRotation)
+            rotations.append((ev.leaf_index, event, ev.cid))
+        current = None if rotations else self.keyring.service_key(self.config.log_key_name).public_key()
+        return LogKeyChain.replay(self.config.origin, self.config.log_key_name, rotations, current=current)
+
+    def log_signing_key(self) -> Ed25519PrivateKey:
+        """The private half of the log key in force now."""
+        with self.reader.connect() as conn:
+            return self._signing_key(conn)
+
+    def _signing_key(self, conn, size: int | None = None) -> Ed25519PrivateKey:  # type: ignore[no-untyped-def]
+        """The keyring's log key, checked against the key the log says is in force (at ``size``, default now).
+        Finishes a rotation that was logged but whose key file was not yet moved into place (a crash between)."""
+        name = self.config.log_key_name
+        chain = self.log_key_chain(conn)
+        want = chain.current if size is None else chain.key_at(size)
+        key = self.keyring.service_key(name)
+        if want.key.same(key.public_key()):
+            return key
+        pending = self.keyring.pending_service_key(name)
+        if pending is not None and want is chain.current and want.key.same(pending.public_key()):
+            self.keyring.commit_service_key(name)
+            log.warning("log_key.rotation_finished", key=want.key.label)
+            return pending
+        raise ConfigError(f"the keyring's log key {key_id_for(key.public_key())} is not the key in force in the log "
+                          f"({want.key.label}, {want.key.key_id}): restore the key file the last rotation installed")
 
     # --- ingest ---------------------------------------------------------------------------------------------------
     def ingest(self, data: bytes, *, publisher: str, metadata: PublisherMetadata, source: str = "image",
@@ -279,11 +321,18 @@ class Ledger:
                                            key_id_for(key.public_key()), utc_now()).sign(key)
         if statement.statement.media_type != info.media_type:
             raise StatementError(f"statement says {statement.statement.media_type}, the image is {info.media_type}")
-        record = AttestedRecord.attest(
-            statement, custody=custody, width=info.width, height=info.height, byte_size=len(data),
-            hashes=hashes if hashes is not None else self.hash_image(data), c2pa=c2pa,
-            service_key=self._service_key())
-        return self._append(record, data, source=source)
+        hashes = hashes if hashes is not None else self.hash_image(data)
+        for attempt in (1, 2):
+            record = AttestedRecord.attest(
+                statement, custody=custody, width=info.width, height=info.height, byte_size=len(data),
+                hashes=hashes, c2pa=c2pa, service_key=self._service_key())
+            try:
+                return self._append(record, data, source=source)
+            except LogKeyChangedError:
+                if attempt == 2:
+                    raise
+                log.info("ingest.reattest", reason="the log key was rotated during this ingest")
+        raise AssertionError("unreachable")
 
     def stage_statement(self, signed: SignedStatement, data: bytes, *, publisher: str) -> None:
         """Check a statement when its upload is accepted, and keep it for the queue's append step."""
@@ -349,9 +398,14 @@ class Ledger:
         rec = signed.record
         with self.reader.connect() as conn:
             public_key = self.store.public_key(conn, rec.publisher_id, rec.key_id)
+            chain = self.log_key_chain(conn)
         signed.verify(public_key)
         if isinstance(signed, AttestedRecord):
-            signed.verify_attestation(self.log_public_key())
+            epoch = chain.find(signed.attestation.service_key_id)
+            if epoch is None:
+                raise SignatureError(f"attestation names service key {signed.attestation.service_key_id}, which "
+                                     "was never this log's key")
+            signed.verify_attestation(epoch.key.public_key)
         record_bytes = signed.to_bytes()
         cid = cid_for_bytes(record_bytes)
         for blob, expected in ((image, rec.image_cid), (record_bytes, cid)):
@@ -366,6 +420,10 @@ class Ledger:
             signed_at = signed.statement.statement.issued_at if isinstance(signed, AttestedRecord) else None
             history.check_signer(rec.publisher_id, rec.key_id, self.log.size(conn), signed_at=signed_at)
             if isinstance(signed, AttestedRecord):
+                in_force = self.log_key_chain(conn).key_at(self.log.size(conn))
+                if in_force.key.key_id != signed.attestation.service_key_id:
+                    raise LogKeyChangedError(f"attested with {signed.attestation.service_key_id}, but the log key "
+                                             f"in force is now {in_force.key.key_id}")
                 used = self.events.statement_use(conn, signed.statement.digest)
                 if used is not None:
                     raise ReplayError(f"statement was already used for record {used} (a replay)")
@@ -406,7 +464,7 @@ class Ledger:
             note = sign_checkpoint(
                 Checkpoint(self.config.origin, size, root),
                 self.config.log_key_name,
-                self.keyring.service_key(self.config.log_key_name),
+                self._signing_key(conn, size),
             )
             self.store.add_checkpoint(conn, size, root, note)
         log.info("checkpoint.signed", tree_size=size, root=root.hex())
@@ -420,6 +478,10 @@ class Ledger:
         if self._anchor is None:
             self._anchor = self._anchor_factory(self)
         return self._anchor
+
+    def reset_anchor_backend(self) -> None:
+        """Forget the chain connection: the next anchor reconnects (with the anchorer key a rotation installed)."""
+        self._anchor = None
 
     def anchor(self) -> StoredCheckpoint:
         """Checkpoint, then timestamp that checkpoint on chain with one transaction (unless already there)."""
@@ -456,8 +518,13 @@ class Ledger:
         return bindings_for(((r.cid, parse_record(r.record_bytes)) for r in batch),
                             self.config.softbinding_endpoints)
 
-    def log_public_key(self):  # type: ignore[no-untyped-def]
-        return self.keyring.service_key(self.config.log_key_name).public_key()
+    def log_public_key(self) -> Ed25519PublicKey:
+        """The public half of the keyring's log key: what the operator's own audit trusts. (A log-key history the
+        keyring disagrees with is left for that audit to report, not raised here.)"""
+        try:
+            return self.log_signing_key().public_key()
+        except ProvenanceError:
+            return self.keyring.service_key(self.config.log_key_name).public_key()
 
     def close(self) -> None:
         if self.witnesses is not None:

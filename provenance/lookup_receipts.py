@@ -96,9 +96,8 @@ class ReceiptIssuer:
         self._engine = ledger.engine
         self._reader = ledger.reader
         self._origin = ledger.config.origin
-        self._key = ledger.keyring.service_key(ledger.config.log_key_name)
-        self._service = service_key_ref(ledger.config.log_key_name, self._key)
-        self._verifier_key = encode_verifier_key(ledger.config.log_key_name, self._key.public_key())
+        self._ledger = ledger  # the log key is read at each receipt: a rotation takes effect without a restart
+        self._key_name = ledger.config.log_key_name
         self._models = models or (lambda: {h.alg: str(h.model_id) for h in ledger.hashers})
         self._coverage = SearchableCheckpoint(ledger.engine, index)
         self._store = ReceiptStore()
@@ -118,7 +117,7 @@ class ReceiptIssuer:
     @property
     def verifier_key(self) -> str:
         """The log's signed-note verifier key: what ``verify-receipt --service-key`` takes."""
-        return self._verifier_key
+        return encode_verifier_key(self._key_name, self._ledger.log_signing_key().public_key())
 
     def searchable_checkpoint(self) -> ReceiptCheckpoint:
         """The checkpoint every record of which the index can search now; the empty tree when there is none."""
@@ -132,10 +131,11 @@ class ReceiptIssuer:
         searched against ``checkpoint``, and keep it for its permalink."""
         issued = _utc_now()
         record_cid = answer.get("record_cid")
+        key = self._ledger.log_signing_key()
         receipt = LookupReceipt(
             receipt_id=secrets.token_hex(16),
             issued_at=_rfc3339(issued),
-            service=self._service,
+            service=service_key_ref(self._key_name, key),
             query_sha256=hashlib.sha256(data).hexdigest(),
             codes=receipt_codes(answer, self._models()),
             verdict=str(answer["verdict"]),
@@ -143,7 +143,7 @@ class ReceiptIssuer:
             candidates=receipt_candidates(answer),
             checkpoint=checkpoint,
         )
-        signed = sign_receipt(receipt, self._key)
+        signed = sign_receipt(receipt, key)
         with self._engine.begin() as conn:
             self._store.put(conn, receipt.receipt_id, issued, receipt.verdict, signed.to_bytes())
         self._maybe_prune(issued)

@@ -26,7 +26,7 @@ def open_ledger(settings: Settings) -> Ledger:
         engine=engine,
         blockstore=make_blockstore(settings),
         keyring=Keyring(settings.keyring_dir),
-        hashers=default_hashers(),
+        hashers=default_hashers(settings.oscar_weights),
         config=LedgerConfig(
             origin=settings.log_origin,
             log_key_name=settings.log_key_name,
@@ -69,9 +69,12 @@ class Service:
 def open_lookup(settings: Settings, ledger: Ledger) -> Lookup:
     from provenance.index import HashIndex
 
+    from provenance.hashing import OscarNetHasher
+
     index = HashIndex(settings.data_dir, ledger.engine)
+    previous = tuple(OscarNetHasher(str(w)) for w in settings.oscar_migration_weight_list)
     return Lookup(ledger, index, change_map_dir=settings.data_dir / "change-maps",
-                  decode_max_side=settings.lookup_decode_max_side)
+                  decode_max_side=settings.lookup_decode_max_side, migration_hashers=previous)
 
 
 def open_pipeline(settings: Settings, ledger: Ledger | None = None) -> IngestPipeline:
@@ -91,6 +94,11 @@ def open_service(settings: Settings, ledger: Ledger | None = None) -> Service:
 
 
 def _private_key(settings: Settings) -> str | None:
+    """The anchoring account's key: the one ``provenance chain rotate-anchorer`` installed in the keyring, else
+    PROVENANCE_CHAIN_PRIVATE_KEY (docs/key-rotation.md), else None (the node's first unlocked account)."""
+    rotated = Keyring(settings.keyring_dir).anchorer_key()
+    if rotated:
+        return rotated
     return settings.chain_private_key.get_secret_value() if settings.chain_private_key else None
 
 

@@ -378,6 +378,19 @@ class EvmAnchor:
         fn = self._contract.functions.removeAnchorer(_checksum(address))
         return self._transact(fn, "removing an anchorer")["transactionHash"].to_0x_hex()
 
+    def send_value(self, to: str, wei: int) -> str:
+        """Send ``wei`` to ``to`` (gas money for a new anchorer account); returns the transaction hash once mined."""
+        if isinstance(wei, bool) or not isinstance(wei, int) or wei <= 0:
+            raise InvalidInputError(f"amount must be a positive number of wei, got {wei!r}")
+        with self._boundary("funding an account"), self._send_lock:
+            tx: TxParams = {"from": self._sender, "to": _checksum(to), "value": wei, "gas": 21_000,
+                            "gasPrice": int(self._w3.eth.gas_price)}
+            tx_hash = _send(self._w3, tx, self._key)
+            receipt = self._w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self._timeout_s, poll_latency=0.05)
+            if receipt["status"] != 1:
+                raise AnchorRejectedError(f"transfer {receipt['transactionHash'].to_0x_hex()} failed")
+        return str(receipt["transactionHash"].to_0x_hex())
+
     # --- reads -----------------------------------------------------------------------------------------------------
     def read(self, log_id: bytes, tree_size: int) -> OnChainAnchor | None:
         _check_bytes32("log_id", log_id)

@@ -32,7 +32,8 @@ class Finding:
 @dataclass(slots=True)
 class RecordResult:
     """One log entry: ``leaf`` ok/mismatch/missing/unchecked; ``blob`` ok/missing/mismatch/unchecked; ``kind``
-    record/key-event/unknown; ``signature`` verified/failed/unchecked; ``image`` ok/missing/mismatch/unchecked."""
+    record/key-event/service-event/unknown; ``signature`` verified/failed/unchecked; ``image``
+    ok/missing/mismatch/unchecked."""
 
     index: int
     cid: str | None

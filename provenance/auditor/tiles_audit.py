@@ -4,7 +4,9 @@ of ours (``provenance audit --from-tiles URL|DIR``).
 What it checks, each failure a :class:`Finding` naming its check and subject:
 
 1. the checkpoint: it parses (``checkpoint.format``); the log's signature with ``--log-key``
-   (``checkpoint.signature``); each configured witness's cosignature (``cosignature.signature``: a line under the
+   (``checkpoint.signature``); with a block source, by the log key in force at its size, following the log-key
+   rotations in the log from the pinned key (``log-key.rotation``: not signed by the key it replaces and the key it
+   brings in; ``log-key.trust``: the pinned key is not in the history; docs/key-rotation.md); each configured witness's cosignature (``cosignature.signature``: a line under the
    witness's name and key ID that does not verify) and their number against the quorum (``cosignature.quorum``);
 2. the tiles, like Tessera's ``fsck``: every tile the checkpoint's size needs is there (``tile.missing``) and has
    its width (``tile.format``); every full tile hashes to the hash the level above holds for it (``tile.hash``); the
@@ -17,7 +19,8 @@ What it checks, each failure a :class:`Finding` naming its check and subject:
    (``key-event.invalid``: not signed by who it must be). A record parses (``record.format``); its publisher
    signature verifies (``record.signature``) under the key its publisher held at that leaf by the replayed history
    (``record.key``, ``record.revoked``, ``record.operator_key``) or under a ``--publisher-key``; a v2 record's service
-   attestation verifies under the log's key (``record.attestation``); its image is there and matches its CID and
+   attestation verifies under the log key in force at its leaf (``record.attestation``); an anchorer rotation is
+   signed by that key too (``anchorer.rotation``); its image is there and matches its CID and
    sha256 (``blob.image``);
 5. with a chain: the anchor at the checkpoint's size exists (``anchor.missing``) and every anchor of the log up to
    that size has the root the tiles give at its size (``anchor.root``).
@@ -40,6 +43,7 @@ from provenance.auditor.model import AnchorResult, AuditPolicy, Finding, RecordR
 from provenance.auditor.sources import BlockSource, TileSource
 from provenance.auditor.tile_tree import TileTree
 from provenance.errors import CheckpointError, LogError
+from provenance.service_events import LogKeyChain
 from provenance.translog.checkpoint import Checkpoint, parse_checkpoint_note, verify_checkpoint_note
 from provenance.translog.cosignature import check_cosignatures
 from provenance.translog.hashing import HASH_SIZE, leaf_hash
@@ -59,7 +63,7 @@ def audit_tiles(tiles: TileSource, policy: AuditPolicy | None = None, *, blocks:
     if note is None:
         report.fail("checkpoint.missing", "checkpoint", "the source has no checkpoint")
         return report
-    cp = _check_checkpoint(note, policy, report)
+    cp = _check_checkpoint(note, policy, report, defer_signature=blocks is not None)
     if cp is None:
         return report
 
@@ -82,7 +86,9 @@ def audit_tiles(tiles: TileSource, policy: AuditPolicy | None = None, *, blocks:
     if blocks is not None:
         t3 = clock()
         report.blocks = blocks.describe()
-        check_blobs(blocks, policy, report)
+        log_keys = check_blobs(blocks, policy, report)
+        if log_keys is not None:
+            _check_log_signature(note, log_keys, report)
         report.timings_s["blobs"] = clock() - t3
     else:
         report.skip("record.blob", "no block source (--blocks): entries were checked against the tiles, but not "
@@ -98,7 +104,10 @@ def audit_tiles(tiles: TileSource, policy: AuditPolicy | None = None, *, blocks:
     return report
 
 
-def _check_checkpoint(note: bytes, policy: AuditPolicy, report: TilesAuditReport) -> Checkpoint | None:
+def _check_checkpoint(note: bytes, policy: AuditPolicy, report: TilesAuditReport, *,
+                      defer_signature: bool = False) -> Checkpoint | None:
+    """Parse the checkpoint and check its cosignatures; and the log's signature under the pinned key, unless
+    ``defer_signature`` (with blobs, it is checked after them, under the key in force by the log's history)."""
     try:
         cp, _sigs = parse_checkpoint_note(note)
     except CheckpointError as exc:
@@ -106,12 +115,8 @@ def _check_checkpoint(note: bytes, policy: AuditPolicy, report: TilesAuditReport
         return None
     report.checkpoint = cp
     if policy.log_key is not None:
-        try:
-            verify_checkpoint_note(note, policy.log_key.name, policy.log_key.public_key)
-            report.log_signature = "verified"
-        except CheckpointError as exc:
-            report.log_signature = "failed"
-            report.fail("checkpoint.signature", f"{policy.log_key.name}+{policy.log_key.key_id.hex()}", str(exc))
+        if not defer_signature:  # else checked after the blobs, under the key in force at the checkpoint's size
+            _check_pinned_signature(note, policy, report)
     else:
         report.skip("checkpoint.signature", "no log verifier key (--log-key): the checkpoint's signature was not "
                                             "checked")
@@ -134,6 +139,30 @@ def _check_checkpoint(note: bytes, policy: AuditPolicy, report: TilesAuditReport
     else:
         report.skip("cosignature", "no witness keys (--witness): cosignatures were not checked")
     return cp
+
+
+def _check_pinned_signature(note: bytes, policy: AuditPolicy, report: TilesAuditReport) -> None:
+    assert policy.log_key is not None
+    try:
+        verify_checkpoint_note(note, policy.log_key.name, policy.log_key.public_key)
+        report.log_signature = "verified"
+    except CheckpointError as exc:
+        report.log_signature = "failed"
+        report.fail("checkpoint.signature", f"{policy.log_key.name}+{policy.log_key.key_id.hex()}",
+                    f"{exc} (if the log key was rotated, give --blocks: the auditor then follows the log's key "
+                    "history)")
+
+
+def _check_log_signature(note: bytes, chain: LogKeyChain, report: TilesAuditReport) -> None:
+    """The checkpoint's signature by the log key in force at its size (and no other of the log's keys but, on
+    the transition checkpoint, the one it replaced)."""
+    try:
+        chain.verify_checkpoint(note, check_origin=False)
+        report.log_signature = "verified"
+    except CheckpointError as exc:
+        report.log_signature = "failed"
+        epoch = chain.key_at(report.checkpoint.size if report.checkpoint else 0)
+        report.fail("checkpoint.signature", epoch.key.label, str(exc))
 
 
 def _fetch_tree(tiles: TileSource, size: int, report: TilesAuditReport) -> TileTree:

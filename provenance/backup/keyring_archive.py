@@ -1,7 +1,8 @@
 """The keyring as one sealed blob: a tar of ``DATA_DIR/keys`` (in memory: a keyring is a few KB), and back.
 
 What it holds: every file under ``keys/``: the service keys (``keys/service/``: the log's checkpoint and
-attestation key, and any other service key) and the custodial publisher keys (``keys/publishers/``, with the
+attestation key, the chain anchorer key once ``provenance chain rotate-anchorer`` installed one, and any other
+service key) and the custodial publisher keys (``keys/publishers/``, with the
 ``.rotated-N`` keys a rotation kept). The custodial keys go too because without them a restored service could no
 longer sign for its service-custody publishers; publishers that hold their own keys have none here. Keys that live
 outside the data directory (``PROVENANCE_CHAIN_PRIVATE_KEY``, the C2PA signing key) are configuration, not data:

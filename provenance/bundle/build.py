@@ -2,7 +2,9 @@
 
 Everything is read in one read transaction, so the record, the key events, their proofs and the checkpoint agree.
 The bundle holds the record's publisher's key events (registrations, rotations, revocations) below the checkpoint's
-tree size and any withdrawal of this record: what the verifier replays to decide whether the key could sign it.
+tree size and any withdrawal of this record: what the verifier replays to decide whether the key could sign it. It
+also holds the log's own key rotations below that size (docs/key-rotation.md), so that a verifier who pinned any of
+the log's keys, old or new, can follow to the key that signed the checkpoint; its ``log_key`` is that key.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from provenance.bundle.model import AnchorInfo, ProofBundle, make_entry
 from provenance.errors import BundleError
 from provenance.ledger import Ledger
 from provenance.records_store import StoredCheckpoint
-from provenance.translog import encode_verifier_key
+from provenance.service_events import LOG_KEY_ROTATION
 
 __all__ = ["build_bundle"]
 
@@ -33,14 +35,16 @@ def build_bundle(ledger: Ledger, cid: str, *, tree_size: int | None = None) -> P
         if cp is None or rec.leaf_index >= cp.tree_size:
             raise BundleError(f"record {cid} (leaf {rec.leaf_index}) is not in a checkpoint yet: run provenance "
                               "anchor", check="checkpoint")
-        events = [ev for ev in ledger.events.iter_events(conn, publisher=rec.publisher_id, below_leaf=cp.tree_size)
+        events = [(ev.leaf_index, ev.cid, ev.event_bytes)
+                  for ev in ledger.events.iter_events(conn, publisher=rec.publisher_id, below_leaf=cp.tree_size)
                   if ev.event.kind in _KEY_KINDS or ev.event.record_cid == cid]
+        events += [(ev.leaf_index, ev.cid, ev.event_bytes)
+                   for ev in ledger.events.iter_service_events(conn, kind=LOG_KEY_ROTATION, below_leaf=cp.tree_size)]
         record = make_entry(rec.cid, rec.record_bytes, rec.leaf_index,
                             ledger.log.inclusion_proof(conn, rec.leaf_index, cp.tree_size), cp.note)
-        entries = tuple(make_entry(ev.cid, ev.event_bytes, ev.leaf_index,
-                                   ledger.log.inclusion_proof(conn, ev.leaf_index, cp.tree_size), cp.note)
-                        for ev in events)
-    log_key = encode_verifier_key(ledger.config.log_key_name, ledger.log_public_key())
+        entries = tuple(make_entry(cid_, data, leaf, ledger.log.inclusion_proof(conn, leaf, cp.tree_size), cp.note)
+                        for leaf, cid_, data in sorted(events))
+        log_key = ledger.log_key_chain(conn).key_at(cp.tree_size).key.encode()
     return ProofBundle(log_key, record, entries, anchor_info(cp))
 
 

@@ -7,7 +7,8 @@ Its JSON form is strict: every object has exactly these fields, with these types
      "log_key": "<signed-note verifier key of the log: name+hex8+base64>",
      "record": {"cid": "<CIDv1 of data>", "data": "<base64 of the signed record's canonical bytes>",
                 "tlog_proof": "<C2SP tlog-proof@v1 text: index, audit path, the checkpoint note>"},
-     "key_events": [{"cid", "data", "tlog_proof"}, ...],       # the publisher's key events, in log order
+     "key_events": [{"cid", "data", "tlog_proof"}, ...],       # the publisher's key events and the log's key
+                                                               # rotations, in log order
      "anchor": {"chain_id", "contract", "tx", "block", "block_timestamp", "block_time", "log_id", "tree_size",
                 "root", "ephemeral"} | null}
 

@@ -4,15 +4,18 @@ One call, an explicit policy of whom to trust, one error type. The checks run in
 fails raises :class:`~provenance.errors.BundleError` whose ``check`` names it (docs/bundles.md says what each one
 proves):
 
-``log.key`` · ``checkpoint.signature`` · ``cosignature.quorum`` · ``record.cid`` · ``record.parse`` ·
+``log.key`` · ``log_key.history`` · ``checkpoint.signature`` · ``cosignature.quorum`` · ``record.cid`` · ``record.parse`` ·
 ``record.inclusion`` · ``event.cid`` · ``event.parse`` · ``event.checkpoint`` · ``event.order`` ·
 ``event.inclusion`` · ``key_history`` · ``key.unregistered`` · ``key.revoked`` · ``record.custody`` ·
 ``statement.signature`` · ``attestation.signature`` · ``image.digest`` · ``anchor.log_id`` · ``anchor.tree_size``
 · ``anchor.root``
 
 Trust: the log's verifier key comes from the policy (``--log-key``); without one, the bundle's own key is used and
-the report says "trusted on first use". That one key signs checkpoints, service attestations and the operator's key
-events (registrations, operator rotations). Pure: no I/O.
+the report says "trusted on first use". That key signs checkpoints, service attestations and the operator's key
+events (registrations, operator rotations). When the log's key was rotated, the bundle carries the log-key rotations
+below its checkpoint (docs/key-rotation.md): each is signed by the key it replaces and the key it brings in, the
+trusted key must be one of the chain's, and each signature is checked under the key in force at its size or leaf.
+Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -33,12 +36,14 @@ from provenance.errors import (
     KeyEventError,
     ProofError,
     RevokedKeyError,
+    ServiceEventError,
     SignatureError,
 )
 from provenance.keyevents import KeyEvent, KeyHistory
 from provenance.records import AnyRecord, AttestedRecord, parse_record, record_custody
 from provenance.translog import leaf_hash, record_leaf_data, verify_inclusion
-from provenance.translog.checkpoint import Checkpoint, VerifierKey, parse_verifier_key, verify_checkpoint_note
+from provenance.service_events import LogKeyChain, LogKeyRotation, is_service_event, parse_service_event
+from provenance.translog.checkpoint import Checkpoint, VerifierKey, parse_checkpoint_note, parse_verifier_key
 from provenance.translog.cosignature import check_cosignatures
 
 __all__ = ["BundleReport", "CheckResult", "VerifyPolicy", "verify_bundle"]
@@ -89,6 +94,7 @@ class BundleReport:
     image_checked: bool
     anchor: dict[str, Any] | None
     checks: tuple[CheckResult, ...] = field(default=())
+    log_key_rotations: int = 0  # rotations of the log's key replayed from the bundle
 
     def to_obj(self) -> dict[str, Any]:
         return {"ok": True, "record_cid": self.record_cid, "publisher": self.publisher, "key_id": self.key_id,
@@ -97,7 +103,8 @@ class BundleReport:
                 "leaf_index": self.leaf_index,
                 "checkpoint": {"origin": self.origin, "tree_size": self.tree_size, "root": self.root.hex()},
                 "log_key": self.log_key, "log_key_trust": self.log_key_trust, "witnesses": list(self.witnesses),
-                "key_events": self.key_events, "withdrawn_at": self.withdrawn_at, "anchor": self.anchor,
+                "key_events": self.key_events, "log_key_rotations": self.log_key_rotations,
+                "withdrawn_at": self.withdrawn_at, "anchor": self.anchor,
                 "checks": [c.to_obj() for c in self.checks]}
 
 
@@ -119,11 +126,12 @@ def verify_bundle(bundle: ProofBundle, *, image: bytes | None = None,
     the first check that fails, else the report."""
     checks = _Checks()
     key, trust = _log_key(bundle, policy, checks)
-    cp = _checkpoint(bundle.checkpoint, key, checks)
+    chain = _log_key_history(bundle, key, checks)
+    cp = _checkpoint(bundle.checkpoint, chain, key, checks)
     witnesses = _cosignatures(bundle.checkpoint, policy, checks)
     record = _record(bundle.record, cp, checks)
     events = _events(bundle, cp, checks)
-    history = _replay(key, bundle.record, record, events, checks)
+    history = _replay(chain, bundle.record, record, events, checks)
     rec = record.record
     signed_at = record.statement.statement.issued_at if isinstance(record, AttestedRecord) else None
     try:
@@ -146,12 +154,13 @@ def verify_bundle(bundle: ProofBundle, *, image: bytes | None = None,
     checks.ok("statement.signature" if isinstance(record, AttestedRecord) else "record.signature",
               f"signed by the publisher key {state.key_id}")
     if isinstance(record, AttestedRecord):
+        signer = chain.key_at(bundle.record.index).key
         try:
-            record.verify_attestation(key.public_key)
+            record.verify_attestation(signer.public_key)
         except SignatureError as exc:
             raise _fail("attestation.signature", f"service attestation of record {bundle.record.cid}: {exc}") \
                 from None
-        checks.ok("attestation.signature", f"attested by the log's key {key.name}+{key.key_id.hex()}")
+        checks.ok("attestation.signature", f"attested by the log's key {signer.label}")
     if image is not None:
         _image(image, rec.image_sha256, rec.image_cid, checks)
     anchor = _anchor(bundle, cp, checks)
@@ -161,7 +170,7 @@ def verify_bundle(bundle: ProofBundle, *, image: bytes | None = None,
         image_sha256=rec.image_sha256, image_cid=rec.image_cid, leaf_index=bundle.record.index, origin=cp.origin,
         tree_size=cp.size, root=cp.root, log_key=key.encode(), log_key_trust=trust, witnesses=witnesses,
         key_events=len(events), withdrawn_at=None if withdrawal is None else withdrawal.withdrawn_at,
-        image_checked=image is not None, anchor=anchor, checks=tuple(checks.done))
+        image_checked=image is not None, anchor=anchor, checks=tuple(checks.done), log_key_rotations=chain.rotations)
 
 
 # --- the steps ------------------------------------------------------------------------------------------------------
@@ -176,13 +185,58 @@ def _log_key(bundle: ProofBundle, policy: VerifyPolicy, checks: _Checks) -> tupl
     return key, trust
 
 
-def _checkpoint(note: str, key: VerifierKey, checks: _Checks) -> Checkpoint:
+def _log_key_history(bundle: ProofBundle, key: VerifierKey, checks: _Checks) -> LogKeyChain:
+    """The chain of log keys from the log-key rotations the bundle carries (none: the trusted key alone). Each
+    rotation must be signed by the key it replaces and the key it brings in, and the trusted key must be in the
+    chain: then every key of it is as trusted as that one. (That the rotations are in the log is checked with the
+    other entries, once the checkpoint's signature is.)"""
+    rotations: list[tuple[LogEntry, LogKeyRotation]] = []
+    for entry in bundle.key_events:
+        try:
+            obj = parse_canonical_json(entry.data)
+        except InvalidInputError:
+            continue  # not canonical JSON: reported as event.parse with the other entries
+        if not is_service_event(obj):
+            continue
+        _entry_bytes(entry, "log-key rotation", "event.cid")
+        try:
+            event = parse_service_event(entry.data)
+        except ServiceEventError as exc:
+            raise _fail("event.parse", f"service event {entry.cid} is malformed: {exc}") from None
+        if not isinstance(event, LogKeyRotation):
+            raise _fail("event.parse", f"service event {entry.cid} is a {event.kind}: only log-key rotations "
+                                       "belong in a bundle")
+        rotations.append((entry, event))
     try:
-        cp = verify_checkpoint_note(note, key.name, key.public_key)
+        origin = parse_checkpoint_note(bundle.checkpoint)[0].origin
     except CheckpointError as exc:
+        raise _fail("checkpoint.signature", f"the checkpoint note is malformed: {exc}") from None
+    if not rotations:
+        return LogKeyChain.starting_with(origin, key.name, key.public_key)
+    chain = LogKeyChain.starting_with(origin, key.name, rotations[0][1].old_key.public_key)
+    for entry, rotation in rotations:
+        try:
+            chain.apply(rotation, entry.index, entry.cid)
+        except (ServiceEventError, SignatureError) as exc:
+            raise _fail("log_key.history", f"log-key rotation {entry.cid} at leaf {entry.index}: {exc}") from None
+    if chain.find(key.public_key) is None:
+        raise _fail("log_key.history", f"the trusted log key {key.name}+{key.key_id.hex()} is not one of the log's "
+                                       f"keys in this bundle ({', '.join(e.key.label for e in chain.epochs)})")
+    checks.ok("log_key.history", f"{chain.rotations} rotation(s) of the log key: "
+                                 + " -> ".join(e.key.label for e in chain.epochs))
+    return chain
+
+
+def _checkpoint(note: str, chain: LogKeyChain, key: VerifierKey, checks: _Checks) -> Checkpoint:
+    try:
+        cp = chain.verify_checkpoint(note, check_origin=False)
+    except CheckpointError as exc:
+        hint = "" if chain.rotations else (" (a foreign checkpoint? or one signed by the log's key of another time: "
+                                           "the log key in force at the bundle's checkpoint verifies it)")
         raise _fail("checkpoint.signature", f"the checkpoint is not signed by the trusted log key "
-                                            f"{key.name}+{key.key_id.hex()} (a foreign checkpoint?): {exc}") from None
-    checks.ok("checkpoint.signature", f"{cp.origin} size {cp.size} signed by {key.name}+{key.key_id.hex()}")
+                                            f"{key.name}+{key.key_id.hex()}{hint}: {exc}") from None
+    signer = chain.key_at(cp.size).key
+    checks.ok("checkpoint.signature", f"{cp.origin} size {cp.size} signed by {signer.label}")
     return cp
 
 
@@ -233,13 +287,15 @@ def _record(entry: LogEntry, cp: Checkpoint, checks: _Checks) -> AnyRecord:
 def _events(bundle: ProofBundle, cp: Checkpoint, checks: _Checks) -> list[tuple[LogEntry, KeyEvent]]:
     out: list[tuple[LogEntry, KeyEvent]] = []
     previous = -1
+    rotations = 0
     for entry in bundle.key_events:
         _entry_bytes(entry, "key event", "event.cid")
         try:
-            event = KeyEvent.from_obj(parse_canonical_json(entry.data))
+            obj = parse_canonical_json(entry.data)
+            event = None if is_service_event(obj) else KeyEvent.from_obj(obj)
         except InvalidInputError as exc:
             raise _fail("event.parse", f"key event {entry.cid} is not a key event: {exc}") from None
-        if event.to_bytes() != entry.data:
+        if event is not None and event.to_bytes() != entry.data:
             raise _fail("event.parse", f"key event {entry.cid} has fields outside its schema")
         if entry.proof.checkpoint != bundle.checkpoint:
             raise _fail("event.checkpoint", f"key event {entry.cid}'s proof leads to another checkpoint than the "
@@ -248,16 +304,20 @@ def _events(bundle: ProofBundle, cp: Checkpoint, checks: _Checks) -> list[tuple[
             raise _fail("event.order", f"key event {entry.cid} at leaf {entry.index} is out of log order")
         previous = entry.index
         _inclusion(entry, cp, "key event", "event.inclusion")
-        out.append((entry, event))
-    checks.ok("event.inclusion", f"{len(out)} key event(s) in checkpoint {cp.size}")
+        if event is None:
+            rotations += 1  # a log-key rotation, replayed by _log_key_history
+        else:
+            out.append((entry, event))
+    checks.ok("event.inclusion", f"{len(out)} key event(s)" + (f" and {rotations} log-key rotation(s)"
+                                                               if rotations else "") + f" in checkpoint {cp.size}")
     return out
 
 
-def _replay(key: VerifierKey, record_entry: LogEntry, record: AnyRecord,
+def _replay(chain: LogKeyChain, record_entry: LogEntry, record: AnyRecord,
             events: Sequence[tuple[LogEntry, KeyEvent]], checks: _Checks) -> KeyHistory:
-    """Replay the publisher's key events in log order, the operator's key being the trusted log key; a withdrawal
-    is only understood for this bundle's record (the log holds no other record here)."""
-    history = KeyHistory(key.public_key)
+    """Replay the publisher's key events in log order, the operator's key being the log key in force at each event's
+    leaf; a withdrawal is only understood for this bundle's record (the log holds no other record here)."""
+    history = KeyHistory(chain.current.key.public_key, operator_keys=chain.public_key_at)
     publisher = record.record.publisher_id
     for entry, event in events:
         if event.publisher != publisher:

@@ -82,8 +82,7 @@ class CheckpointWitnesses:
                 return latest
             note = latest.note
         else:
-            note = sign_checkpoint(Checkpoint(cfg.origin, size, root), cfg.log_key_name,
-                                   ledger.keyring.service_key(cfg.log_key_name))
+            note = sign_checkpoint(Checkpoint(cfg.origin, size, root), cfg.log_key_name, ledger.log_signing_key())
         checkpoint = Checkpoint(cfg.origin, size, root)
 
         def proof_from(old_size: int) -> list[bytes]:

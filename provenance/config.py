@@ -83,6 +83,16 @@ class Settings(BaseSettings):
         "public."
     )
 
+    # --- hash models (docs/hasher.md, "Model upgrades") ------------------------------------------------------------
+    oscar_weights: Path | None = Field(
+        None, description="OSCAR-Net weights new records are hashed with. Unset: the shipped default model."
+    )
+    oscar_migration_weights: str | None = Field(
+        None, description="Comma-separated OSCAR-Net weights of previous models: lookup also hashes queries with "
+        "them and searches their channel versions while 'provenance index rebuild --rehash' re-hashes the stored "
+        "images under the current model. Unset: none."
+    )
+
     # --- ingest limits --------------------------------------------------------------------------------------------
     max_image_bytes: int = Field(50 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(100_000_000, gt=0)
@@ -247,6 +257,11 @@ class Settings(BaseSettings):
     def softbinding_endpoint_list(self) -> tuple[str, ...]:
         """``softbinding_endpoints`` split, without trailing slashes."""
         return tuple(u.strip().rstrip("/") for u in (self.softbinding_endpoints or "").split(",") if u.strip())
+
+    @property
+    def oscar_migration_weight_list(self) -> tuple[Path, ...]:
+        """``oscar_migration_weights`` split into paths."""
+        return tuple(Path(p.strip()) for p in (self.oscar_migration_weights or "").split(",") if p.strip())
 
     @property
     def shared_limits_url(self) -> str | None:

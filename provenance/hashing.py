@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from hasher import PHASH_MODEL_ID, HasherError, phash64
@@ -154,8 +155,9 @@ class GlobalIdHasher(_NetworkHasher):
         return self._model().identity_gate
 
 
-def default_hashers() -> tuple[Hasher, ...]:
-    """The hashes every record carries: OSCAR-Net (tamper-sensitive; decides *match*), and two tamper-tolerant
-    identity channels lookup uses to find the source of an altered or heavily transformed copy: pHash and the
-    global identity code (chosen by ``benchmarks/bench_channels.py`` and the system benchmark)."""
-    return (OscarNetHasher(), PHashHasher(), GlobalIdHasher())
+def default_hashers(oscar_weights: str | Path | None = None) -> tuple[Hasher, ...]:
+    """The hashes every record carries: OSCAR-Net (tamper-sensitive; decides *match*; ``oscar_weights``, default
+    the shipped model), and two tamper-tolerant identity channels lookup uses to find the source of an altered or
+    heavily transformed copy: pHash and the global identity code (chosen by ``benchmarks/bench_channels.py`` and the
+    system benchmark)."""
+    return (OscarNetHasher(None if oscar_weights is None else str(oscar_weights)), PHashHasher(), GlobalIdHasher())

@@ -67,6 +67,7 @@ def _near(lookup: Any, hashes: Iterable[PerceptualHash]) -> set[str]:
     from provenance.index.errors import EmptyIndexError
 
     codes = {h.alg: h.value for h in hashes}
+    models = {h.alg: h.model_id for h in hashes}
     sensitive = lookup.channels.sensitive
     radius: dict[str, int] = {}
     if sensitive in codes:
@@ -76,7 +77,7 @@ def _near(lookup: Any, hashes: Iterable[PerceptualHash]) -> set[str]:
     near: set[str] = set()
     for alg, bits in radius.items():
         try:
-            hits = lookup.search(alg, codes[alg])
+            hits = lookup.search(alg, codes[alg], model_id=models[alg])
         except EmptyIndexError:
             continue
         near.update(cid for cid, distance in hits if int(distance) <= bits)

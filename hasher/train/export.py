@@ -19,6 +19,7 @@ from hasher.train.features import FeatureCache
 from hasher.train.loop import BEST, validation_metrics
 
 WEIGHTS_FORMAT = "oscar-net-head/1"
+TUNED_FORMAT = "oscar-net-head/2"
 #: Benign pairs kept at the recommended "same image" threshold (issue: calibrate at 99 % of benign pairs).
 CALIBRATION_TPR = 0.99
 
@@ -47,10 +48,13 @@ def round_head_to_half(model: OscarNet) -> None:
 
 
 def write_head_weights(model: OscarNet, out: Path, *, name: str, threshold: int | None,
-                       validation: dict[str, float] | None = None, step: int | None = None) -> dict[str, str]:
+                       validation: dict[str, float] | None = None, step: int | None = None,
+                       tuned: tuple[str, ...] = ()) -> dict[str, str]:
     """Write ``model``'s head as an ``oscar-net-head/1`` safetensors file of float16 tensors (read, as float32, by
-    ``hasher.api.read_head_weights``)."""
-    meta = {"format": WEIGHTS_FORMAT, "name": name, "config": json.dumps(model.config.to_dict(), sort_keys=True),
+    ``hasher.api.read_head_weights``); with ``tuned`` (state-dict prefixes of fine-tuned backbone parts), those
+    backbone tensors too, as ``oscar-net-head/2``."""
+    meta = {"format": TUNED_FORMAT if tuned else WEIGHTS_FORMAT, "name": name,
+            "config": json.dumps(model.config.to_dict(), sort_keys=True),
             "calibration_tpr": str(CALIBRATION_TPR),
             "validation": json.dumps({k: round(float(v), 4) for k, v in (validation or {}).items()
                                       if np.isfinite(v)}, sort_keys=True)}
@@ -58,8 +62,11 @@ def write_head_weights(model: OscarNet, out: Path, *, name: str, threshold: int 
         meta["threshold"] = str(threshold)
     if step is not None:
         meta["step"] = str(step)
-    tensors = {k: (v.detach().half() if v.is_floating_point() else v.detach()).contiguous().clone()
-               for k, v in model.head_state_dict().items()}
+    if tuned:
+        meta["tuned"] = json.dumps(list(tuned))
+    state = {**model.head_state_dict(), **{k: v for k, v in model.state_dict().items() if k.startswith(tuned)}}
+    tensors = {k: (v.detach().half() if v.is_floating_point() else v.detach()).cpu().contiguous().clone()
+               for k, v in state.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out), metadata=meta)
     return meta

@@ -97,11 +97,21 @@ def validation_metrics(model: OscarNet, groups: Sequence[Group], feats: dict[Pat
     """Pair AUC, the benign distance keeping 95 / 99 % of benign pairs and the share of edits accepted there, and
     B2 (R@1 over benign queries, R-bar@1 over manipulated ones, FR1 = R R-bar / (R + R-bar)) against the references,
     with ties at the top shared evenly (the expected value under random tie-breaking)."""
-    refs = [g.reference for g in groups]
-    ref_codes = encode(model, [feats[p] for p in refs])
+    ref_codes = encode(model, [feats[g.reference] for g in groups])
+    q_codes = encode(model, [feats[p] for _, p, _ in validation_queries(groups)])
+    return code_metrics(groups, ref_codes, q_codes)
+
+
+def validation_queries(groups: Sequence[Group]) -> list[tuple[int, Path, bool]]:
+    """(group index, path, benign?) of every variant: the order of ``code_metrics``'s query codes."""
     queries = [(gi, p, True) for gi, g in enumerate(groups) for p in g.benign]
-    queries += [(gi, p, False) for gi, g in enumerate(groups) for p in g.manipulated]
-    q_codes = encode(model, [feats[p] for _, p, _ in queries])
+    return queries + [(gi, p, False) for gi, g in enumerate(groups) for p in g.manipulated]
+
+
+def code_metrics(groups: Sequence[Group], ref_codes: np.ndarray, q_codes: np.ndarray) -> dict[str, float]:
+    """:func:`validation_metrics` from bool codes: ``ref_codes`` [R, D] in group order, ``q_codes`` [Q, D] in the
+    order of :func:`validation_queries` (however they were computed: cached features, or the whole network)."""
+    queries = validation_queries(groups)
     dist = (q_codes[:, None, :] != ref_codes[None, :, :]).sum(-1)  # [Q, R]
     own = np.array([gi for gi, _, _ in queries])
     benign = np.array([b for _, _, b in queries])

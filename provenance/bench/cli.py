@@ -110,7 +110,11 @@ def list_methods() -> None:
 @click.option("--copies", "n_copies", type=click.IntRange(0), default=6, show_default=True,
               help="world: benign copies per reference (distinct kinds).")
 @click.option("--split", type=click.Choice(["train", "calibration", "test"]), default=None,
-              help="Only the photos of this fixed hold-out split (hash of the path: 10 % calibration, 10 % test).")
+              help="Only the photos of this fixed hold-out split (hash of the path: 10 % calibration, 10 % test). "
+              "classic from a corpus with a MANIFEST.csv (train-photos): train unless given.")
+@click.option("--small-edits", "n_small", type=click.IntRange(0), default=0, show_default=True,
+              help="classic: per photo, this many more edits of the kinds that move the fewest pixels (1-5 %: small "
+              "insertion, small removal, a face or object swapped within the photo, a changed text line).")
 @click.option("--limit", type=click.IntRange(0), default=0, show_default=True,
               help="At most this many photos (a stable pseudo-random subset); 0: all.")
 @click.option("--unrelated", "n_unrelated", type=click.IntRange(0), default=0, show_default=True,
@@ -120,8 +124,8 @@ def list_methods() -> None:
 @click.option("--quiet", is_flag=True)
 def make_dataset(photos: Path, out: Path, seed: int, n_seen: int, n_unseen: int, n_manipulated: int, max_side: int,
                  regions: str, clipart: Path | None, distractor_dirs: tuple[Path, ...], recipe: str, sizes: str,
-                 n_copies: int, split: str | None, limit: int, n_unrelated: int, workers: int, overwrite: bool,
-                 quiet: bool) -> None:
+                 n_copies: int, split: str | None, n_small: int, limit: int, n_unrelated: int, workers: int,
+                 overwrite: bool, quiet: bool) -> None:
     """Build an attribution dataset from PHOTOS into OUT."""
     from provenance.bench.make_dataset import DEFAULT_CLIPART, BuildConfig, build_dataset
 
@@ -135,7 +139,7 @@ def make_dataset(photos: Path, out: Path, seed: int, n_seen: int, n_unseen: int,
     cfg = BuildConfig(seed=seed, n_seen=n_seen, n_unseen=n_unseen, n_manipulated=n_manipulated, max_side=max_side,
                       workers=workers, regions=regions, clipart_dir=str(clipart) if clipart else DEFAULT_CLIPART,
                       recipe=recipe, sizes=size_list, n_copies=n_copies, split=split, limit=limit,
-                      n_unrelated=n_unrelated)
+                      n_unrelated=n_unrelated, n_small=n_small)
     try:
         ds = build_dataset(photos, out, cfg, distractor_dirs, overwrite=overwrite, progress=not quiet)
     except (FileExistsError, ValueError) as exc:

@@ -9,6 +9,13 @@ Reproducible: every photo (and every variant of it) draws from its own generator
 variant index), so the bytes do not depend on worker count or order, and changing ``n_seen`` does not change the
 manipulated images. ``build.json`` records the recipe of every image (no timestamps, so rebuilds compare equal).
 
+``n_small`` (classic recipe, issue 17) adds that many edits per photo of the kinds that move the fewest pixels
+(``small_edits.py``: small insertions and removals, a face or object swapped within the photo, a changed text line;
+1-5 % of the picture), drawn from their own generators, so the rest of a dataset is byte-identical with or without
+them. A classic build from a corpus with a fixed hold-out (a folder at or above ``photos`` holding ``MANIFEST.csv``,
+as ``../shared/data/train-photos``) keeps only its training split unless ``split`` says otherwise: held-out photos
+(``splits.is_held_out``) never become training variants. Split keys are paths relative to that corpus root.
+
 ``recipe="world"`` (issue 13; ``world.py``) registers each photo at several sizes, makes ``n_copies`` benign copies
 as platforms make them (``platform.py``) and ``n_manipulated`` edits across size buckets down to 0.5 % of the
 pixels. ``split`` keeps only the photos of one hold-out split (``splits.py``: hash-based, by source photo),
@@ -24,7 +31,7 @@ import logging
 import re
 import shutil
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -34,6 +41,7 @@ import numpy as np
 from PIL import Image
 
 from provenance.bench import manipulations as M
+from provenance.bench import small_edits as S
 from provenance.bench import transforms as T
 from provenance.bench.dataset import Dataset, Pair, load_dataset, write_dataset
 
@@ -65,6 +73,7 @@ class BuildConfig:
     split: str | None = None  # keep only the photos of this hold-out split (splits.py); None: all
     limit: int = 0  # at most this many photos (a stable pseudo-random subset); 0: all
     n_unrelated: int = 0  # world: training-split photos copied in as unrelated queries (distractors)
+    n_small: int = 0  # classic: edits per photo of the kinds that move the fewest pixels (small_edits.py)
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,19 @@ class _Job:
     logos: tuple[str, ...]
     config: BuildConfig
     out: str
+    people: tuple[M.Box, ...] = ()
+
+
+#: A corpus with a fixed hold-out has this file at its root (``../shared/data/train-photos/MANIFEST.csv``).
+CORPUS_MARKER = "MANIFEST.csv"
+
+
+def corpus_root(photos: Path) -> Path | None:
+    """The nearest folder at or above ``photos`` that holds a corpus manifest: split keys are relative to it."""
+    for folder in (photos, *photos.resolve().parents):
+        if (folder / CORPUS_MARKER).is_file():
+            return folder
+    return None
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -108,8 +130,11 @@ def _variant_rng(seed: int, photo_id: str, index: int) -> np.random.Generator:
 # --- object regions -----------------------------------------------------------------------------------------------
 
 def saliency_box(img: np.ndarray) -> M.Box:
-    """Bounding box of the largest salient blob (spectral-residual saliency + Otsu), or the central quarter."""
+    """Bounding box of the largest salient blob (spectral-residual saliency + Otsu), or the central quarter (also
+    where OpenCV is built without the contrib saliency module, as on the GPU machine's image)."""
     h, w = img.shape[:2]
+    if not hasattr(cv2, "saliency"):
+        return w // 4, h // 4, 3 * w // 4, 3 * h // 4
     ok, sal = cv2.saliency.StaticSaliencySpectralResidual_create().computeSaliency(img)
     if ok:
         sal = cv2.GaussianBlur(cv2.resize(sal.astype(np.float32), (w, h)), (0, 0), max(1.0, 0.01 * max(w, h)))
@@ -140,15 +165,24 @@ def _make_detector(mode: str) -> tuple[Any, str]:
 
 
 def object_regions(img: np.ndarray, detector: Any) -> list[M.Box]:
+    return detect_regions(img, detector)[0]
+
+
+def detect_regions(img: np.ndarray, detector: Any) -> tuple[list[M.Box], list[M.Box]]:
+    """Object boxes of at least 1 % of the picture (a saliency box when there are none), and the people among
+    them, from one detector call."""
     h, w = img.shape[:2]
     boxes: list[M.Box] = []
+    people: list[M.Box] = []
     if detector is not None:
         for d in detector.detect(img, max_objects=8, min_score=0.3):
             x1, y1, x2, y2 = (int(round(v)) for v in d.box)
             x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
             if (x2 - x1) * (y2 - y1) >= 0.01 * w * h:
                 boxes.append((x1, y1, x2, y2))
-    return boxes or [saliency_box(img)]
+                if getattr(d, "label_name", "") == "person":
+                    people.append((x1, y1, x2, y2))
+    return boxes or [saliency_box(img)], people
 
 
 # --- per-photo work (runs in worker processes) --------------------------------------------------------------------
@@ -194,22 +228,28 @@ def _build_photo(job: _Job) -> tuple[list[Pair], dict[str, Any]]:
         _save_jpeg(img, out / rel, quality)
         add(rel, "benign", kind, {"quality": quality})
 
-    ctx = M.EditContext(job.regions, job.clipart, job.logos, job.donors, cfg.font)
-    edit_names = list(M.EDITS)
-    order = _variant_rng(cfg.seed, job.photo_id, 2000).permutation(len(edit_names))
+    ctx = M.EditContext(job.regions, job.clipart, job.logos, job.donors, cfg.font, people=job.people)
     ref_arr = np.asarray(ref)
-    for i in range(cfg.n_manipulated):
-        rng = _variant_rng(cfg.seed, job.photo_id, 2000 + i + 1)
-        name = edit_names[order[i % len(order)]]
-        edited, mask, info = M.EDITS[name](ref_arr, rng, ctx)
-        img, quality = T.reshare(Image.fromarray(edited), rng)
-        rel = f"{qdir}/m{i + 1:02d}_{name}.jpg"
-        _save_jpeg(img, out / rel, quality)
-        mask_img = Image.fromarray(mask.astype(np.uint8) * 255, "L").resize(img.size, Image.Resampling.NEAREST)
-        mask_img.save(out / f"{qdir}/m{i + 1:02d}_{name}.mask.png", "PNG")
-        add(rel, "manipulated", name, {"quality": quality, "mask_share": round(float(mask.mean()), 4), **info})
-    return pairs, {"photo": job.photo, "regions": [list(b) for b in job.regions],
-                   "region_source": job.region_source, "variants": recipes}
+    # the classic edits, then (issue 17) the smallest ones, each kind list from its own seeded order and generators
+    for edits, first_index, offset in ((M.EDITS, 2000, 0), (S.SMALL_EDITS, 3000, cfg.n_manipulated)):
+        names = list(edits)
+        order = _variant_rng(cfg.seed, job.photo_id, first_index).permutation(len(names))
+        for i in range(cfg.n_manipulated if edits is M.EDITS else cfg.n_small):
+            rng = _variant_rng(cfg.seed, job.photo_id, first_index + i + 1)
+            name = names[order[i % len(order)]]
+            edited, mask, info = edits[name](ref_arr, rng, ctx)
+            img, quality = T.reshare(Image.fromarray(edited), rng)
+            stem = f"{qdir}/m{offset + i + 1:02d}_{name}"
+            _save_jpeg(img, out / f"{stem}.jpg", quality)
+            mask_img = Image.fromarray(mask.astype(np.uint8) * 255, "L").resize(img.size, Image.Resampling.NEAREST)
+            mask_img.save(out / f"{stem}.mask.png", "PNG")
+            add(f"{stem}.jpg", "manipulated", name,
+                {"quality": quality, "mask_share": round(float(mask.mean()), 4), **info})
+    manifest = {"photo": job.photo, "regions": [list(b) for b in job.regions], "region_source": job.region_source,
+                "variants": recipes}
+    if cfg.n_small:
+        manifest["people"] = [list(b) for b in job.people]
+    return pairs, manifest
 
 
 # --- the build ----------------------------------------------------------------------------------------------------
@@ -246,7 +286,12 @@ def build_dataset(photos: str | Path, out: str | Path, config: BuildConfig | Non
         raise ValueError("unrelated photos come from the training split: build a held-out split "
                          "(calibration or test) to add them")
     all_files = list_images(photos)
-    files = select_photos(all_files, photos, cfg.split, cfg.limit)
+    root = corpus_root(photos)
+    keys = root or photos  # split keys: paths relative to the corpus root
+    if cfg.recipe == "classic" and cfg.split is None and root is not None:
+        cfg = replace(cfg, split="train")
+        log.info("%s is part of a corpus with a fixed hold-out (%s): its held-out photos are left out", photos, keys)
+    files = select_photos(all_files, keys, cfg.split, cfg.limit)
     if not files:
         raise ValueError(f"no images under {photos}" + (f" in split {cfg.split!r}" if cfg.split else ""))
     if (out / "pairs.csv").exists() and not overwrite:
@@ -261,10 +306,10 @@ def build_dataset(photos: str | Path, out: str | Path, config: BuildConfig | Non
     for f in tqdm(files, desc="regions", disable=not progress):
         rel = f.relative_to(photos)
         subset = rel.parts[0] if len(rel.parts) > 1 else photos.name
-        regions = object_regions(np.asarray(load_rgb(f, cfg.max_side)), detector)
+        regions, people = detect_regions(np.asarray(load_rgb(f, cfg.max_side)), detector)
         donors = tuple(str(d) for d in files if d != f) or (str(f),)
         jobs.append(_Job(str(f), _slug(rel), subset, tuple(regions), region_source, donors, clipart, logos, cfg,
-                         str(out)))
+                         str(out), tuple(people) if cfg.n_small else ()))
 
     pairs: list[Pair] = []
     manifest: dict[str, Any] = {}
@@ -283,12 +328,14 @@ def build_dataset(photos: str | Path, out: str | Path, config: BuildConfig | Non
     if cfg.n_unrelated:  # a different draw for each held-out split, so no unrelated photo serves two of them
         from provenance.bench.splits import order_key
 
-        train = select_photos(all_files, photos, "train", 0)
-        train.sort(key=lambda f: order_key(f"{cfg.split}:{f.relative_to(photos).as_posix()}"))
+        train = select_photos(all_files, keys, "train", 0)
+        train.sort(key=lambda f: order_key(f"{cfg.split}:{f.relative_to(keys).as_posix()}"))
         distractors += _copy_unrelated(sorted(train[: cfg.n_unrelated]), photos, out)
     write_dataset(out, pairs, distractors)
     cfg_dict = asdict(cfg)
     cfg_dict.pop("workers")  # does not change the output
+    if not cfg.n_small:
+        cfg_dict.pop("n_small")  # build.json of a dataset without small edits stays as it was
     build = {"seed": cfg.seed, "config": cfg_dict, "versions": _versions(), "region_source": region_source,
              "clipart_files": len(clipart), "logo_files": len(logos),
              "sources": {"photos": str(photos), "distractors": [str(d) for d in distractor_dirs],

@@ -41,6 +41,7 @@ class EditContext:
     # make-dataset sets it per edit to cover size buckets down to 0.5 % (the edit's geometry is scaled to reach it;
     # the share actually changed is measured from the mask).
     area: tuple[float, float] | None = None
+    people: tuple[Box, ...] = ()  # detected people (``small_edits.object_swap`` swaps their faces)
 
 
 #: Share of its bounding box an elliptical edit (copy-move, recolour, splice, inpainting) changes.

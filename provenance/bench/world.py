@@ -5,7 +5,9 @@ side of ``sizes`` (384 and 256 by default; a size at or above the stored one is 
 ``n_copies`` benign copies of distinct ``platform.KINDS`` (as real platforms make them), and ``n_manipulated`` edits
 of distinct kinds (``WORLD_EDITS``), each aimed at one edit-size bucket in turn (``EDIT_BUCKETS``: 0.5 % of the
 pixels and up), then lightly re-shared. The changed share of the picture is measured from the edit's mask and
-recorded in ``build.json`` with the bucket it falls in (``edit_bucket``), as is every copy's size and recipe;
+recorded in ``build.json`` with the bucket it falls in (``edit_bucket``), and so is the share it *visibly* changed
+(``visible_share``: a channel moved by ``VISIBLE_DELTA`` or more, before the re-share) with its bucket
+(``visible_bucket``; ``"imperceptible"`` below ``IMPERCEPTIBLE_SHARE``), as is every copy's size and recipe;
 ``variant_facts`` reads them back.
 
 Everything a variant does is drawn from its own generator seeded by (seed, reference id, variant index), like the
@@ -25,13 +27,20 @@ from provenance.bench import manipulations as M
 from provenance.bench import platform as P
 from provenance.bench.dataset import Pair
 
-__all__ = ["DEFAULT_SIZES", "EDIT_BUCKETS", "WORLD_EDITS", "bucket_of", "reference_sizes", "variant_facts"]
+__all__ = ["DEFAULT_SIZES", "EDIT_BUCKETS", "IMPERCEPTIBLE_SHARE", "VISIBLE_DELTA", "WORLD_EDITS", "bucket_of",
+           "reference_sizes", "variant_facts", "visible_share"]
 
 DEFAULT_SIZES = (0, 384, 256)  # 0: the photo as stored
 WORLD_EDITS = ("copy_move", "copy_move_blend", "splice", "object_insertion", "object_removal", "recolour",
                "text_insertion")
 #: Edit-size buckets, as shares of the picture's pixels: [lo, hi). Edits aim at each bucket in turn.
 EDIT_BUCKETS = ((0.005, 0.01), (0.01, 0.02), (0.02, 0.05), (0.05, 0.10), (0.10, 0.15))
+#: A pixel is visibly changed by an edit when one of its channels moved by at least this much (of 255), before the
+#: re-share: a mask over a uniform area (black pasted on black, an inpainted plain wall) can change next to nothing.
+VISIBLE_DELTA = 16
+#: Edits that visibly change less than this share of the picture (half the smallest bucket) are imperceptible: they
+#: are reported apart, not counted as edits a lookup must catch.
+IMPERCEPTIBLE_SHARE = 0.0025
 
 
 def bucket_of(share: float) -> str:
@@ -42,6 +51,14 @@ def bucket_of(share: float) -> str:
         if share < hi:
             return f"{lo * 100:g}-{hi * 100:g}%"
     return f">={EDIT_BUCKETS[-1][0] * 100:g}%"
+
+
+def visible_share(original: np.ndarray, edited: np.ndarray) -> float:
+    """The share of the picture's pixels an edit visibly changed (a channel moved by ``VISIBLE_DELTA`` or more)."""
+    if original.shape != edited.shape:
+        raise ValueError(f"shapes differ: {original.shape} vs {edited.shape}")
+    delta = np.abs(original.astype(np.int16) - edited.astype(np.int16)).max(axis=-1)
+    return float((delta >= VISIBLE_DELTA).mean())
 
 
 def reference_sizes(stored: tuple[int, int], sizes: tuple[int, ...]) -> list[int]:
@@ -115,10 +132,13 @@ def build_world_photo(job: Any) -> tuple[list[Pair], dict[str, Any]]:
             mask_img = Image.fromarray(mask.astype(np.uint8) * 255, "L").resize(img.size, Image.Resampling.NEAREST)
             mask_img.save(out / f"{qdir}/m{i + 1:02d}_{name}.mask.png", "PNG")
             share = float(mask.mean())
+            visible = visible_share(ref_arr, edited)
             pairs.append(Pair(ref_rel, rel, "manipulated", name, job.subset))
             recipes[rel] = {"kind": name, **common, "size": list(img.size), "encoding": enc.to_obj(),
                             "target_share": list(target), "mask_share": round(share, 5),
-                            "edit_bucket": bucket_of(share), **info}
+                            "edit_bucket": bucket_of(share), "visible_share": round(visible, 5),
+                            "visible_bucket": ("imperceptible" if visible < IMPERCEPTIBLE_SHARE
+                                               else bucket_of(visible)), **info}
     return pairs, {"photo": job.photo, "regions": [list(b) for b in job.regions],
                    "region_source": job.region_source, "variants": recipes}
 

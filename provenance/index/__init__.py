@@ -9,12 +9,15 @@ Layers, each usable alone:
 * the catalog (``catalog``) -- the SQL table ``index_entries``, the source of truth the faiss files are built from.
 * :class:`HashIndex` (``service``) -- one faiss index per hash channel ("oscar", "pdq", ...) kept in step with the
   catalog: add, withdraw, search by hex code, rebuild, save.
+* channel versions (``channels``) -- one channel per (hash alg, model id), so codes of two models are never compared;
+  ``rehash`` fills a new model's channel from the stored images (``provenance index rebuild --rehash``).
 """
 
 from __future__ import annotations
 
 from provenance.index.base import Hit, Index
 from provenance.index.catalog import CatalogEntry
+from provenance.index.channels import channel_for, channels_of
 from provenance.index.codes import code_from_hex, code_from_int, code_to_hex, code_to_int, codes_from_hex
 from provenance.index.compact_mih import CompactMultiHashIndex
 from provenance.index.errors import (
@@ -52,6 +55,8 @@ __all__ = [
     "IndexPermissionError",
     "InvalidCodeError",
     "MultiHashBinaryIndex",
+    "channel_for",
+    "channels_of",
     "code_from_hex",
     "code_from_int",
     "code_to_hex",

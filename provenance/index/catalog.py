@@ -143,6 +143,16 @@ class IndexCatalog:
         for part in result.partitions():
             yield [(int(r.id), r.code) for r in part]
 
+    def live_records_after(self, conn: Connection, channel: str, after_id: int,
+                           limit: int = 1000) -> list[tuple[int, str, str]]:
+        """Live ``(id, record_cid, publisher_id)`` of a channel above ``after_id``, in id order, at most ``limit``
+        (a re-hash walks a channel page by page)."""
+        rows = conn.execute(select(index_entries.c.id, index_entries.c.record_cid, index_entries.c.publisher_id)
+                            .where(index_entries.c.channel == channel, index_entries.c.id > after_id,
+                                   index_entries.c.withdrawn_at.is_(None))
+                            .order_by(index_entries.c.id).limit(limit))
+        return [(int(r.id), r.record_cid, r.publisher_id) for r in rows]
+
     def live_after(self, conn: Connection, channel: str, after_id: int) -> list[tuple[int, str]]:
         """Live ``(id, code)`` pairs of a channel with ids above ``after_id`` (what other processes added since)."""
         rows = conn.execute(select(index_entries.c.id, index_entries.c.code)

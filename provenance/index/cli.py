@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from pathlib import Path
 
 import click
 from sqlalchemy.engine import Engine
@@ -44,18 +45,78 @@ def index() -> None:
 
 @index.command("rebuild")
 @click.option("--channel", default=None, help="Only this hash channel (e.g. oscar, pdq). Default: every channel.")
+@click.option("--rehash", is_flag=True, help="Re-hash every stored image under a new model (--weights) into that "
+              "model's channel version, leaving the signed records as they are. Resumable: run it again after an "
+              "interruption, or to catch records ingested under the old model meanwhile.")
+@click.option("--alg", type=click.Choice(["oscar-net", "global-id"]), default="oscar-net", show_default=True,
+              help="With --rehash: the code to re-hash.")
+@click.option("--weights", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="With --rehash: the new model's weights (default: PROVENANCE_OSCAR_WEIGHTS for oscar-net, else "
+              "the shipped model).")
+@click.option("--limit", type=click.IntRange(1), default=None, help="With --rehash: at most this many records now.")
+@click.option("--json", "as_json", is_flag=True, help="With --rehash: the report as JSON.")
 @click.pass_context
-def rebuild(ctx: click.Context, channel: str | None) -> None:
-    """Rebuild the faiss index files under DATA_DIR/index from the catalog."""
+def rebuild(ctx: click.Context, channel: str | None, rehash: bool, alg: str, weights: Path | None,
+            limit: int | None, as_json: bool) -> None:
+    """Rebuild the faiss index files under DATA_DIR/index from the catalog; with --rehash, first fill a new model's
+    channel version from the stored images (docs/hasher.md, "Model upgrades")."""
     from provenance.index.service import HashIndex
 
     settings = _settings(ctx)
+    if rehash:
+        if channel is not None:
+            raise click.UsageError("--rehash fills the channel of the model it runs; it takes no --channel")
+        _rehash(settings, alg, weights, limit, as_json)
+        return
+    if weights is not None or limit is not None:
+        raise click.UsageError("--weights and --limit go with --rehash")
     with _engine(settings) as engine:
         counts = HashIndex(settings.data_dir, engine, preload=False).rebuild(channel)
     if not counts:
         click.echo("no hash channels in the catalog: nothing to rebuild")
     for ch, n in counts.items():
         click.echo(f"{ch}: {n} entries indexed")
+
+
+def _rehash(settings: Settings, alg: str, weights: Path | None, limit: int | None, as_json: bool) -> None:
+    from provenance.hashing import GlobalIdHasher, OscarNetHasher
+    from provenance.index.rehash import rehash_channel
+    from provenance.index.service import HashIndex
+    from provenance.records import parse_record
+    from provenance.services import open_ledger
+
+    if alg == "oscar-net":
+        chosen = weights or settings.oscar_weights
+        hasher: OscarNetHasher | GlobalIdHasher = OscarNetHasher(None if chosen is None else str(chosen))
+    else:
+        hasher = GlobalIdHasher(None if weights is None else str(weights))
+    ledger = open_ledger(settings)
+    try:
+        def image_of(cid: str) -> bytes:
+            with ledger.reader.connect() as conn:
+                stored = ledger.store.get(conn, cid)
+            if stored is None:
+                raise LookupError(f"record {cid} is indexed but not in the record store")
+            return ledger.blockstore.get(parse_record(stored.record_bytes).record.image_cid)
+
+        index = HashIndex(settings.data_dir, ledger.engine, preload=False)
+        report = rehash_channel(index, hasher, image_of, limit=limit)
+        if report.rehashed or report.already:
+            index.rebuild(report.channel)  # write the new channel's file
+    finally:
+        ledger.close()
+    if as_json:
+        click.echo(json.dumps({**asdict(report), "complete": report.complete}, indent=2, sort_keys=True))
+    elif not report.sources:
+        click.echo(f"nothing to re-hash: the catalog holds no other {alg} channel than {report.channel}")
+    else:
+        click.echo(f"{report.channel} (model {report.model_id}): {report.rehashed} re-hashed, {report.already} "
+                   f"already there, {len(report.failed)} failed, from {', '.join(report.sources)} "
+                   f"in {report.seconds:.1f} s")
+        for cid, why in report.failed[:10]:
+            click.echo(f"  failed {cid}: {why}", err=True)
+    if report.failed:
+        raise SystemExit(1)
 
 
 @index.command("stats")

@@ -170,6 +170,27 @@ class HashIndex:
             self._seen[channel] = max(self._seen.get(channel, -1), rows[-1][0])
             return index
 
+    def entry(self, channel: str, record_cid: str) -> CatalogEntry | None:
+        """The record's catalog entry in ``channel`` (live or withdrawn), or None."""
+        with self._reader.connect() as conn:
+            return self._catalog.get(conn, check_channel(channel), record_cid)
+
+    def code_of(self, channel: str, record_cid: str) -> str | None:
+        """The record's live code in ``channel`` (hex), or None: lookup reads a re-hashed record's code of a new
+        model here, since the signed record keeps the code of the model it was made with."""
+        entry = self.entry(channel, record_cid)
+        return entry.code if entry is not None and entry.live else None
+
+    def live_records(self, channel: str, after_id: int = -1, limit: int = 1000) -> list[tuple[int, str, str]]:
+        """Live ``(id, record_cid, publisher_id)`` of ``channel`` above ``after_id`` in id order (one page)."""
+        with self._reader.connect() as conn:
+            return self._catalog.live_records_after(conn, check_channel(channel), after_id, limit)
+
+    def catalog_channels(self) -> list[str]:
+        """Every channel with a row in the catalog (whether or not this process has opened it)."""
+        with self._reader.connect() as conn:
+            return self._catalog.channels(conn)
+
     def withdrawn_at(self, record_cid: str) -> datetime | None:
         """When the record's entries were withdrawn (None: live, or never indexed)."""
         with self._reader.connect() as conn:

@@ -378,10 +378,10 @@ def _reshare_floor(pooled: np.ndarray, r: np.ndarray, compared: np.ndarray) -> n
     return cv2.max(floor, 0.0)
 
 
-def _region_score(heat: np.ndarray, compared: np.ndarray) -> float:
-    """The largest heat pooled over ``REGION_POOL`` of the long side (normalised by how much of the window was
-    compared), inside the compared area."""
-    sigma = max(1.0, REGION_POOL * max(heat.shape))
+def pooled_max(heat: np.ndarray, compared: np.ndarray, share: float) -> float:
+    """The largest heat pooled over a Gaussian of ``share`` of the long side (normalised by how much of the window
+    was compared), inside the compared area."""
+    sigma = max(1.0, share * max(heat.shape))
     weight = cv2.GaussianBlur(compared.astype(np.float32), (0, 0), sigma)
     pooled = cv2.GaussianBlur(heat, (0, 0), sigma) / np.maximum(weight, 1e-3)
     inner = cv2.erode(compared.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
@@ -492,7 +492,7 @@ def aligned_difference(query_rgb: np.ndarray, reference_rgb: np.ndarray, homogra
         compared = cv2.resize(compared.astype(np.uint8), (work_w, work_h), interpolation=cv2.INTER_NEAREST) > 0
         heat[~compared] = 0.0
     score = float(np.quantile(heat[compared], 1.0 - SCORE_SHARE))
-    region = _region_score(heat, compared)
+    region = pooled_max(heat, compared, REGION_POOL)
     boxes, changed = change_regions(heat, compared, (ref_w, ref_h))
     heat.setflags(write=False)
     compared.setflags(write=False)

@@ -29,6 +29,7 @@ from PIL import Image
 from provenance.errors import ConfigError
 from provenance.hashing import Hasher
 from provenance.images import QUERY_DECODE_SIDE, decode_query, decode_rgb
+from provenance.index.channels import channel_for
 from provenance.ledger import Ledger
 from provenance.logging import get_logger
 from provenance.lookup.calibration import load_calibration
@@ -84,12 +85,21 @@ def _vouched(query: dict[str, PerceptualHash], mirrored: dict[str, str], record:
 
 
 class Lookup:
+    """``migration_hashers``: other models of the sensitive alg (the previous OSCAR-Net weights while ``provenance
+    index rebuild --rehash`` fills the new model's channel): the query is hashed with each too, and each one's
+    channel version is searched, so records not re-hashed yet are still found. Distances are only ever taken between
+    codes of one model: the query's (default model's) code against the record's own code of that model, or the
+    re-hashed one the index holds; a record that has neither gets no sensitive distance (geometry and the aligned
+    comparison decide, as for a record without that hash)."""
+
     def __init__(self, ledger: Ledger, index, *, hashers: Sequence[Hasher] | None = None,  # type: ignore[no-untyped-def]
                  channels: Channels = Channels(), k: int = DEFAULT_K, policy: Policy | None = None,
-                 change_map_dir: Path | None = None, decode_max_side: int = QUERY_DECODE_SIDE) -> None:
+                 change_map_dir: Path | None = None, decode_max_side: int = QUERY_DECODE_SIDE,
+                 migration_hashers: Sequence[Hasher] = ()) -> None:
         self.ledger = ledger
         self.index = index  # provenance.index.HashIndex
         self.hashers = tuple(hashers if hashers is not None else ledger.hashers)
+        self.migration_hashers = tuple(migration_hashers)
         self.channels = channels
         self.k = k
         self._policy = policy
@@ -136,8 +146,8 @@ class Lookup:
     def register(self, record_cid: str, publisher: str, hashes: Sequence[PerceptualHash], features: bytes) -> None:
         """Index every hash of the record, then store its features (written last: it marks the record registered,
         so a crash in between is repaired by running ``register`` again)."""
-        for h in hashes:
-            self.index.add(h.alg, record_cid, publisher, h.value)
+        for h in hashes:  # each code into its model's channel version
+            self.index.add(channel_for(h.alg, h.model_id), record_cid, publisher, h.value)
         with self.ledger.engine.begin() as conn:
             self.ledger.store.put_features(conn, record_cid, features)
 
@@ -159,8 +169,21 @@ class Lookup:
         """When the record was withdrawn from lookups (None while it is live)."""
         return self.index.withdrawn_at(record_cid)
 
-    def search(self, alg: str, value_hex: str, k: int | None = None) -> list[tuple[str, int]]:
-        return list(self.index.search(alg, value_hex, k or self.k))
+    def search(self, alg: str, value_hex: str, k: int | None = None, *,
+               model_id: str | None = None) -> list[tuple[str, int]]:
+        """Nearest records to an ``alg`` code of ``model_id`` (default: the configured hasher's model), searched in
+        that model's channel version."""
+        model = model_id or str(self._hasher(alg).model_id)
+        return list(self.index.search(channel_for(alg, model), value_hex, k or self.k))
+
+    def _sensitive_distance(self, query: PerceptualHash, record: Sequence[PerceptualHash], cid: str) -> int | None:
+        """Distance between the query's sensitive code and the record's code of the same model: the one it was
+        signed with, else the one a re-hash put in that model's channel; None when it has neither."""
+        for h in record:
+            if h.alg == query.alg and h.model_id == query.model_id:
+                return _hamming_hex(query.value, h.value)
+        code = self.index.code_of(channel_for(query.alg, query.model_id), cid)
+        return None if code is None else _hamming_hex(query.value, code)
 
     # --- lookup -------------------------------------------------------------------------------------------------
     def record(self, cid: str) -> AnyRecord | None:
@@ -208,25 +231,28 @@ class Lookup:
         rgb = query.rgb
         hashes = {h.alg: h.hash_image(query.hash_input) for h in self.hashers}
         sensitive = hashes[self.channels.sensitive]
+        previous = [h.hash_image(query.hash_input) for h in self.migration_hashers if h.alg == sensitive.alg]
         timings["decode_hash"] = (time.perf_counter() - t0) * 1000
 
         t = time.perf_counter()
         found: dict[str, set[str]] = {}
         tolerant = [alg for alg in self.channels.tolerant if alg in hashes]
-        searches = [(self.channels.sensitive, sensitive.value)]
+        # every search in the channel version of the code's model (during a migration, the previous models' too)
+        searches = [(channel_for(h.alg, h.model_id), h.value) for h in [sensitive, *previous]]
         mirrored_codes: dict[str, str] = {}
         for alg in tolerant:
-            searches.append((alg, hashes[alg].value))
+            channel = channel_for(alg, hashes[alg].model_id)
+            searches.append((channel, hashes[alg].value))
             if alg in self.channels.mirrored:  # flips are benign, and classical hashes are not flip-invariant
                 mirrored_codes[alg] = self._hasher(alg).hash_image(_mirrored_png(rgb)).value
-                searches.append((alg, mirrored_codes[alg]))
-        for alg, value in searches:
+                searches.append((channel, mirrored_codes[alg]))
+        for channel, value in dict.fromkeys(searches):
             try:
-                hits = self.index.search(alg, value, self.k)
+                hits = self.index.search(channel, value, self.k)
             except EmptyIndexError:
                 hits = []
             for cid, _ in hits:
-                found.setdefault(cid, set()).add(alg)
+                found.setdefault(cid, set()).add(channel)
         timings["search"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
@@ -241,8 +267,7 @@ class Lookup:
             if signed is None:
                 continue
             rec_hashes = {h.alg: h.value for h in signed.record.hashes}
-            dist = (_hamming_hex(sensitive.value, rec_hashes[self.channels.sensitive])
-                    if self.channels.sensitive in rec_hashes else None)
+            dist = self._sensitive_distance(sensitive, signed.record.hashes, cid)
             # a tolerant distance only between codes of one model (after a model upgrade old records keep theirs)
             rec_models = {h.alg: h.model_id for h in signed.record.hashes}
             tols = {alg: _hamming_hex(hashes[alg].value, rec_hashes[alg]) for alg in tolerant

@@ -151,7 +151,7 @@ def _by_binding(service: ProvenanceService, alg: str, value: str, k: int) -> dic
     code = decode_value(value, chosen.bits)
     k = min(k, MAX_RESULTS_CAP)
     try:
-        hits = service.lookup.search(chosen.alg, code, k)
+        hits = service.lookup.search(chosen.alg, code, k, model_id=chosen.model_id)
     except EmptyIndexError:
         hits = []
     return _result(binding_matches(hits, calibration_for(chosen.name)), k)

@@ -108,7 +108,8 @@ class FakeLookup:
     def withdrawn_at(self, cid: str) -> datetime | None:
         return datetime(2024, 5, 1, tzinfo=timezone.utc) if cid in self.withdrawn else None
 
-    def search(self, alg: str, value_hex: str, k: int | None = None) -> list[tuple[str, int]]:
+    def search(self, alg: str, value_hex: str, k: int | None = None, *,
+               model_id: str | None = None) -> list[tuple[str, int]]:
         if alg != "phash" or not self.codes:
             raise EmptyIndexError(f"hash channel {alg!r} has no live entries")
         hits = sorted((_hamming(v, value_hex), cid) for cid, (_, v) in self.codes.items() if cid not in self.withdrawn)

@@ -1,0 +1,356 @@
+"""Dense verification: the fallback when keypoints cannot tie a small, low-texture copy to its original.
+
+SIFT needs corners and blobs. A 256-px photo of sky with one cable, or of a jellyfish in blue water, keeps a few
+dozen keypoints at best; blur, shot noise or a double JPEG then leave none that match, and geometric verification
+(``geometry.py``) fails on a genuine copy. The pixels still agree: this module aligns them directly and accepts the
+alignment only when the agreement could not be chance.
+
+1. **Search** (coarse, ``SEARCH_SIDE`` px): a re-share is the original scaled, shifted, perhaps mirrored, and either
+   cropped (the copy lies inside the original) or padded / framed (the original lies inside the copy). So one image,
+   minus a margin, must be found inside the other: normalised cross-correlation template matching over a log grid of
+   scales where the smaller covers at least ``MIN_COVER`` of the larger, as given and mirrored.
+2. **Refinement**: the best hypotheses are refined with ECC (``cv2.findTransformECC``, affine) on a finer grid,
+   at the resolution the copy still carries.
+3. **Acceptance**, strict, because an alignment search always finds *something*: a smooth sky correlates with any
+   smooth sky. Only the detail counts: both sides are band-passed (difference of Gaussians, coarse enough that shot
+   noise and blur of the copy average out) and must correlate strongly over the overlap **and in most cells** of a
+   grid laid over the original, each cell that has detail judged alone: a chance alignment may agree on one edge,
+   not on all of them. The map must be close to a similarity (a re-share does not shear), the overlap must be large
+   (one image nearly inside the other), and the original must have enough detail to judge at all: a plain wall or
+   an empty sky is never verified this way.
+
+The result is a ``GeometryResult`` with model ``"dense"``, no inliers, and a homography that takes query pixels to
+the original's, like keypoint verification's (same conventions: ``geometry.py``), so the aligned comparison runs
+unchanged. Pure: numpy and OpenCV only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from provenance.lookup.errors import AnalysisInputError
+from provenance.lookup.features import check_rgb
+from provenance.lookup.geometry import GeometryResult
+
+__all__ = ["DENSE_MODEL", "DenseEvidence", "dense_align", "verify_dense"]
+
+DENSE_MODEL = "dense"
+
+SEARCH_SIDE = 96  # long side of the original for the coarse search
+SEARCH_BLUR = 1.0  # px of Gaussian blur at that size (noise, JPEG blocks)
+SCALE_STEP = 1.04  # ratio between consecutive scales searched
+MIN_COVER = 0.3  # the smaller image must cover at least this share of the larger (crops, frames)
+TEMPLATE_MARGIN = 0.06  # share of each side trimmed off the template (rounding, rotation wedges, frame edges)
+HYPOTHESES = 3  # coarse hypotheses refined
+MIN_SEARCH_SCORE = 0.5  # coarse NCC below which a hypothesis is not refined
+FINE_SIDE = 192  # long side of the original for refinement and acceptance (at most)
+MIN_FINE_SIDE = 64
+MIN_SIDE = 24  # either image smaller than this (short side) is not aligned
+FIT_SIGMAS = (2.0, 1.0)  # fine px of smoothing, coarse to fine, for the similarity fit
+FIT_ITERATIONS = 15  # Gauss-Newton steps at each smoothing at most
+MIN_FIT_PIXELS = 200  # overlap (fine px) below which the fit gives up
+EDGE_MARGIN = 3  # fine px trimmed inside the overlap's outline
+DETAIL_SIGMA = 1.5  # fine px: the band the detail is judged in is DoG(DETAIL_SIGMA, 2 * DETAIL_SIGMA)
+CELLS = 4  # the original is split into CELLS x CELLS cells
+CELL_MIN_VALID = 0.5  # share of a cell inside the overlap for it to be judged
+# Acceptance thresholds.
+MIN_DETAIL = 1.2  # grey levels (std of the original's band-passed detail) for a cell to have detail to judge
+MIN_DETAIL_CELLS = 5  # cells with detail needed at all
+MIN_CORRELATION = 0.75  # band-passed correlation over the whole overlap
+MIN_CELL_CORRELATION = 0.5  # per cell with detail...
+MIN_CELL_SHARE = 0.8  # ...reached by at least this share of them
+MAX_ROTATION = 8.0  # degrees
+MIN_CONTAINED = 0.85  # one image must lie this much inside the other (crop: the copy; frame: the original)
+
+
+@dataclass(frozen=True)
+class DenseEvidence:
+    """One refined alignment and what the acceptance test measured on it. ``homography`` takes query pixels (as
+    given) to the original's; ``mirrored`` as in ``GeometryResult``."""
+
+    homography: np.ndarray
+    mirrored: bool
+    search_score: float  # coarse NCC of the hypothesis
+    smooth: float  # correlation of the smoothed intensities the fit maximised
+    correlation: float  # band-passed detail, whole overlap
+    cell_share: float  # share of the detailed cells that agree
+    detail_cells: int  # cells with detail to judge
+    cover_reference: float  # share of the original inside the overlap
+    cover_query: float  # share of the query (its content, in the original's frame) inside the overlap
+    scale: float  # fitted scale (query px per fine px of the original; about 1 by construction)
+    rotation: float  # degrees
+    problem: str | None  # why it is not accepted (None: accepted)
+
+    @property
+    def passed(self) -> bool:
+        return self.problem is None
+
+    def describe(self) -> str:
+        return (f"detail correlation {self.correlation:.2f}, {self.cell_share:.0%} of {self.detail_cells} "
+                f"detailed cells agree, overlap {self.cover_reference:.0%} of the original")
+
+
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+
+def _resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    shrink = size[0] < img.shape[1] or size[1] < img.shape[0]
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def _scale_matrix(sx: float, sy: float) -> np.ndarray:
+    """Pixel coordinates of an image -> those of its resize by (sx, sy), pixel centres at integers."""
+    return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+
+
+def _flip_matrix(width: int) -> np.ndarray:
+    return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+@dataclass(frozen=True)
+class _Hypothesis:
+    score: float
+    mirrored: bool
+    matrix: np.ndarray  # 3x3: query (as given, full size) -> original (full size)
+
+
+def _search(q_grey: np.ndarray, r_grey: np.ndarray) -> list[_Hypothesis]:
+    """Coarse scale/translation/mirror search; the best ``HYPOTHESES`` (one per scale and mirror at most)."""
+    rh, rw = r_grey.shape
+    s = min(1.0, SEARCH_SIDE / max(rh, rw))
+    r_size = (max(1, round(rw * s)), max(1, round(rh * s)))
+    r = cv2.GaussianBlur(_resize(r_grey, r_size), (0, 0), SEARCH_BLUR)
+    to_r = _scale_matrix(r_size[0] / rw, r_size[1] / rh)
+    qh, qw = q_grey.shape
+    # the query at most twice the search size the original has: the largest the search ever needs
+    pre = min(1.0, 2.0 * max(r_size) / max(qh, qw) / np.sqrt(MIN_COVER))
+    q_size0 = (max(1, round(qw * pre)), max(1, round(qh * pre)))
+    q0 = _resize(q_grey, q_size0)
+    to_q0 = _scale_matrix(q_size0[0] / qw, q_size0[1] / qh)
+    r_area = r_size[0] * r_size[1]
+    q_area = q_size0[0] * q_size0[1]
+    lo = np.sqrt(MIN_COVER * r_area / q_area)  # scale of q0 into the search grid where it covers MIN_COVER of it
+    hi = np.sqrt(r_area / (MIN_COVER * q_area))
+    scales = lo * SCALE_STEP ** np.arange(int(np.log(hi / lo) / np.log(SCALE_STEP)) + 1)
+    found: list[_Hypothesis] = []
+    for mirrored in (False, True):
+        qm = np.ascontiguousarray(q0[:, ::-1]) if mirrored else q0
+        flip = _flip_matrix(q_size0[0]) if mirrored else np.eye(3)
+        for k in scales:
+            size = (max(1, round(q_size0[0] * k)), max(1, round(q_size0[1] * k)))
+            if min(size) < 8:
+                continue
+            qk = cv2.GaussianBlur(_resize(qm, size), (0, 0), SEARCH_BLUR)
+            q_is_template = size[0] * size[1] <= r_area
+            big, small = (r, qk) if q_is_template else (qk, r)
+            sh, sw = small.shape
+            my, mx = max(1, round(TEMPLATE_MARGIN * sh)), max(1, round(TEMPLATE_MARGIN * sw))
+            tmpl = small[my: sh - my, mx: sw - mx]
+            if tmpl.shape[0] > big.shape[0] or tmpl.shape[1] > big.shape[1] or min(tmpl.shape) < 6:
+                continue
+            if float(tmpl.std()) < 1e-3:
+                continue
+            res = cv2.matchTemplate(big, tmpl, cv2.TM_CCOEFF_NORMED)
+            _, score, _, (x, y) = cv2.minMaxLoc(res)
+            # the small image's pixel (mx, my) sits at the big image's (x, y): a pure shift between the two grids
+            shift = np.array([[1.0, 0.0, x - mx], [0.0, 1.0, y - my], [0.0, 0.0, 1.0]])
+            q_to_grid = _scale_matrix(size[0] / q_size0[0], size[1] / q_size0[1]) @ flip @ to_q0
+            grid = shift if q_is_template else np.linalg.inv(shift)  # query grid -> search grid
+            m = np.linalg.inv(to_r) @ grid @ q_to_grid
+            found.append(_Hypothesis(float(score), mirrored, m))
+    found.sort(key=lambda h: -h.score)
+    best: list[_Hypothesis] = []
+    for h in found:  # distinct hypotheses: another mirror, or another place or scale
+        if all(h.mirrored != b.mirrored or not _close(h.matrix, b.matrix, max(rh, rw)) for b in best):
+            best.append(h)
+        if len(best) == HYPOTHESES:
+            break
+    return best
+
+
+def _close(a: np.ndarray, b: np.ndarray, side: int) -> bool:
+    corners = np.array([[0.0, 0.0, 1.0], [side, 0.0, 1.0], [0.0, side, 1.0], [side, side, 1.0]])
+    return float(np.abs((corners @ a.T)[:, :2] - (corners @ b.T)[:, :2]).max()) < 0.08 * side
+
+
+def _bandpass(img: np.ndarray, sigma: float) -> np.ndarray:
+    return cv2.GaussianBlur(img, (0, 0), sigma) - cv2.GaussianBlur(img, (0, 0), 2.0 * sigma)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum()) / den if den > 1e-9 else 0.0
+
+
+def _similarity_fit(tmpl: np.ndarray, inp: np.ndarray, inp_valid: np.ndarray,
+                    warp: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """Gauss-Newton fit of a similarity ``warp`` (2x3, template points -> input points) and a gain and offset of
+    the intensities, maximising their agreement over the overlap; coarse to fine (``FIT_SIGMAS``). Returns the
+    warp and the correlation of the smoothed intensities there, or None when the overlap vanishes."""
+    h, w = tmpl.shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    a, b, tx, ty = (float(warp[0, 0] + warp[1, 1]) / 2, float(warp[1, 0] - warp[0, 1]) / 2,
+                    float(warp[0, 2]), float(warp[1, 2]))
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    corr = 0.0
+    for sigma in FIT_SIGMAS:
+        t = cv2.GaussianBlur(tmpl, (0, 0), sigma)
+        i = cv2.GaussianBlur(inp, (0, 0), sigma)
+        ix = cv2.Sobel(i, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
+        iy = cv2.Sobel(i, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
+        for _ in range(FIT_ITERATIONS):
+            m = np.float32([[a, -b, tx], [b, a, ty]])
+            v = cv2.warpAffine(inp_valid, m, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0
+            if v.sum() < MIN_FIT_PIXELS:
+                return None
+            iw = cv2.warpAffine(i, m, (w, h), flags=flags)[v]
+            gx = cv2.warpAffine(ix, m, (w, h), flags=flags)[v]
+            gy = cv2.warpAffine(iy, m, (w, h), flags=flags)[v]
+            x, y = xs[v], ys[v]
+            # T ~ gain * I(W(p + dp)) + offset, linearised: unknowns gain * dp (4), gain, offset
+            design = np.stack([gx * x + gy * y, gy * x - gx * y, gx, gy, iw, np.ones_like(iw)], axis=1)
+            design = design.astype(np.float64)
+            target = t[v].astype(np.float64)
+            normal = design.T @ design
+            normal += 1e-6 * np.trace(normal) / 6 * np.eye(6)
+            sol = np.linalg.solve(normal, design.T @ target)
+            gain = sol[4]
+            if abs(gain) < 1e-6:
+                return None
+            da, db, dx, dy = sol[:4] / gain
+            a, b, tx, ty = a + da, b + db, tx + dx, ty + dy
+            if max(abs(dx), abs(dy)) < 0.01 and max(abs(da), abs(db)) < 1e-4:
+                break
+        corr = _correlation(t[v], cv2.warpAffine(i, np.float32([[a, -b, tx], [b, a, ty]]), (w, h),
+                                                 flags=flags)[v])
+    return np.array([[a, -b, tx], [b, a, ty]]), corr
+
+
+def _refine(q_grey: np.ndarray, r_grey: np.ndarray, hyp: _Hypothesis,
+            query_content: np.ndarray) -> DenseEvidence | None:
+    """Similarity fit on the fine grid from ``hyp``, then the acceptance measurements."""
+    rh, rw = r_grey.shape
+    qh, qw = q_grey.shape
+    lin = hyp.matrix[:2, :2]
+    per_query_px = float(np.sqrt(abs(np.linalg.det(lin))))  # original px per query px
+    fine = min(FINE_SIDE, max(rh, rw), max(MIN_FINE_SIDE, round(max(rh, rw) / max(per_query_px, 1e-6))))
+    f = fine / max(rh, rw)
+    f_size = (max(1, round(rw * f)), max(1, round(rh * f)))
+    to_f = _scale_matrix(f_size[0] / rw, f_size[1] / rh)
+    tmpl = _resize(r_grey, f_size)
+    g = per_query_px * f  # the query resized so one of its pixels is about one fine pixel
+    q_size = (max(1, round(qw * g)), max(1, round(qh * g)))
+    src = np.ascontiguousarray(q_grey[:, ::-1]) if hyp.mirrored else q_grey
+    inp = _resize(src, q_size)
+    content = _resize(np.ascontiguousarray(query_content[:, ::-1]) if hyp.mirrored else query_content, q_size)
+    content = (content > 0.5).astype(np.uint8)
+    flip = _flip_matrix(qw) if hyp.mirrored else np.eye(3)
+    to_q = _scale_matrix(q_size[0] / qw, q_size[1] / qh) @ flip  # query as given -> resized input
+    # the warp takes fine-grid (template) points to input points
+    fitted = _similarity_fit(tmpl, inp, content, (to_q @ np.linalg.inv(hyp.matrix) @ np.linalg.inv(to_f))[:2])
+    if fitted is None:
+        return None
+    warp, smooth_corr = fitted
+    w3 = np.vstack([warp, [0.0, 0.0, 1.0]])
+    if not np.all(np.isfinite(w3)) or abs(np.linalg.det(w3[:2, :2])) < 1e-9:
+        return None
+    homography = np.linalg.inv(to_f) @ np.linalg.inv(w3) @ to_q
+    homography /= homography[2, 2]
+    m = warp.astype(np.float32)
+    warped = cv2.warpAffine(inp, m, f_size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                            borderMode=cv2.BORDER_CONSTANT)
+    inside = cv2.warpAffine(content, m, f_size, flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    valid = cv2.erode(inside, np.ones((2 * EDGE_MARGIN + 1,) * 2, np.uint8), borderType=cv2.BORDER_CONSTANT,
+                      borderValue=0) > 0
+    cover_reference = float(valid.mean())
+    content_area = float(content.sum()) / abs(np.linalg.det(w3[:2, :2]))  # in fine px
+    cover_query = min(1.0, float(valid.sum()) / max(content_area, 1.0))
+    scale = float(np.hypot(warp[0, 0], warp[1, 0]))
+    rotation = float(np.degrees(np.arctan2(warp[1, 0], warp[0, 0])))
+    # detail, both sides alike: the query is usually the blurrier and noisier, the band is coarse enough for both
+    a = _bandpass(tmpl, DETAIL_SIGMA)
+    b = _bandpass(warped, DETAIL_SIGMA)
+    correlation = _correlation(a[valid], b[valid]) if valid.any() else 0.0
+    cells = agree = 0
+    fh, fw = tmpl.shape
+    for i in range(CELLS):
+        for j in range(CELLS):
+            ys = slice(i * fh // CELLS, (i + 1) * fh // CELLS)
+            xs = slice(j * fw // CELLS, (j + 1) * fw // CELLS)
+            v = valid[ys, xs]
+            if v.mean() < CELL_MIN_VALID:
+                continue
+            ca, cb = a[ys, xs][v], b[ys, xs][v]
+            if float(ca.std()) < MIN_DETAIL:
+                continue
+            cells += 1
+            agree += _correlation(ca, cb) >= MIN_CELL_CORRELATION
+    share = agree / cells if cells else 0.0
+    problem = None
+    if abs(rotation) > MAX_ROTATION:
+        problem = f"not a re-share's map (rotated {rotation:.1f} degrees)"
+    elif max(cover_reference, cover_query) < MIN_CONTAINED or min(cover_reference, cover_query) < MIN_COVER:
+        problem = (f"too little overlap ({cover_reference:.0%} of the original, {cover_query:.0%} of the "
+                   f"query)")
+    elif cells < MIN_DETAIL_CELLS:
+        problem = f"too little detail to verify ({cells} cells with detail, need {MIN_DETAIL_CELLS})"
+    elif correlation < MIN_CORRELATION:
+        problem = f"detail does not agree (correlation {correlation:.2f} < {MIN_CORRELATION})"
+    elif share < MIN_CELL_SHARE:
+        problem = f"detail agrees in only {agree} of {cells} cells"
+    homography.setflags(write=False)
+    return DenseEvidence(homography, hyp.mirrored, hyp.score, smooth_corr, correlation, share, cells,
+                         cover_reference, cover_query, scale, rotation, problem)
+
+
+def _content_mask(rgb: np.ndarray) -> np.ndarray:
+    from provenance.hashing import uniform_borders
+
+    h, w = rgb.shape[:2]
+    left, top, right, bottom = uniform_borders(rgb)
+    out = np.zeros((h, w), np.float32)
+    out[top: max(top, h - bottom), left: max(left, w - right)] = 1.0
+    return out
+
+
+def dense_align(query_rgb: np.ndarray, reference_rgb: np.ndarray) -> list[DenseEvidence]:
+    """Every refined alignment of ``query_rgb`` onto ``reference_rgb`` (the best first: accepted, then by detail
+    correlation); empty when none could be made (too small, featureless, ECC did not converge)."""
+    query_rgb = check_rgb(query_rgb, "query")
+    reference_rgb = check_rgb(reference_rgb, "reference")
+    if min(query_rgb.shape[:2]) < MIN_SIDE or min(reference_rgb.shape[:2]) < MIN_SIDE:
+        return []
+    q, r = _grey(query_rgb), _grey(reference_rgb)
+    content = _content_mask(query_rgb)
+    out = []
+    for hyp in _search(q, r):
+        if hyp.score < MIN_SEARCH_SCORE:
+            continue
+        ev = _refine(q, r, hyp, content)
+        if ev is not None:
+            out.append(ev)
+    out.sort(key=lambda e: (not e.passed, -e.correlation))
+    return out
+
+
+def verify_dense(query_rgb: np.ndarray, reference_rgb: np.ndarray) -> GeometryResult:
+    """Dense verification as a ``GeometryResult`` (model ``"dense"``, no inliers): passed with a homography when an
+    alignment passes the acceptance test, else failed with the reason of the best attempt."""
+    tries = dense_align(query_rgb, reference_rgb)
+    if not tries:
+        return GeometryResult(False, 0, 0, 0.0, DENSE_MODEL, reason="dense alignment: no candidate alignment")
+    best = tries[0]
+    if not best.passed:
+        return GeometryResult(False, 0, 0, 0.0, DENSE_MODEL, mirrored=best.mirrored,
+                              reason=f"dense alignment failed: {best.problem}")
+    mirrored = "mirrored query: " if best.mirrored else ""
+    return GeometryResult(True, 0, 0, 0.0, DENSE_MODEL, best.homography, best.mirrored,
+                          f"{mirrored}dense alignment verified (no keypoints tie it): {best.describe()}")

@@ -31,7 +31,8 @@ from PIL import Image
 from provenance.bench.dataset import load_dataset
 from provenance.bench.world import bucket_of, variant_facts
 from provenance.lookup import geometry
-from provenance.lookup.compare import pooled_max
+from provenance.lookup.compare import PEAK_POOL, pooled_max
+from provenance.lookup.dense import DENSE_MODEL
 from provenance.lookup.evidence import PairEvidence, examine
 from provenance.lookup.features import LocalFeatures, extract_features
 from provenance.lookup.verdict import Candidate, Policy, decide
@@ -87,14 +88,17 @@ def candidate_from_row(row: dict[str, Any], record_cid: str = "ref") -> Candidat
                      changed_fraction=row.get("changed_fraction"),
                      clone_matches=None if clone is None or clone.get("gap") is not None else clone["matches"],
                      clone_gap=None if clone is None else clone.get("gap"), comparison_side=resolution,
-                     region_score=row.get("region_score"))
+                     region_score=row.get("region_score"),
+                     peak_score=row.get("peak_score", (row.get("pools") or {}).get(str(PEAK_POOL))),
+                     dense=row.get("dense", False))
 
 
 def evidence_row(ev: PairEvidence, policy: Policy) -> dict[str, Any]:
     g, s, a = ev.geometry, ev.scene, ev.analysis
     v = decide([ev.candidate("ref")], policy, query_hash="", model="")
     row: dict[str, Any] = {"verdict": v.verdict, "passed": g.passed, "inliers": g.inliers, "matches": g.matches,
-                           "inlier_ratio": round(g.inlier_ratio, 4), "mirrored": g.mirrored}
+                           "inlier_ratio": round(g.inlier_ratio, 4), "mirrored": g.mirrored,
+                           "dense": g.model == DENSE_MODEL}
     if s is not None:
         row.update(fundamental_inliers=s.fundamental_inliers, off_plane_share=round(s.off_plane_share, 4),
                    inlier_density=None if s.inlier_density is None else round(s.inlier_density, 4))
@@ -102,7 +106,7 @@ def evidence_row(ev: PairEvidence, policy: Policy) -> dict[str, Any]:
         row.update(score=round(a.score, 3), changed_fraction=round(a.changed_fraction, 4), overlap=round(a.overlap, 4),
                    blur_sigma=a.blur_sigma, noise_floor=round(a.noise_floor, 3),
                    comparison_scale=round(a.comparison_scale, 4), resolution=a.resolution,
-                   region_score=round(a.region_score, 3),
+                   region_score=round(a.region_score, 3), peak_score=round(a.peak_score, 3),
                    pools={str(share): round(pooled_max(a.heat, a.compared, share), 3) for share in POOL_SHARES},
                    boxes=[list(b) for b in a.boxes])
     elif ev.not_compared:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_verdicts import RIGHT, candidate_from_row, rate  # noqa: E402
+from bench_verdicts import RIGHT, candidate_from_row, rate, refresh_facts  # noqa: E402
 
 from provenance.lookup.calibration import FORMAT, parse_calibration  # noqa: E402
 from provenance.lookup.confidence import ConfidenceModel, evidence_features, fit_logistic  # noqa: E402
@@ -42,11 +42,45 @@ from provenance.lookup.verdict import Policy, decide  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_rows(paths: list[Path]) -> list[dict[str, Any]]:
+def load_rows(paths: list[Path], dataset: Path | None = None) -> list[dict[str, Any]]:
+    """The evidence rows; with ``dataset``, each edit's size facts refreshed from its ``build.json`` and the
+    imperceptible edits (``provenance.bench.world.IMPERCEPTIBLE_SHARE``) left out: nothing to catch there."""
     rows = []
     for p in paths:
         rows += [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if dataset is not None:
+        refresh_facts(rows, dataset)
+        rows = [r for r in rows if r.get("visible_bucket") != "imperceptible"]
     return rows
+
+
+def fit_peak(rows: list[dict[str, Any]], policy: Policy, budget: float) -> tuple[float | None, float]:
+    """The peak threshold and its contrast (how many times the score the peak must reach) that catch the most
+    edits the other thresholds let through, losing at most ``budget`` of the benign copies they leave *match*
+    (ties: fewer benign copies lost, then the higher threshold)."""
+    def left_match(rel: str) -> list[Any]:
+        return [c for r in rows if r["relation"] == rel for c in [candidate_from_row(r)]
+                if c.peak_score is not None and c.change_score is not None
+                and decide([c], policy, query_hash="", model="").verdict == "match"]
+    benign, edits = left_match("benign"), left_match("manipulated")
+    n_benign = sum(r["relation"] == "benign" for r in rows)
+    best: tuple[int, int, float, float] | None = None
+    for contrast in (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0):
+        for t in np.arange(8.0, 60.01, 0.5):
+            lost = sum(c.peak_score >= t and c.peak_score >= contrast * c.change_score for c in benign)
+            if lost > budget * n_benign:
+                continue
+            caught = sum(c.peak_score >= t and c.peak_score >= contrast * c.change_score for c in edits)
+            key = (-caught, lost, -float(t), -contrast)
+            if best is None or key < best:
+                best = key
+    if best is None or best[0] == 0:
+        print("peak threshold: none catches an edit within the budget")
+        return None, 1.0
+    caught, lost, t, contrast = -best[0], best[1], -best[2], -best[3]
+    print(f"peak threshold {t:.1f} at {contrast:g}x the score: catches {caught} of the {len(edits)} edits the other "
+          f"thresholds let through, loses {lost} of {n_benign} benign copies")
+    return round(t, 2), contrast
 
 
 def fit_thresholds(rows: list[dict[str, Any]], policy: Policy, bins: list[int], max_false_altered: float,
@@ -142,6 +176,10 @@ def _git() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--evidence", type=Path, nargs="+", required=True)
+    ap.add_argument("--dataset", type=Path, default=None,
+                    help="the evidence's dataset: edit facts refreshed from its build.json, imperceptible edits left out")
+    ap.add_argument("--peak-budget", type=float, default=0.002,
+                    help="most benign copies the peak threshold may lose beyond the other thresholds")
     ap.add_argument("--out", type=Path, default=ROOT / "provenance" / "lookup" / "verdict_calibration.json")
     ap.add_argument("--bins", default="230", help="comparison resolutions (long side, px) at or below which the "
                     "second threshold applies")
@@ -162,7 +200,7 @@ def main() -> None:
                     help="the region threshold is the largest benign region score (of copies left match) times this")
     args = ap.parse_args()
 
-    rows = load_rows(args.evidence)
+    rows = load_rows(args.evidence, args.dataset)
     counts = {rel: sum(r["relation"] == rel for r in rows) for rel in sorted({r["relation"] for r in rows})}
     print(f"{len(rows)} calibration pairs: {counts}")
     given = {"scene_off_plane": args.scene_off_plane, "scene_min_inlier_ratio": args.scene_min_inlier_ratio,
@@ -176,7 +214,10 @@ def main() -> None:
     policy = replace(policy, change_threshold=base, change_thresholds=tuple(tuple(p) for p in by_side))
     region = fit_region_threshold(rows, policy, args.region_margin)
     policy = replace(policy, region_threshold=region)
-    thresholds = {"change_threshold": base, "change_thresholds": by_side, "region_threshold": region, **given}
+    peak, contrast = fit_peak(rows, policy, args.peak_budget)
+    policy = replace(policy, peak_threshold=peak, peak_min_contrast=contrast)
+    thresholds = {"change_threshold": base, "change_thresholds": by_side, "region_threshold": region,
+                  "peak_threshold": peak, "peak_min_contrast": contrast, **given}
     confidence = fit_confidence(rows, policy, args.unsure)
     judged = verdicts(rows, policy)
     for rel in counts:
@@ -188,7 +229,9 @@ def main() -> None:
                "evidence": [str(p) for p in args.evidence], "pairs": counts,
                "how": "bench_verdicts.py evidence on make-dataset --recipe world --split calibration (train-photos, "
                       "hash-held-out by source); thresholds: fewest edits called match with at most "
-                      f"{args.max_false_altered:.2%} of benign copies lost, by comparison resolution; confidence: "
+                      f"{args.max_false_altered:.2%} of benign copies lost, by comparison resolution; a compact "
+                      f"change's peak with at most {args.peak_budget:.2%} more; imperceptible edits left out; "
+                      "confidence: "
                       "logistic (Platt) per verdict on (margin, tie)"}
     obj = {"format": FORMAT, "made_by": made_by, "thresholds": thresholds, "confidence": confidence.to_obj()}
     parse_calibration(obj)  # what is written must load

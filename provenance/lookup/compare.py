@@ -77,6 +77,11 @@ SCORE_SHARE = 0.004  # the score is the heat exceeded by this share of the compa
 # a little, all alike (an inpainted removal, a copy that blends in), stands out there, while the speckle a re-share
 # leaves averages out. Its threshold is calibrated with the others (verdict_calibration.json).
 REGION_POOL = 0.02
+# The peak score pools the heat over a much smaller Gaussian (this share of the long side): a compact change (a
+# removal a few dozen pixels across, a recoloured patch) stands far above the picture's own level of difference,
+# which the score (a quantile over the whole picture) and the region score (a wider pool) dilute. Its threshold, and
+# how far above the score it must stand, are calibrated with the others (verdict_calibration.json).
+PEAK_POOL = 0.003
 MIN_REGION_SHARE = 0.002  # changed regions smaller than this share of the compared area are not boxed
 
 
@@ -110,6 +115,7 @@ class ChangeAnalysis:
     grid: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     sharpened: float = 0.0  # unsharp-mask amount given to the reference to match a sharpened query (0: none)
     region_score: float = 0.0  # the heat of the most changed region (pooled over REGION_POOL of the long side)
+    peak_score: float = 0.0  # the heat of the most changed spot (pooled over PEAK_POOL of the long side)
 
     @property
     def resolution(self) -> int:
@@ -493,8 +499,9 @@ def aligned_difference(query_rgb: np.ndarray, reference_rgb: np.ndarray, homogra
         heat[~compared] = 0.0
     score = float(np.quantile(heat[compared], 1.0 - SCORE_SHARE))
     region = pooled_max(heat, compared, REGION_POOL)
+    peak = pooled_max(heat, compared, PEAK_POOL)
     boxes, changed = change_regions(heat, compared, (ref_w, ref_h))
     heat.setflags(write=False)
     compared.setflags(write=False)
     return ChangeAnalysis(score, heat, compared, (ref_w, ref_h), boxes, changed, overlap, sigma, noise_floor, scale,
-                          grid, sharpened, region)
+                          grid, sharpened, region, peak)

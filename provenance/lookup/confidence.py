@@ -10,7 +10,8 @@ The features, all oriented so that larger means more support for the verdict giv
 
 * ``margin``: how far the aligned comparison's score lies from the altered threshold, in log units
   (``log(score / threshold)`` for *altered*, its negative for *match*), and likewise its region score (the closer
-  of the two for *match*, the stronger for *altered*); a copy-move's tell-tale adds support to *altered*
+  of the two for *match*, the stronger for *altered*), and its peak score where a spot stands out; a copy-move's
+  tell-tale adds support to *altered*
   (``log(clone matches / their minimum)``, or its pixel gap's);
 * ``tie``: ``log(inliers)`` of the verdict's candidate, how firmly geometry ties query and record;
 * for *no_match*: ``tie`` is the log of the most inliers any candidate reached (1 + inliers), negated: a candidate
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from dataclasses import replace
 
 from provenance.lookup.verdict import (ALTERED, MATCH, NO_MATCH, SAME_SCENE, Candidate, Policy, Verdict,
-                                       change_threshold, is_cloned)
+                                       change_threshold, is_cloned, is_peak_changed)
 
 __all__ = ["FEATURES", "ConfidenceModel", "Logistic", "evidence_features", "fit_logistic"]
 
@@ -74,6 +75,8 @@ def evidence_features(verdict: str, best: Candidate | None, candidates: Sequence
                          _log_ratio(best.clone_gap or 0.0, policy.clone_min_gap))
         if policy.region_threshold is not None and best.region_score is not None:
             margin = max(margin, _log_ratio(best.region_score, policy.region_threshold))
+        if is_peak_changed(best, policy):
+            margin = max(margin, _log_ratio(best.peak_score or 0.0, policy.peak_threshold or 1.0))
         return margin, tie
     # MATCH: uncompared (a small crop) gets no support from the comparison; the closer call of the two scores counts
     if score is None:
@@ -81,6 +84,9 @@ def evidence_features(verdict: str, best: Candidate | None, candidates: Sequence
     margin = -_log_ratio(score, threshold)
     if policy.region_threshold is not None and best.region_score is not None:
         margin = min(margin, -_log_ratio(best.region_score, policy.region_threshold))
+    if (policy.peak_threshold is not None and best.peak_score is not None
+            and best.peak_score >= policy.peak_min_contrast * score):  # a spot that stands out: how close a call
+        margin = min(margin, -_log_ratio(best.peak_score, policy.peak_threshold))
     return margin, tie
 
 

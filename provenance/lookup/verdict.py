@@ -19,6 +19,10 @@ without images, and calibrated on one dataset split and reported on another (``b
   photos) and gives **no_match**.
 * **no_match**: no candidate passes geometric verification (or only as another photo, weakly tied).
 
+A candidate verified by dense alignment (``dense``: a low-texture copy keypoints could not tie,
+``provenance.lookup.dense``) has no correspondences to test for parallax, so nothing tells an edit from another
+photo of the scene: it supports *match* when the copy is clean, and gives **no_match** when it is not.
+
 Precedence: when several records are equally good sources (each would give the same verdict, with at least
 ``EQUAL_INLIER_SHARE`` of the best one's inliers: typically the same picture registered by two publishers), the one
 first appended to the log (lowest leaf index) is the source and the others are listed in ``also_registered``. A
@@ -62,6 +66,10 @@ class Policy:
     # (small or pixelated copies) leave more benign difference (aliasing, JPEG at low resolution).
     change_thresholds: tuple[tuple[int, float], ...] = ()
     region_threshold: float | None = None  # the comparison's region score at or above which it is altered
+    # A compact change: the comparison's peak score at or above ``peak_threshold`` and at least
+    # ``peak_min_contrast`` times its score (the picture's own level of difference); None: not used.
+    peak_threshold: float | None = None
+    peak_min_contrast: float = 1.0
 
     def change_threshold_at(self, resolution: int | None) -> float:
         """The altered threshold for a comparison that ran at ``resolution`` (long side, px; None: unknown)."""
@@ -79,7 +87,8 @@ class Policy:
                 "scene_min_inliers": self.scene_min_inliers,
                 "clone_min_matches": self.clone_min_matches, "clone_min_gap": self.clone_min_gap,
                 "change_thresholds": [list(t) for t in self.change_thresholds],
-                "region_threshold": self.region_threshold}
+                "region_threshold": self.region_threshold, "peak_threshold": self.peak_threshold,
+                "peak_min_contrast": self.peak_min_contrast}
 
 
 @dataclass(frozen=True)
@@ -149,6 +158,8 @@ class Candidate:
     comparison_side: int | None = None  # long side (px) of the grid the aligned comparison ran on
     clone_gap: float | None = None  # a copy found in pixels: NCC elsewhere in the original minus in place
     region_score: float | None = None  # the comparison's most changed region (heat pooled over 2 % of the side)
+    peak_score: float | None = None  # the comparison's most changed spot (heat pooled over 0.3 % of the side)
+    dense: bool = False  # verified by dense alignment, not keypoints (no inliers; ``provenance.lookup.dense``)
 
     def to_obj(self) -> dict[str, Any]:
         return {"record_cid": self.record_cid, "publisher": self.publisher, "leaf_index": self.leaf_index,
@@ -166,6 +177,7 @@ class Candidate:
                 "clone_matches": self.clone_matches,
                 "clone_gap": None if self.clone_gap is None else round(self.clone_gap, 4),
                 "region_score": None if self.region_score is None else round(self.region_score, 4),
+                "peak_score": None if self.peak_score is None else round(self.peak_score, 4), "dense": self.dense,
                 "comparison_side": self.comparison_side}
 
 
@@ -219,10 +231,19 @@ def is_region_changed(c: Candidate, policy: Policy) -> bool:
             and c.region_score >= policy.region_threshold)
 
 
+def is_peak_changed(c: Candidate, policy: Policy) -> bool:
+    """A compact change: one spot of the comparison stands above the peak threshold, and well above the picture's
+    own level of difference (its score)."""
+    if policy.peak_threshold is None or c.peak_score is None or c.change_score is None:
+        return False
+    return c.peak_score >= policy.peak_threshold and c.peak_score >= policy.peak_min_contrast * c.change_score
+
+
 def is_altered(c: Candidate, policy: Policy) -> bool:
     changed = c.change_score is not None and c.change_score >= change_threshold(c, policy)
     far = c.distance is not None and c.distance > policy.hash_altered
-    return changed or far or is_cloned(c, policy) or is_region_changed(c, policy)
+    return (changed or far or is_cloned(c, policy) or is_region_changed(c, policy)
+            or is_peak_changed(c, policy))
 
 
 def other_photo_reasons(c: Candidate, policy: Policy) -> list[str]:
@@ -231,6 +252,9 @@ def other_photo_reasons(c: Candidate, policy: Policy) -> list[str]:
     would otherwise be *altered*, or one the comparison could not judge (too little overlap), is asked."""
     if c.change_score is not None and not is_altered(c, policy):
         return []
+    if c.dense:  # pixels alone tie it: no correspondences to tell an edit from another photo with
+        return ["only a dense alignment ties it (no keypoints), and it is not a clean copy (the comparison or the "
+                "hash sees a change): too weak to tell an edit from another photo"]
     reasons = []
     if c.off_plane_share is not None and c.off_plane_share >= policy.scene_off_plane:
         reasons.append(f"parallax: {c.off_plane_share:.0%} of the {c.fundamental_inliers} matches a fundamental "
@@ -280,6 +304,8 @@ def decide(candidates: Sequence[Candidate], policy: Policy, *, query_hash: str, 
     if not copies:  # every verified candidate is another photo of its scene: the best tied one is a lead
         lead = passed[0]
         why = "; ".join(other_photo_reasons(lead, policy))
+        if lead.dense:
+            return Verdict(NO_MATCH, None, explanation=why, **common)
         if lead.inliers < policy.scene_min_inliers:
             return Verdict(NO_MATCH, None, explanation=(
                 f"only another photo, weakly tied ({lead.inliers} inliers < {policy.scene_min_inliers}: the same "
@@ -299,6 +325,9 @@ def decide(candidates: Sequence[Candidate], policy: Policy, *, query_hash: str, 
             reasons.append(f"hash distance {best.distance} > {policy.hash_altered}")
         if is_region_changed(best, policy) and not reasons:
             reasons.append(f"a changed region: score {best.region_score:.3f} >= {policy.region_threshold}")
+        if is_peak_changed(best, policy) and not reasons:
+            reasons.append(f"a compact change: peak {best.peak_score:.3f} >= {policy.peak_threshold}, "
+                           f"{best.peak_score / max(best.change_score or 0.0, 1e-6):.1f}x the picture's level")
         if is_cloned(best, policy):
             reasons.append(f"copy-move: {best.clone_matches} keypoints match a second place in the original"
                            if best.clone_matches else
@@ -308,6 +337,8 @@ def decide(candidates: Sequence[Candidate], policy: Policy, *, query_hash: str, 
                        explanation=f"same scene ({best.inliers} inliers) but content differs: " + "; ".join(reasons)
                        + first, **common)
     within = "within" if best.distance is None or best.distance <= policy.hash_threshold else "above"
+    tie = ("a dense alignment (a low-texture copy: no keypoints tie it)" if best.dense
+           else f"{best.inliers} inliers")
     return Verdict(MATCH, best.record_cid, explanation=(
-        f"{best.inliers} inliers, hash distance {best.distance} ({within} the model's threshold "
+        f"{tie}, hash distance {best.distance} ({within} the model's threshold "
         f"{policy.hash_threshold}), no local change{first}"), **common)

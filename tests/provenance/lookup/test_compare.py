@@ -211,3 +211,27 @@ def test_large_paste_does_not_bend_the_colour_fit(corner: tuple[int, int], refer
     assert a.is_altered() and len(a.boxes) == 1, a.boxes
     assert _box_hits_mask(a.boxes[0], mask) and _iou_with_mask_box(a.boxes[0], mask) > 0.7
     assert a.changed_fraction < 1.5 * mask.mean()
+
+
+def test_a_small_patch_stands_out_as_a_peak_a_reshare_does_not(benign_query, reference_rgb, reference_features):
+    """A compact change (a flat patch over a small textured spot, about 0.3 % of the picture) barely moves the
+    whole-picture score, but its pooled peak stands far above it; a benign re-share has no such spot."""
+    h, w = reference_rgb.shape[:2]
+    grey = reference_rgb.mean(axis=2)
+    side = max(8, int(round((0.003 * h * w) ** 0.5)))
+    # the most textured window of that size (where a removal would show), away from the edges
+    best, spot = -1.0, (h // 2, w // 2)
+    for y in range(h // 8, h - h // 8 - side, max(1, side // 2)):
+        for x in range(w // 8, w - w // 8 - side, max(1, side // 2)):
+            v = float(grey[y: y + side, x: x + side].std())
+            if v > best:
+                best, spot = v, (y, x)
+    edited = reference_rgb.copy()
+    y, x = spot
+    edited[y: y + side, x: x + side] = reference_rgb[y: y + side, x: x + side].reshape(-1, 3).mean(axis=0)
+    small = np.asarray(Image.fromarray(edited).resize((w * 3 // 4, h * 3 // 4), Image.Resampling.LANCZOS))
+    patch = _analyse(small, reference_rgb, reference_features)
+    clean = _analyse(benign_query, reference_rgb, reference_features)
+    assert patch.peak_score > 2.5 * patch.score, (patch.peak_score, patch.score)
+    assert patch.peak_score > 2 * clean.peak_score, (patch.peak_score, clean.peak_score)
+    assert clean.peak_score < 2.5 * clean.score

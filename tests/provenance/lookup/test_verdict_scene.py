@@ -21,10 +21,11 @@ POLICY = Policy(hash_threshold=22, hash_altered=22, change_threshold=12.7, scene
 def cand(cid: str = "a", *, inliers: int = 300, ratio: float = 0.95, score: float | None = 4.0,
          off_plane: float | None = 0.02, changed: float | None = 0.0, clone: int | None = None,
          side: int | None = 512, distance: int | None = 5, density: float | None = 0.05,
-         region: float | None = None) -> Candidate:
+         region: float | None = None, peak: float | None = None) -> Candidate:
     return Candidate(cid, ("global-id",), distance, 3, inliers, ratio, True, False, "verified", score, (), {},
                      fundamental_inliers=inliers, off_plane_share=off_plane, changed_fraction=changed,
-                     clone_matches=clone, comparison_side=side, inlier_density=density, region_score=region)
+                     clone_matches=clone, comparison_side=side, inlier_density=density, region_score=region,
+                     peak_score=peak)
 
 
 def verdict(*cands: Candidate):  # type: ignore[no-untyped-def]
@@ -82,6 +83,26 @@ def test_a_changed_region_makes_altered_when_the_score_alone_does_not():
     assert v.verdict == ALTERED and "a changed region: score 26.000 >= 20.0" in v.explanation
     assert decide([cand(score=8.0, region=12.0)], regional, query_hash="", model="").verdict == MATCH
     assert verdict(cand(score=8.0, region=26.0)).verdict == MATCH  # no region threshold: the cue is off
+
+
+def test_a_compact_change_that_stands_out_makes_altered():
+    peaked = replace(POLICY, peak_threshold=20.0, peak_min_contrast=2.5)
+    v = decide([cand(score=6.0, peak=30.0)], peaked, query_hash="", model="")
+    assert v.verdict == ALTERED and "a compact change: peak 30.000 >= 20.0, 5.0x the picture's level" in v.explanation
+    # below the threshold, or not standing out from the picture's own level of difference: match
+    assert decide([cand(score=6.0, peak=19.0)], peaked, query_hash="", model="").verdict == MATCH
+    assert decide([cand(score=10.0, peak=24.0)], peaked, query_hash="", model="").verdict == MATCH
+    assert decide([cand(score=None, peak=40.0)], peaked, query_hash="", model="").verdict == MATCH  # not compared
+    assert verdict(cand(score=6.0, peak=30.0)).verdict == MATCH  # no peak threshold: the cue is off
+    assert peaked.to_obj()["peak_threshold"] == 20.0 and peaked.to_obj()["peak_min_contrast"] == 2.5
+
+
+def test_a_spot_near_the_peak_threshold_lowers_a_match_s_confidence():
+    peaked = replace(POLICY, peak_threshold=20.0, peak_min_contrast=2.5)
+    clear = evidence_features(MATCH, cand(score=6.0, peak=16.0), (), peaked)
+    close = evidence_features(MATCH, cand(score=6.0, peak=19.5), (), peaked)
+    flat = evidence_features(MATCH, cand(score=6.0, peak=9.0), (), peaked)  # no spot stands out: score decides
+    assert close[0] < clear[0] < flat[0]
 
 
 def test_the_altered_threshold_rises_for_coarse_comparisons():

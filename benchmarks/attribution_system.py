@@ -251,6 +251,18 @@ def main() -> int:
     if args.same_scene:
         with args.same_scene.open(newline="", encoding="utf-8") as fh:
             scene_pairs = list(csv.DictReader(fh))
+        # One index holds both photos of a pair used in both directions, and a query that is itself registered
+        # matches itself: keep the first direction of each pair, and no pair whose query another one registers.
+        registered: set[str] = set()
+        kept = []
+        for pair in scene_pairs:
+            if pair["query"] not in registered and pair["reference"] not in {q["query"] for q in kept}:
+                kept.append(pair)
+                registered.add(pair["reference"])
+        scene_pairs = kept
+        # an unrelated photo must not be one the pairs register (the corpus can hold it in both roles)
+        scene_stems = {Path(p["reference"]).stem for p in scene_pairs}
+        unrelated = [u for u in unrelated if not any(stem in u.stem for stem in scene_stems)]
     args.out.mkdir(parents=True, exist_ok=True)
     report = []
     with tempfile.TemporaryDirectory() as tmp:

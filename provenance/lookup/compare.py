@@ -165,7 +165,7 @@ def _resize_long_side(rgb: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarra
     return out, _scale_matrix(size[0] / w, size[1] / h)
 
 
-def _inside_borders(rgb: np.ndarray) -> np.ndarray:
+def inside_borders(rgb: np.ndarray) -> np.ndarray:
     """uint8 mask, 255 inside the uniform borders of ``rgb`` (the content), 0 on them."""
     h, w = rgb.shape[:2]
     left, top, right, bottom = uniform_borders(rgb)
@@ -460,7 +460,7 @@ def aligned_difference(query_rgb: np.ndarray, reference_rgb: np.ndarray, homogra
         q_scale = _scale_matrix(size[0] / qw, size[1] / qh)
     m = m @ np.linalg.inv(q_scale)
     warped = cv2.warpPerspective(query, m, (ww, wh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    cover = cv2.warpPerspective(_inside_borders(query), m, (ww, wh), flags=cv2.INTER_LINEAR,
+    cover = cv2.warpPerspective(inside_borders(query), m, (ww, wh), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_CONSTANT)
     # The margin also runs along the reference's own edges: rotation wedges end there, with a fringe of blur and
     # JPEG ringing that would otherwise be compared.

@@ -43,7 +43,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from provenance.hashing import uniform_borders  # one definition of "padding" for hashing and comparing
+from provenance.lookup.compare import inside_borders  # one definition of "padding" for hashing and comparing
 from provenance.lookup.features import check_rgb
 from provenance.lookup.geometry import GeometryResult
 
@@ -356,15 +356,6 @@ def _refine(q_grey: np.ndarray, r_grey: np.ndarray, hyp: _Hypothesis,
                          cover_reference, cover_query, scale, rotation, problem, cell_corr)
 
 
-def _content_mask(rgb: np.ndarray) -> np.ndarray:
-    """1.0 inside the uniform borders of ``rgb`` (padding, letterbox bars), 0.0 on them."""
-    h, w = rgb.shape[:2]
-    left, top, right, bottom = uniform_borders(rgb)
-    out = np.zeros((h, w), np.float32)
-    out[top: max(top, h - bottom), left: max(left, w - right)] = 1.0
-    return out
-
-
 def _prepared(rgb: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
     """``rgb`` reduced to at most ``side`` on its long side (never enlarged), and the map of its pixels to it."""
     h, w = rgb.shape[:2]
@@ -383,7 +374,7 @@ def _alignments(query_rgb: np.ndarray, reference_rgb: np.ndarray) -> Iterator[De
     q_rgb, to_q = _prepared(query_rgb, PREPARE_QUERY_SIDE)
     r_rgb, to_r = _prepared(reference_rgb, PREPARE_SIDE)
     q, r = _grey(q_rgb), _grey(r_rgb)
-    content = _content_mask(q_rgb)
+    content = inside_borders(q_rgb).astype(np.float32) / 255.0
     for hyp in _search(q, r):
         if hyp.score < MIN_SEARCH_SCORE:
             continue

@@ -133,7 +133,7 @@ class ChangeAnalysis:
         return cv2.resize(self.heat, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def _scale_matrix(sx: float, sy: float) -> np.ndarray:
+def scale_matrix(sx: float, sy: float) -> np.ndarray:
     """Map pixel coordinates of an image to those of its resize by (sx, sy), pixel centres at integers."""
     return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
 
@@ -154,7 +154,7 @@ def _local_zoom(m: np.ndarray, x: float, y: float) -> float:
     return float(np.sqrt(abs(np.linalg.det(jac))))
 
 
-def _resize_long_side(rgb: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+def resize_long_side(rgb: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
     """Downscale (never up) so the long side is at most ``side``; return the image and the coordinate map."""
     h, w = rgb.shape[:2]
     s = min(1.0, side / max(h, w))
@@ -162,7 +162,7 @@ def _resize_long_side(rgb: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarra
         return rgb, np.eye(3)
     size = (max(1, round(w * s)), max(1, round(h * s)))
     out = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-    return out, _scale_matrix(size[0] / w, size[1] / h)
+    return out, scale_matrix(size[0] / w, size[1] / h)
 
 
 def inside_borders(rgb: np.ndarray) -> np.ndarray:
@@ -433,7 +433,7 @@ def aligned_difference(query_rgb: np.ndarray, reference_rgb: np.ndarray, homogra
     reference_rgb = check_rgb(reference_rgb, "reference")
     h_qr = _check_homography(homography)
     ref_h, ref_w = reference_rgb.shape[:2]
-    ref_work, to_work = _resize_long_side(reference_rgb, WORK_SIDE)
+    ref_work, to_work = resize_long_side(reference_rgb, WORK_SIDE)
     work_h, work_w = ref_work.shape[:2]
     m = to_work @ h_qr
     # How many work pixels one query pixel (one pixelation block) spans: above MAX_COARSENESS the query holds less
@@ -447,7 +447,7 @@ def aligned_difference(query_rgb: np.ndarray, reference_rgb: np.ndarray, homogra
         size = (max(8, round(work_w / fine)), max(8, round(work_h / fine)))
         ref = cv2.resize(ref_work, size, interpolation=cv2.INTER_AREA)
         scale = size[0] / work_w
-        m = _scale_matrix(size[0] / work_w, size[1] / work_h) @ m
+        m = scale_matrix(size[0] / work_w, size[1] / work_h) @ m
         zoom *= scale
     wh, ww = ref.shape[:2]
     margin = EDGE_MARGIN if scale == 1.0 else max(3, int(np.ceil(EDGE_MARGIN * scale)))
@@ -457,7 +457,7 @@ def aligned_difference(query_rgb: np.ndarray, reference_rgb: np.ndarray, homogra
         qh, qw = query_rgb.shape[:2]
         size = (max(1, round(qw * zoom)), max(1, round(qh * zoom)))
         query = cv2.resize(query, size, interpolation=cv2.INTER_AREA)
-        q_scale = _scale_matrix(size[0] / qw, size[1] / qh)
+        q_scale = scale_matrix(size[0] / qw, size[1] / qh)
     m = m @ np.linalg.inv(q_scale)
     warped = cv2.warpPerspective(query, m, (ww, wh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     cover = cv2.warpPerspective(inside_borders(query), m, (ww, wh), flags=cv2.INTER_LINEAR,

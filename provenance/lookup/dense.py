@@ -43,7 +43,8 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from provenance.lookup.compare import inside_borders  # one definition of "padding" for hashing and comparing
+# one definition of "padding", of a downscale and of its coordinate map for comparing and dense alignment
+from provenance.lookup.compare import inside_borders, resize_long_side, scale_matrix
 from provenance.lookup.features import check_rgb
 from provenance.lookup.geometry import GeometryResult
 
@@ -117,11 +118,6 @@ def _resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def _scale_matrix(sx: float, sy: float) -> np.ndarray:
-    """Pixel coordinates of an image -> those of its resize by (sx, sy), pixel centres at integers."""
-    return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
-
-
 def _flip_matrix(width: int) -> np.ndarray:
     return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
@@ -130,7 +126,7 @@ def _flip_matrix(width: int) -> np.ndarray:
 class _Hypothesis:
     score: float
     mirrored: bool
-    matrix: np.ndarray  # 3x3: query pixels -> original pixels (both as prepared: ``_prepared``)
+    matrix: np.ndarray  # 3x3: query pixels -> original pixels (both as prepared: ``compare.resize_long_side``)
 
 
 def _search(q_grey: np.ndarray, r_grey: np.ndarray) -> list[_Hypothesis]:
@@ -140,13 +136,13 @@ def _search(q_grey: np.ndarray, r_grey: np.ndarray) -> list[_Hypothesis]:
     s = min(1.0, SEARCH_SIDE / max(rh, rw))
     r_size = (max(1, round(rw * s)), max(1, round(rh * s)))
     r = cv2.GaussianBlur(_resize(r_grey, r_size), (0, 0), SEARCH_BLUR)
-    to_r = _scale_matrix(r_size[0] / rw, r_size[1] / rh)
+    to_r = scale_matrix(r_size[0] / rw, r_size[1] / rh)
     qh, qw = q_grey.shape
     # the query at most twice the search size the original has: the largest the search ever needs
     pre = min(1.0, 2.0 * max(r_size) / max(qh, qw) / np.sqrt(MIN_COVER))
     q_size0 = (max(1, round(qw * pre)), max(1, round(qh * pre)))
     q0 = _resize(q_grey, q_size0)
-    to_q0 = _scale_matrix(q_size0[0] / qw, q_size0[1] / qh)
+    to_q0 = scale_matrix(q_size0[0] / qw, q_size0[1] / qh)
     r_area = r_size[0] * r_size[1]
     q_area = q_size0[0] * q_size0[1]
     lo = np.sqrt(MIN_COVER * r_area / q_area)  # scale of q0 into the search grid where it covers MIN_COVER of it
@@ -174,7 +170,7 @@ def _search(q_grey: np.ndarray, r_grey: np.ndarray) -> list[_Hypothesis]:
             _, score, _, (x, y) = cv2.minMaxLoc(res)
             # the small image's pixel (mx, my) sits at the big image's (x, y): a pure shift between the two grids
             shift = np.array([[1.0, 0.0, x - mx], [0.0, 1.0, y - my], [0.0, 0.0, 1.0]])
-            q_to_grid = _scale_matrix(size[0] / q_size0[0], size[1] / q_size0[1]) @ flip @ to_q0
+            q_to_grid = scale_matrix(size[0] / q_size0[0], size[1] / q_size0[1]) @ flip @ to_q0
             grid = shift if q_is_template else np.linalg.inv(shift)  # query grid -> search grid
             m = np.linalg.inv(to_r) @ grid @ q_to_grid
             found.append(_Hypothesis(float(score), mirrored, m))
@@ -223,8 +219,8 @@ def _similarity_fit(tmpl: np.ndarray, inp: np.ndarray, inp_valid: np.ndarray,
         iy = cv2.Sobel(i, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
         ys, xs = np.mgrid[0:th, 0:tw].astype(np.float32)
         # this level's warp: template grid and input grid both scaled by (about) ``level``
-        to_t = _scale_matrix(tw / tmpl.shape[1], th / tmpl.shape[0])
-        to_i = _scale_matrix(iw_ / inp.shape[1], ih / inp.shape[0])
+        to_t = scale_matrix(tw / tmpl.shape[1], th / tmpl.shape[0])
+        to_i = scale_matrix(iw_ / inp.shape[1], ih / inp.shape[0])
         full = np.array([[params[0], -params[1], params[2]], [params[1], params[0], params[3]], [0.0, 0.0, 1.0]])
         lw = to_i @ full @ np.linalg.inv(to_t)
         a, b, tx, ty = (lw[0, 0] + lw[1, 1]) / 2, (lw[1, 0] - lw[0, 1]) / 2, lw[0, 2], lw[1, 2]
@@ -304,7 +300,7 @@ def _refine(q_grey: np.ndarray, r_grey: np.ndarray, hyp: _Hypothesis,
     fine = min(FINE_SIDE, max(rh, rw), max(MIN_FINE_SIDE, round(max(rh, rw) / max(per_query_px, 1e-6))))
     f = fine / max(rh, rw)
     f_size = (max(1, round(rw * f)), max(1, round(rh * f)))
-    to_f = _scale_matrix(f_size[0] / rw, f_size[1] / rh)
+    to_f = scale_matrix(f_size[0] / rw, f_size[1] / rh)
     tmpl = _resize(r_grey, f_size)
     g = per_query_px * f  # the query resized so one of its pixels is about one fine pixel
     q_size = (max(1, round(qw * g)), max(1, round(qh * g)))
@@ -313,7 +309,7 @@ def _refine(q_grey: np.ndarray, r_grey: np.ndarray, hyp: _Hypothesis,
     content = _resize(np.ascontiguousarray(query_content[:, ::-1]) if hyp.mirrored else query_content, q_size)
     content = (content > 0.5).astype(np.uint8)
     flip = _flip_matrix(qw) if hyp.mirrored else np.eye(3)
-    to_q = _scale_matrix(q_size[0] / qw, q_size[1] / qh) @ flip  # query as given -> resized input
+    to_q = scale_matrix(q_size[0] / qw, q_size[1] / qh) @ flip  # query as given -> resized input
     # the warp takes fine-grid (template) points to input points
     fitted = _similarity_fit(tmpl, inp, content, (to_q @ np.linalg.inv(hyp.matrix) @ np.linalg.inv(to_f))[:2])
     if fitted is None:
@@ -356,23 +352,13 @@ def _refine(q_grey: np.ndarray, r_grey: np.ndarray, hyp: _Hypothesis,
                          cover_reference, cover_query, scale, rotation, problem, cell_corr)
 
 
-def _prepared(rgb: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
-    """``rgb`` reduced to at most ``side`` on its long side (never enlarged), and the map of its pixels to it."""
-    h, w = rgb.shape[:2]
-    s = min(1.0, side / max(h, w))
-    if s >= 1.0:
-        return rgb, np.eye(3)
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), _scale_matrix(size[0] / w, size[1] / h)
-
-
 def _alignments(query_rgb: np.ndarray, reference_rgb: np.ndarray) -> Iterator[DenseEvidence]:
     query_rgb = check_rgb(query_rgb, "query")
     reference_rgb = check_rgb(reference_rgb, "reference")
     if min(query_rgb.shape[:2]) < MIN_SIDE or min(reference_rgb.shape[:2]) < MIN_SIDE:
         return
-    q_rgb, to_q = _prepared(query_rgb, PREPARE_QUERY_SIDE)
-    r_rgb, to_r = _prepared(reference_rgb, PREPARE_SIDE)
+    q_rgb, to_q = resize_long_side(query_rgb, PREPARE_QUERY_SIDE)
+    r_rgb, to_r = resize_long_side(reference_rgb, PREPARE_SIDE)
     q, r = _grey(q_rgb), _grey(r_rgb)
     content = inside_borders(q_rgb).astype(np.float32) / 255.0
     for hyp in _search(q, r):

@@ -57,7 +57,7 @@ FIGURES: dict[str, str] = {}
 class Stack:
     topo: Topology
     key: str
-    registered: dict[str, Any] = field(default_factory=dict)  # the 16-bit PNG's record, once test 3 made it
+    registered: dict[str, Any] = field(default_factory=dict)  # the 16-bit PNG's record: _registered_grey16
 
     @property
     def base(self) -> str:
@@ -206,7 +206,10 @@ def test_a_9000_px_zero_png_lookup_is_bounded(stack: Stack) -> None:
 
 
 # --- a 16-bit greyscale original through the Celery worker ----------------------------------------------------------
-def test_a_16_bit_greyscale_png_registered_by_the_worker_is_found_by_its_own_bytes(stack: Stack) -> None:
+def _registered_grey16(stack: Stack) -> dict:  # type: ignore[type-arg]
+    """The 16-bit greyscale PNG registered through the worker, once per stack (whichever test needs it first)."""
+    if stack.registered:
+        return stack.registered
     data = _grey16()
     before = stack.written()
     t0 = time.monotonic()
@@ -216,16 +219,20 @@ def test_a_16_bit_greyscale_png_registered_by_the_worker_is_found_by_its_own_byt
         assert resp.status_code == 202, resp.text
         status = wait_task(client, stack.base, resp.json()["task_id"], timeout_s=180)
         assert status.get("state") == "succeeded", status
-        ingest_s = time.monotonic() - t0
+    FIGURES["16-bit PNG via the worker"] = f"ingest {time.monotonic() - t0:.1f} s"
     after = stack.written()  # what the refused uploads are checked against moves for an accepted one
     assert after["records"] == before["records"] + 1 and after["log_leaves"] > before["log_leaves"], (before, after)
+    stack.registered = {"cid": status["record_cid"], "data": data}
+    return stack.registered
+
+
+def test_a_16_bit_greyscale_png_registered_by_the_worker_is_found_by_its_own_bytes(stack: Stack) -> None:
+    registered = _registered_grey16(stack)
     with httpx.Client(timeout=60) as client:
-        resp = client.post(stack.base + "/v1/lookup", files={"file": ("grey16.png", data, "image/png")})
+        resp = client.post(stack.base + "/v1/lookup", files={"file": ("grey16.png", registered["data"], "image/png")})
     assert resp.status_code == 200, resp.text[:500]
     body = resp.json()
-    assert body["verdict"] == "match" and body["record_cid"] == status["record_cid"], body
-    FIGURES["16-bit PNG via the worker"] = f"ingest {ingest_s:.1f} s, lookup match"
-    stack.registered = {"cid": status["record_cid"], "data": data}
+    assert body["verdict"] == "match" and body["record_cid"] == registered["cid"], body
     stack.assert_alive()
 
 
@@ -297,9 +304,7 @@ def test_a_forged_x_forwarded_for_gets_no_bucket_of_its_own_in_redis(stack: Stac
 
 # --- finding 3: thumbnails of many sizes --------------------------------------------------------------------------
 def test_thumbnails_of_many_sizes_are_snapped_cached_and_rate_limited(stack: Stack) -> None:
-    if not stack.registered:
-        pytest.skip("needs the record of the 16-bit PNG test")
-    cid = stack.registered["cid"]
+    cid = _registered_grey16(stack)["cid"]
     rss0, _ = stack.rss_kib()
     sizes = list(range(16, 1025, 37))  # 28 distinct sizes
     codes: list[int] = []
@@ -336,9 +341,8 @@ def _image(stack: Stack, cid: str) -> httpx.Response:
 
 
 def test_a_withdrawn_records_image_is_no_longer_served(stack: Stack) -> None:
-    if not stack.registered:
-        pytest.skip("needs the record of the 16-bit PNG test")
-    cid, data = stack.registered["cid"], stack.registered["data"]
+    registered = _registered_grey16(stack)
+    cid, data = registered["cid"], registered["data"]
     resp = _image(stack, cid)
     assert resp.status_code == 200 and resp.content == data  # served from IPFS, the bytes registered
     resp = httpx.delete(f"{stack.base}/v1/records/{cid}", headers=_bearer(stack.key), timeout=30)

@@ -14,8 +14,10 @@ from hasher.config import OscarConfig
 from hasher.train.data import all_paths, read_groups
 from hasher.train.export import export_weights
 from hasher.train.features import FeatureCache
+from hasher.train.last_stage import LastStageSettings
 from hasher.train.loop import TrainSettings, load_features, train
 from hasher.train.recipe import RECIPE
+from hasher.train.stage_cache import StageCache
 
 
 def _config(path: str | None) -> OscarConfig:
@@ -53,6 +55,36 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--cache", required=True)
     e.add_argument("--name", default="oscar-v1")
 
+    c = sub.add_parser("stage-features", help="cache both CNNs' maps at the cut before their last stage(s)")
+    c.add_argument("--dataset", action="append", required=True)
+    c.add_argument("--cache", required=True)
+    c.add_argument("--config")
+    c.add_argument("--stages", type=int, default=1, help="EfficientNet-Lite0 stages left to tune (cut before them)")
+    c.add_argument("--shard", default="0/1", help="I/N: extract only every N-th image starting at I (run N processes)")
+
+    lf = sub.add_parser("fit-last", help="fine-tune the CNNs' last stage(s) with the head on the stage cache "
+                                         "(resumes from RUN/last.pt)")
+    lf.add_argument("--train", action="append", required=True, help="training dataset folder (repeatable)")
+    lf.add_argument("--val", action="append", required=True, help="validation dataset folder (repeatable)")
+    lf.add_argument("--cache", required=True)
+    lf.add_argument("--out", required=True)
+    lf.add_argument("--config")
+    lf.add_argument("--streams", help="comma-separated streams replacing the recipe's (e.g. global,objects)")
+    lf.add_argument("--init", help="start from this weights file's head (and tuned tensors)")
+    lf.add_argument("--subsets", help="comma-separated subsets (pairs.csv's dataset column, e.g. the licence class "
+                                      "open) to train on; default: all")
+    for fld in dataclasses.fields(LastStageSettings):
+        if fld.type in ("int", "float"):
+            lf.add_argument("--" + fld.name.replace("_", "-"), type=int if fld.type == "int" else float,
+                            default=fld.default)
+
+    le = sub.add_parser("export-last", help="write a fit-last run's best state as oscar-net-head/2 weights")
+    le.add_argument("--run", required=True)
+    le.add_argument("--out", required=True)
+    le.add_argument("--val", action="append", required=True, help="calibration dataset folder(s)")
+    le.add_argument("--cache", required=True)
+    le.add_argument("--name", required=True)
+
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -77,7 +109,33 @@ def main(argv: list[str] | None = None) -> int:
         state = train(config, settings, train_groups, val_groups, feats, Path(args.out))
         print(json.dumps({"best_step": state.best_step, "best_score": state.best_score, "seconds": state.seconds}))
         return 0
+    if args.cmd in ("stage-features", "fit-last", "export-last"):
+        return _last_stage(args)
     export_weights(Path(args.run), Path(args.out), read_groups(args.val), args.cache, name=args.name)
+    return 0
+
+
+def _last_stage(args: argparse.Namespace) -> int:
+    from hasher.train.last_stage import export_last_stage, fit_last_stage_cli
+
+    if args.cmd == "stage-features":
+        config = _config(args.config)
+        index, count = (int(v) for v in args.shard.split("/"))
+        StageCache(args.cache, config, args.stages).fill(all_paths(read_groups(args.dataset))[index::count])
+        return 0
+    if args.cmd == "fit-last":
+        config = _config(args.config)
+        if args.streams:
+            config = config.replace(streams=tuple(args.streams.split(",")))
+        settings = LastStageSettings(**{fld.name: getattr(args, fld.name) for fld in dataclasses.fields(
+            LastStageSettings) if fld.type in ("int", "float")})
+        state = fit_last_stage_cli(config, settings, args.train, args.val, args.cache, Path(args.out), args.init,
+                                   args.subsets.split(",") if args.subsets else None)
+        print(json.dumps({"best_step": state.best_step, "best_score": state.best_score, "seconds": state.seconds,
+                          "stopped_by": state.stopped_by}))
+        return 0
+    meta = export_last_stage(Path(args.run), Path(args.out), args.val, args.cache, name=args.name)
+    print(json.dumps({k: meta[k] for k in ("name", "threshold", "validation") if k in meta}))
     return 0
 
 

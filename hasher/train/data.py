@@ -35,8 +35,10 @@ class Sample:
     variant: int  # 0: the original or a benign copy; k >= 1: the k-th manipulated version
 
 
-def read_groups(folders: Sequence[str | Path], *, first_origin: int = 0) -> list[Group]:
-    """One group per reference image across ``folders`` (origins numbered from ``first_origin``)."""
+def read_groups(folders: Sequence[str | Path], *, first_origin: int = 0,
+                subsets: Sequence[str] | None = None) -> list[Group]:
+    """One group per reference image across ``folders`` (origins numbered from ``first_origin``); with ``subsets``,
+    only the rows whose ``dataset`` column (the photo's subset, e.g. a licence class) is one of them."""
     groups: dict[Path, tuple[list[Path], list[Path]]] = {}
     for folder in folders:
         root = Path(folder)
@@ -45,6 +47,8 @@ def read_groups(folders: Sequence[str | Path], *, first_origin: int = 0) -> list
             raise HasherError(f"{root} is not an attribution dataset: no pairs.csv")
         with pairs.open(newline="") as fh:
             for row in csv.DictReader(fh):
+                if subsets is not None and row.get("dataset") not in subsets:
+                    continue
                 ref, query = root / row["reference"], root / row["query"]
                 benign, manipulated = groups.setdefault(ref, ([], []))
                 if row["relation"] == "benign":

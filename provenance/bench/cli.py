@@ -7,6 +7,7 @@ Registered in the main CLI with ``cli.add_command(bench)``; also runnable alone 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import click
@@ -47,12 +48,15 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 @click.option("--R", "r", type=click.IntRange(1), default=MX.DEFAULT_R, show_default=True, help="R of mmAP@R.")
 @click.option("--sweep", default=None, help="Comma-separated distractor counts to score (default: 0, powers of 10 "
               "below N, N).")
+@click.option("--bootstrap", type=click.IntRange(0), default=MX.DEFAULT_RESAMPLES, show_default=True,
+              help="Resamples of the references (each with all its queries and pairs, seeded by --seed) for the 95 % "
+              "percentile interval of each headline figure; 0: no intervals.")
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def attribution(dataset: Path, methods: str | None, oscar_weights: Path | None, oscar_variants: tuple[str, ...],
                 distractor_codes: int,
                 pool: tuple[Path, ...], out: Path | None, cache: Path | None, seed: int, r: int, sweep: str | None,
-                workers: int, quiet: bool) -> None:
+                bootstrap: int, workers: int, quiet: bool) -> None:
     """Score every method on DATASET; write results.json, results.md, run.json, pair_distances.csv and plots."""
     from provenance.bench.dataset import DatasetError
     from provenance.bench.methods import configure_oscar, register_trained_variant
@@ -67,14 +71,16 @@ def attribution(dataset: Path, methods: str | None, oscar_weights: Path | None, 
     out = out or dataset.parent / "attribution-results"
     sweep_sizes = tuple(int(x) for x in _csv(sweep)) if sweep else None
     cfg = RunConfig(dataset, out, _csv(methods), distractor_codes, pool, cache, seed, r, workers, not quiet,
-                    sweep_sizes)
+                    sweep_sizes, bootstrap)
     try:
         results = run_attribution(cfg)
     except (DatasetError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     for name, m in results["methods"].items():
+        auc = m.get("intervals", {}).get("AUC")
+        ci = f" [{auc[0]:.3f}, {auc[1]:.3f}]" if auc and all(map(math.isfinite, auc)) else ""
         click.echo(f"{name:12s} bits={m['bits']:3d} B1 mAP={m['B1_mAP']:.3f} mmAP={m['B1_mmAP']:.3f} "
-                   f"FR1={m['B2_FR1']:.3f} AUC={m['AUC']:.3f}")
+                   f"FR1={m['B2_FR1']:.3f} AUC={m['AUC']:.3f}{ci}")
     click.echo(f"results in {out}")
 
 

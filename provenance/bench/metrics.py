@@ -23,6 +23,11 @@ FmAP is the same over mAP (one relevant item, so AP = 1 / rank).
 Pairs: Hamming distance of each (reference, query) pair. The threshold for TPR t is the smallest distance that
 accepts at least a share t of the benign pairs; FPR_at_TPR is the share of manipulated pairs accepted there.
 AUC is P(d_benign < d_manipulated) + ½ P(equal) (ties count half).
+
+Intervals: a cluster bootstrap over the references. Each resample draws the references with replacement, each
+carrying all its queries and pairs; the database stays fixed, so the per-reference B1 scores, per-query B2 ranks and
+per-pair distances of the full run are only re-weighted (weight = how often the reference was drawn), never
+recomputed. The TPR thresholds are recomputed within each resample. Percentile intervals (2.5 %, 97.5 %).
 """
 
 from __future__ import annotations
@@ -284,4 +289,128 @@ def per_kind(kinds: Sequence[str], benign: Sequence[bool], dist: np.ndarray, top
         if entry["relation"] == "manipulated":
             entry["AUC_vs_benign"] = roc_auc(dist[benign_arr], dist[idx])
         out[key] = entry
+    return out
+
+
+# --- bootstrap intervals ------------------------------------------------------------------------------------------
+
+DEFAULT_RESAMPLES = 1000
+INTERVAL_FIGURES = ("B1_mAP", "B1_mmAP", "B1_mmAP@R", "B2_R1", "B2_R1bar", "B2_FR1", "AUC", "FPR_at_TPR95",
+                    "FPR_at_TPR99")
+
+
+@dataclass(frozen=True)
+class Clustered:
+    """Per-item results of one full run, each tied to its reference: the bootstrap's unit.
+
+    The variants of one photo are not independent (an edit that fools a hash on a photo tends to fool it on that
+    photo's other copies), so the references are what a resample draws, each carrying all of its queries and pairs.
+    The database stays fixed, so every rank and distance here is computed once and only re-weighted.
+    """
+
+    n_refs: int
+    b1_scores: np.ndarray  # (n_refs, 3): AP, mmAP, mmAP@R; NaN rows for references left out of B1
+    query_ref: np.ndarray  # per query: its reference (B2 target)
+    query_rank: np.ndarray  # per query: B2 rank of its reference
+    query_benign: np.ndarray
+    pair_ref: np.ndarray  # per pair: its reference
+    pair_dist: np.ndarray
+    pair_benign: np.ndarray
+
+
+def b1_score_array(scores: Sequence[tuple[float, float, float] | None]) -> np.ndarray:
+    """``b1_query_scores`` of every reference as an ``(n_refs, 3)`` array, NaN where it was ``None``."""
+    out = np.full((len(scores), 3), np.nan)
+    for i, s in enumerate(scores):
+        if s is not None:
+            out[i] = s
+    return out
+
+
+def bootstrap_counts(n_units: int, resamples: int, seed: int) -> np.ndarray:
+    """``(resamples, n_units)``: how often each unit is drawn in each resample of ``n_units`` draws with replacement.
+
+    Weighting every item by its unit's count is the same as duplicating it that many times (and leaving it out at
+    0), without building the duplicated arrays.
+    """
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_units, size=(resamples, n_units))
+    flat = (draws + n_units * np.arange(resamples)[:, None]).ravel()
+    return np.bincount(flat, minlength=resamples * n_units).reshape(resamples, n_units).astype(np.float64)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def _per_ref_hist(ref: np.ndarray, value_idx: np.ndarray, n_refs: int, n_values: int) -> np.ndarray:
+    """``(n_refs, n_values)`` counts of items per (reference, distinct distance)."""
+    flat = np.asarray(ref, np.int64) * n_values + value_idx
+    return np.bincount(flat, minlength=n_refs * n_values).reshape(n_refs, n_values).astype(np.float64)
+
+
+def weighted_figures(counts: np.ndarray, c: Clustered) -> dict[str, np.ndarray]:
+    """Every figure of ``INTERVAL_FIGURES`` for each row of ``counts`` ``(B, n_refs)`` (reference weights).
+
+    Each item is weighted by its reference's count, so a row of integer counts gives exactly what the point metrics
+    (``b1_summary``, ``b2_summary``, ``pair_metrics``) give on the explicitly duplicated items; a row of ones gives
+    the point estimates. All work is ``counts @ per-reference totals``: linear in B times the references.
+    """
+    w = np.atleast_2d(np.asarray(counts, dtype=np.float64))
+    n = c.n_refs
+    out: dict[str, np.ndarray] = {}
+
+    valid = ~np.isnan(c.b1_scores[:, 0])  # references with benign variants
+    b1 = _ratio(w[:, valid] @ c.b1_scores[valid], w[:, valid].sum(axis=1)[:, None])
+    out["B1_mAP"], out["B1_mmAP"], out["B1_mmAP@R"] = b1[:, 0], b1[:, 1], b1[:, 2]
+
+    ref, benign = np.asarray(c.query_ref, np.int64), np.asarray(c.query_benign, bool)
+    top1 = np.asarray(c.query_rank) == 1
+
+    def share_top1(sel: np.ndarray) -> np.ndarray:
+        return _ratio(w @ np.bincount(ref[sel & top1], minlength=n), w @ np.bincount(ref[sel], minlength=n))
+
+    r1, r1bar = share_top1(benign), 1.0 - share_top1(~benign)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fr1 = np.where(r1 + r1bar > 0, r1 * r1bar / (r1 + r1bar), 0.0)
+    out["B2_R1"], out["B2_R1bar"], out["B2_FR1"] = r1, r1bar, np.where(np.isnan(r1 + r1bar), np.nan, fr1)
+
+    if len(c.pair_dist) == 0:
+        for key in ("AUC", "FPR_at_TPR95", "FPR_at_TPR99"):
+            out[key] = np.full(len(w), np.nan)
+        return out
+    values, idx = np.unique(np.asarray(c.pair_dist), return_inverse=True)
+    pb = np.asarray(c.pair_benign, bool)
+    pref = np.asarray(c.pair_ref, np.int64)
+    hb = w @ _per_ref_hist(pref[pb], idx[pb], n, len(values))  # (B, V): benign weight at each distance
+    hm = w @ _per_ref_hist(pref[~pb], idx[~pb], n, len(values))
+    nb, nm = hb.sum(axis=1), hm.sum(axis=1)
+    cb = np.cumsum(hb, axis=1)
+    out["AUC"] = _ratio((hm * (cb - 0.5 * hb)).sum(axis=1), nb * nm)
+    cm = np.cumsum(hm, axis=1)
+    for tpr, key in ((0.95, "FPR_at_TPR95"), (0.99, "FPR_at_TPR99")):
+        # the threshold of ``threshold_at_tpr`` on the duplicated benign distances, recomputed per resample
+        k = np.maximum(1, np.ceil(tpr * nb - 1e-9))
+        at = np.argmax(cb >= k[:, None], axis=1)  # first distance reaching k benign pairs (0 when none drawn)
+        out[key] = np.where(nb > 0, _ratio(cm[np.arange(len(w)), at], nm), np.nan)
+    return out
+
+
+def bootstrap_intervals(c: Clustered, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
+                        level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """Percentile intervals (``level``, e.g. 2.5 %–97.5 %) of each figure over ``resamples`` cluster resamples.
+
+    Resamples in which a figure is undefined (say, no manipulated pair drawn) are left out of that figure's
+    percentiles; a figure undefined in every resample gets ``(nan, nan)``.
+    """
+    if resamples < 1 or c.n_refs == 0:
+        return {k: (math.nan, math.nan) for k in INTERVAL_FIGURES}
+    figs = weighted_figures(bootstrap_counts(c.n_refs, resamples, seed), c)
+    tail = 50.0 * (1.0 - level)
+    out: dict[str, tuple[float, float]] = {}
+    for key in INTERVAL_FIGURES:
+        v = figs[key][~np.isnan(figs[key])]
+        out[key] = (float(np.percentile(v, tail)), float(np.percentile(v, 100.0 - tail))) if v.size else (
+            math.nan, math.nan)
     return out

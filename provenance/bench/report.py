@@ -59,6 +59,21 @@ def _f(v: Any, digits: int = 3) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
+def _ci(v: Any, interval: Any) -> str:
+    """``0.562 [0.49, 0.63]``: the figure and its bootstrap interval (two digits), when there is one."""
+    if not interval or any(x is None or (isinstance(x, float) and not math.isfinite(x)) for x in interval):
+        return _f(v)
+    return f"{_f(v)} [{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
+def _bootstrap_note(b: dict[str, Any] | None) -> str:
+    if not b:
+        return ""
+    return (f" Brackets: {round(100 * b.get('level', 0.95))} % percentile bootstrap interval over {b['resamples']} "
+            f"resamples of the {b['unit']}s (each with all its queries and pairs; the database fixed; seed "
+            f"{b['seed']}): a difference between methods smaller than the interval is not a result.")
+
+
 def render_markdown(results: dict[str, Any], run_info: dict[str, Any]) -> str:
     methods = results["methods"]
     s = run_info.get("settings", {})
@@ -72,12 +87,16 @@ def render_markdown(results: dict[str, Any], run_info: dict[str, Any]) -> str:
              "| FPR@TPR95 | FPR@TPR99 | img/s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in methods.items():
-        lines.append(f"| {name} | {r['bits']} | {_f(r['B1_mAP'])} | {_f(r['B1_mmAP'])} | {_f(r['B1_mmAP@R'])} "
-                     f"| {_f(r['B2_R1'])} | {_f(r['B2_R1bar'])} | {_f(r['B2_FR1'])} | {_f(r['B2_FmAP'])} "
-                     f"| {_f(r['AUC'])} | {_f(r['FPR_at_TPR95'])} | {_f(r['FPR_at_TPR99'])} "
+        def c(key: str, r: dict[str, Any] = r) -> str:
+            return _ci(r[key], r.get("intervals", {}).get(key))
+
+        lines.append(f"| {name} | {r['bits']} | {c('B1_mAP')} | {c('B1_mmAP')} | {c('B1_mmAP@R')} "
+                     f"| {c('B2_R1')} | {c('B2_R1bar')} | {c('B2_FR1')} | {_f(r['B2_FmAP'])} "
+                     f"| {c('AUC')} | {c('FPR_at_TPR95')} | {c('FPR_at_TPR99')} "
                      f"| {_f(r['images_per_s'], 1)} |")
     lines += ["", "FR1 = R@1·R̄@1/(R@1+R̄@1) (paper eq. 13, no factor 2: best 0.5). FPR@TPRx: share of manipulated "
-              "pairs accepted at the distance threshold keeping x % of benign pairs (lower is better).", ""]
+              "pairs accepted at the distance threshold keeping x % of benign pairs (lower is better)."
+              + _bootstrap_note(run_info.get("bootstrap")), ""]
     lines += _kind_table(methods, "benign", "R1", "Robustness per benign transform: B2 R@1 of those queries "
                          "(higher is better)")
     lines += _kind_table(methods, "manipulated", "R1", "Sensitivity per edit: share of those edited queries whose "

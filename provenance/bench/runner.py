@@ -42,6 +42,7 @@ class RunConfig:
     workers: int = 2
     progress: bool = True
     sweep: tuple[int, ...] | None = None  # distractor counts to score; default 0, 10^2..10^6 below N, and N
+    bootstrap: int = MX.DEFAULT_RESAMPLES  # cluster-bootstrap resamples of the references for the intervals; 0: none
 
 
 @dataclass
@@ -179,7 +180,8 @@ def _blocks(queries: np.ndarray, database: np.ndarray) -> Any:
 
 
 def score(data: MethodData, ix: Index, n_extra: int, seed: int, R: int) -> dict[str, Any]:
-    """B1 and B2 with the first ``n_extra`` extra distractor codes in both databases."""
+    """B1 and B2 with the first ``n_extra`` extra distractor codes in both databases; also the per-reference B1
+    scores and per-query B2 ranks, which the bootstrap re-weights instead of recomputing any distance."""
     extra = data.extra[:n_extra]
     db1 = np.concatenate([data.queries, data.distractors, extra])
     scores = []
@@ -195,7 +197,8 @@ def score(data: MethodData, ix: Index, n_extra: int, seed: int, R: int) -> dict[
             q = start + k
             ranks[q] = MX.ranks_of(row, [ix.ref_of_query[q]], seed, 1_000_000 + q)[0]
     b2 = MX.b2_summary(ranks, ix.benign)
-    return {"b1": b1, "b2": b2, "ranks": ranks, "database_B1": len(db1), "database_B2": len(db2)}
+    return {"b1": b1, "b2": b2, "ranks": ranks, "b1_scores": MX.b1_score_array(scores), "database_B1": len(db1),
+            "database_B2": len(db2)}
 
 
 def search_timing(data: MethodData, n_extra: int, n_queries: int = 32) -> dict[str, float | None]:
@@ -293,6 +296,8 @@ def run_attribution(cfg: RunConfig) -> dict[str, Any]:
                      "n_manipulated": int((~ix.benign).sum()), "n_distractor_images": len(ds.distractors),
                      "distractor_codes": _plan_info(dplan, cfg.distractor_pool), "undecodable_pool_images": bad_files,
                      "sweep_sizes": sizes, "workers": cfg.workers},
+        "bootstrap": ({"resamples": cfg.bootstrap, "unit": "reference", "seed": cfg.seed, "level": 0.95,
+                       "interval": "percentile"} if cfg.bootstrap else None),
         "timings": {k: round(v, 2) for k, v in timings.items()},
     }
     report.write_all(out, run_info, ds, ix, pair_dists, cfg.out)
@@ -314,6 +319,12 @@ def _method_results(m: HashMethod, d: MethodData, ix: Index, pair_dist: np.ndarr
     b1, b2 = main["b1"], main["b2"]
     pm = MX.pair_metrics(pair_dist, ix.pair_benign)
     top1 = main["ranks"][ix.pair_query] == 1
+    intervals: dict[str, Any] = {}
+    if cfg.bootstrap:
+        clustered = MX.Clustered(len(d.refs), main["b1_scores"], ix.ref_of_query, main["ranks"], ix.benign,
+                                 ix.pair_ref, pair_dist, ix.pair_benign)
+        intervals = {"intervals": {k: list(v) for k, v in
+                                   MX.bootstrap_intervals(clustered, cfg.bootstrap, cfg.seed).items()}}
     return {
         "bits": m.bits, "B1_mAP": b1.mAP, "B1_mmAP": b1.mmAP, "B2_R1": b2.R1, "B2_R1bar": b2.R1bar,
         "B2_FR1": b2.FR1, "B2_FmAP": b2.FmAP, "AUC": pm.AUC, "FPR_at_TPR95": pm.FPR_at_TPR95,
@@ -322,7 +333,7 @@ def _method_results(m: HashMethod, d: MethodData, ix: Index, pair_dist: np.ndarr
         "images_per_s": round(throughput(m, files), 2),
         "B1_mmAP@R": b1.mmAP_at_R, "R": cfg.R, "B2_mAP": b2.mAP, "B2_mAPbar": b2.mAPbar,
         "threshold_TPR95": pm.threshold95, "threshold_TPR99": pm.threshold99, "model_id": m.model_id,
-        "n_distractor_codes": cfg.distractor_codes, "distractor_sweep": sweep,
+        "n_distractor_codes": cfg.distractor_codes, "distractor_sweep": sweep, **intervals,
     }
 
 

@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from provenance.bench.cli import bench
@@ -17,18 +18,26 @@ REQUIRED = {"bits", "B1_mAP", "B1_mmAP", "B2_R1", "B2_R1bar", "B2_FR1", "B2_FmAP
 METHODS = ["ahash", "dhash", "pdq", "colorhash"]
 
 
-def test_make_dataset_then_attribution(few_photos: Path, shared_photos: Path, tmp_path: Path) -> None:
-    pool = tmp_path / "pool"
+@pytest.fixture(scope="module")
+def tiny(few_photos: Path, shared_photos: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A dataset built by ``make-dataset`` from three photos (3 references, 15 queries) and a one-photo pool."""
+    root = tmp_path_factory.mktemp("tiny")
+    pool = root / "pool"
     pool.mkdir()
     shutil.copy(shared_photos / "kodak24" / "kodim01.png", pool / "kodim01.png")
-    runner = CliRunner()
-    ds = tmp_path / "ds"
-    res = runner.invoke(bench, ["make-dataset", "--photos", str(few_photos), "--out", str(ds), "--seed", "1",
-                                "--seen", "2", "--unseen", "1", "--manipulated", "2", "--max-side", "256",
-                                "--regions", "saliency", "--workers", "1", "--distractors", str(pool), "--quiet"])
+    ds = root / "ds"
+    res = CliRunner().invoke(bench, ["make-dataset", "--photos", str(few_photos), "--out", str(ds), "--seed", "1",
+                                     "--seen", "2", "--unseen", "1", "--manipulated", "2", "--max-side", "256",
+                                     "--regions", "saliency", "--workers", "1", "--distractors", str(pool),
+                                     "--quiet"])
     assert res.exit_code == 0, res.output
     assert (ds / "pairs.csv").is_file() and (ds / "distractors.txt").read_text().strip()
+    return ds, pool
 
+
+def test_make_dataset_then_attribution(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    ds, pool = tiny
+    runner = CliRunner()
     out = tmp_path / "out"
     args = ["attribution", "--dataset", str(ds), "--methods", ",".join(METHODS), "--distractors-codes", "30",
             "--distractor-pool", str(pool), "--out", str(out), "--workers", "1", "--quiet", "--R", "5"]
@@ -72,9 +81,40 @@ def test_make_dataset_then_attribution(few_photos: Path, shared_photos: Path, tm
         out["sweep"] = [{k: v for k, v in e.items() if not k.startswith("search_ms")} for e in r["distractor_sweep"]]
         return out
 
-    for m in METHODS:  # deterministic, and served from the cache
+    for m in METHODS:  # deterministic (intervals included: the resamples are seeded), and served from the cache
         assert scores(again["methods"][m]) == scores(results["methods"][m])
     assert rows() == before
+
+
+def test_attribution_bootstrap_intervals(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    ds, _ = tiny
+    runner = CliRunner()
+    args = ["attribution", "--dataset", str(ds), "--methods", "phash,colorhash", "--workers", "1", "--quiet"]
+    res = runner.invoke(bench, [*args, "--out", str(tmp_path / "b"), "--bootstrap", "300", "--seed", "5"])
+    assert res.exit_code == 0, res.output
+    results = json.loads((tmp_path / "b" / "results.json").read_text())
+    run = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert run["bootstrap"] == {"resamples": 300, "unit": "reference", "seed": 5, "level": 0.95,
+                                "interval": "percentile"}
+    widths = []
+    for name, m in results["methods"].items():
+        assert set(m["intervals"]) == {"B1_mAP", "B1_mmAP", "B1_mmAP@R", "B2_R1", "B2_R1bar", "B2_FR1", "AUC",
+                                       "FPR_at_TPR95", "FPR_at_TPR99"}, name
+        for key, (lo, hi) in m["intervals"].items():
+            assert lo - 1e-6 <= m[key] <= hi + 1e-6, (name, key, lo, m[key], hi)
+            widths.append(hi - lo)
+    assert max(widths) > 0  # three references that differ: some figure must spread
+    md = (tmp_path / "b" / "results.md").read_text()
+    auc = results["methods"]["phash"]["intervals"]["AUC"]
+    assert f"{results['methods']['phash']['AUC']:.3f} [{auc[0]:.2f}, {auc[1]:.2f}]" in md
+    assert "bootstrap interval over 300 resamples of the references" in md
+
+    res = runner.invoke(bench, [*args, "--out", str(tmp_path / "n"), "--bootstrap", "0"])
+    assert res.exit_code == 0, res.output
+    results = json.loads((tmp_path / "n" / "results.json").read_text())
+    assert all("intervals" not in m for m in results["methods"].values())
+    assert json.loads((tmp_path / "n" / "run.json").read_text())["bootstrap"] is None
+    assert "[" not in (tmp_path / "n" / "results.md").read_text().split("| phash |")[1].split("\n")[0]
 
 
 def test_attribution_reports_bad_dataset(tmp_path: Path) -> None:

@@ -125,3 +125,105 @@ def test_kind_tokens_and_per_kind() -> None:
     assert out["benign/seen:flip"]["mean_distance"] == 2.0
     splice = out["manipulated/splice"]
     assert splice["accepted_at_TPR95"] == 0.5 and splice["AUC_vs_benign"] == pytest.approx(0.5)
+
+
+# --- bootstrap intervals ------------------------------------------------------------------------------------------
+
+def _point(c: MX.Clustered) -> dict[str, float]:
+    """The headline figures from the point metrics themselves (not from the bootstrap code)."""
+    b1 = MX.b1_summary([None if np.isnan(s[0]) else tuple(s) for s in c.b1_scores])
+    b2 = MX.b2_summary(c.query_rank, c.query_benign)
+    pm = MX.pair_metrics(c.pair_dist, c.pair_benign)
+    return {"B1_mAP": b1.mAP, "B1_mmAP": b1.mmAP, "B1_mmAP@R": b1.mmAP_at_R, "B2_R1": b2.R1, "B2_R1bar": b2.R1bar,
+            "B2_FR1": b2.FR1, "AUC": pm.AUC, "FPR_at_TPR95": pm.FPR_at_TPR95, "FPR_at_TPR99": pm.FPR_at_TPR99}
+
+
+def _random_run(n_refs: int, seed: int) -> MX.Clustered:
+    """A run with uneven references: 1-6 queries each (one query, one pair), coarse distances full of ties, and
+    some references without benign variants (left out of B1)."""
+    rng = np.random.default_rng(seed)
+    per_ref = rng.integers(1, 7, n_refs)
+    ref = np.repeat(np.arange(n_refs), per_ref)
+    benign = rng.random(len(ref)) < 0.6
+    b1 = rng.random((n_refs, 3))
+    b1[np.bincount(ref[benign], minlength=n_refs) == 0] = np.nan
+    return MX.Clustered(n_refs, b1, ref, rng.integers(1, 4, len(ref)), benign, ref, rng.integers(0, 12, len(ref)),
+                        benign)
+
+
+def _duplicate(c: MX.Clustered, counts: np.ndarray) -> MX.Clustered:
+    """The resample built by hand: each reference's scores, queries and pairs copied ``counts[r]`` times."""
+    refs = np.repeat(np.arange(c.n_refs), counts.astype(int))
+    q = np.concatenate([np.flatnonzero(c.query_ref == r) for r in refs])
+    p = np.concatenate([np.flatnonzero(c.pair_ref == r) for r in refs])
+    return MX.Clustered(len(refs), c.b1_scores[refs], c.query_ref[q], c.query_rank[q], c.query_benign[q],
+                        c.pair_ref[p], c.pair_dist[p], c.pair_benign[p])
+
+
+def test_bootstrap_counts_are_seeded_draws_with_replacement() -> None:
+    counts = MX.bootstrap_counts(7, 500, seed=3)
+    assert counts.shape == (500, 7) and (counts.sum(axis=1) == 7).all()
+    assert (counts == 0).any() and (counts >= 2).any()  # with replacement: some left out, some drawn twice
+    assert np.array_equal(counts, MX.bootstrap_counts(7, 500, seed=3))
+    assert not np.array_equal(counts, MX.bootstrap_counts(7, 500, seed=4))
+    assert abs(counts.mean() - 1.0) < 1e-12 and 0.7 < counts.var() < 1.0  # multinomial: var 1 - 1/7
+
+
+def test_weights_equal_explicit_duplication() -> None:
+    c = _random_run(12, seed=1)
+    counts = MX.bootstrap_counts(c.n_refs, 40, seed=9)
+    figs = MX.weighted_figures(counts, c)
+    for b, row in enumerate(counts):
+        expected = _point(_duplicate(c, row))
+        for key in MX.INTERVAL_FIGURES:
+            got = figs[key][b]
+            if math.isnan(expected[key]):
+                assert math.isnan(got), (b, key)
+            else:
+                assert got == pytest.approx(expected[key], rel=1e-12, abs=1e-12), (b, key)
+    ones = MX.weighted_figures(np.ones(c.n_refs), c)  # weight 1 everywhere: the point estimates
+    assert {k: pytest.approx(v[0]) for k, v in ones.items()} == _point(c)
+
+
+
+def test_interval_collapses_when_every_reference_is_the_same() -> None:
+    n = 10  # each reference: one benign query found (rank 1), one edit missed (rank 2), one edit found
+    ref = np.repeat(np.arange(n), 3)
+    benign = np.tile([True, False, False], n)
+    c = MX.Clustered(n, np.tile([[0.8, 0.3, 0.3]], (n, 1)), ref, np.tile([1, 2, 1], n), benign, ref,
+                     np.tile([3, 9, 2], n), benign)
+    point = _point(c)
+    for key, (lo, hi) in MX.bootstrap_intervals(c, 300, seed=5).items():
+        assert lo == pytest.approx(point[key], abs=1e-12) and hi == pytest.approx(point[key], abs=1e-12), key
+        assert hi - lo < 1e-12, key  # equal up to the rounding of a weighted mean
+
+
+def test_interval_widens_with_references_that_disagree() -> None:
+    n = 40  # half the references' benign copies are found, half are not: R@1 = 0.5 with ~N(0.5, 0.079)
+    ref = np.repeat(np.arange(n), 2)
+    benign = np.tile([True, False], n)
+    ranks = np.where(benign, np.repeat(np.arange(n) % 2 + 1, 2), 2)
+    dist = np.where(benign, np.repeat(np.arange(n) % 2 * 10, 2), 5)  # half the benign pairs beyond the edits
+    c = MX.Clustered(n, np.repeat([[1.0, 1.0, 1.0], [0.2, 0.0, 0.0]], n // 2, axis=0), ref, ranks, benign, ref,
+                     dist, benign)
+    point = _point(c)
+    iv = MX.bootstrap_intervals(c, 2000, seed=7)
+    for key in ("B1_mAP", "B1_mmAP", "B2_R1", "B2_FR1", "AUC"):
+        lo, hi = iv[key]
+        assert lo < point[key] < hi, key
+    lo, hi = iv["B2_R1"]
+    assert 0.30 < lo < 0.42 and 0.58 < hi < 0.70  # ± 1.96 * sqrt(0.25 / 40) = ± 0.155
+    assert iv["B2_R1bar"] == (1.0, 1.0)  # no edit is ever found: no spread to find
+    assert iv["FPR_at_TPR95"] == (1.0, 1.0)  # the threshold moves per resample, every edit stays accepted
+
+
+def test_intervals_are_seeded_and_undefined_figures_are_nan() -> None:
+    c = _random_run(15, seed=2)
+    a, b = MX.bootstrap_intervals(c, 200, seed=11), MX.bootstrap_intervals(c, 200, seed=11)
+    assert a == b
+    assert a != MX.bootstrap_intervals(c, 200, seed=12)
+    only_benign = MX.Clustered(3, np.full((3, 3), 0.5), np.arange(3), np.ones(3, int), np.ones(3, bool),
+                               np.arange(3), np.arange(3), np.ones(3, bool))
+    iv = MX.bootstrap_intervals(only_benign, 50, seed=1)
+    assert all(math.isnan(x) for x in iv["AUC"] + iv["FPR_at_TPR95"] + iv["B2_R1bar"] + iv["B2_FR1"])
+    assert iv["B2_R1"] == (1.0, 1.0)

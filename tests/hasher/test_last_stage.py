@@ -1,0 +1,184 @@
+"""Issue 17's CPU path: maps cached at the cut before the last EfficientNet-Lite0 stage reproduce the live network,
+the cache fills resumably and skips unreadable images, hard-negative sampling follows its weights, training tunes
+the head and the last stage only and resumes exactly, and the export loads as oscar-net-head/2 weights."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import hasher
+from hasher.errors import ConfigError
+from hasher.model import OscarNet
+from hasher.scene_graph import collate
+from hasher.train.data import Group
+from hasher.train.last_stage import (
+    HISTORY,
+    HardNegativeSampler,
+    LastStageSettings,
+    encode_cut,
+    export_last_stage,
+    mine_weights,
+    train_last_stage,
+)
+from hasher.train.recipe import RECIPE
+from hasher.train.stage_cache import CutGraph, StageCache, cut_block, cut_graph, tail_features
+from tests.hasher.test_model import TINY, _graph
+
+SMALL = RECIPE.replace(layers=1, d_ff=64, d_fuse=64, proj_dim=32)
+
+
+def test_cut_points_are_stage_boundaries_and_bad_cuts_are_refused(tmp_path: Path) -> None:
+    assert cut_block(1) == 15 and cut_block(2) == 11 and cut_block(7) == 0
+    for bad in (0, 8):
+        with pytest.raises(ConfigError):
+            cut_block(bad)
+    with pytest.raises(ConfigError, match="share_backbone"):
+        StageCache(tmp_path, RECIPE.replace(share_backbone=True))
+    with pytest.raises(ConfigError, match="EfficientNet-Lite0"):
+        StageCache(tmp_path, RECIPE.for_backbone("resnet50"))
+
+
+@pytest.mark.parametrize("stages", [1, 2])
+def test_cut_maps_and_the_tail_reproduce_the_live_network(stages: int) -> None:
+    torch.manual_seed(0)
+    model = OscarNet(TINY.replace(global_pool="attention", d_global=16)).eval()
+    graphs = [_graph(n, seed=n) for n in (0, 2, 5)]
+    first = cut_block(stages)
+    with torch.no_grad():
+        live = model.extract(collate(graphs))
+        cuts = [cut_graph(model, collate([g]), first) for g in graphs]
+        replay = tail_features(model, cuts, first)
+        assert [c.num_nodes for c in cuts] == [1, 3, 6]  # the objects and the background node
+        assert torch.equal(live.node_padding, replay.node_padding)
+        assert torch.allclose(live.global_map, replay.global_map, atol=2e-2)  # float16 at the cut
+        assert torch.allclose(live.node_visual, replay.node_visual, atol=2e-2)
+        assert torch.allclose(model.head(live).z, model.head(replay).z, atol=2e-2)
+
+
+def test_the_cache_fills_resumably_and_leaves_out_unreadable_images(tmp_path: Path, shared_photos: Path,
+                                                                     monkeypatch, caplog) -> None:
+    photos = sorted(shared_photos.rglob("*.jpg"))[:2]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    cache = StageCache(tmp_path / "cache", RECIPE)
+    with caplog.at_level(logging.WARNING):
+        shas = cache.fill([*photos, broken])
+    assert set(shas) == set(photos) and "broken.jpg" in caplog.text
+    entry = cache.get(shas[photos[0]])
+    assert entry.global_in.shape == (192, 7, 7) and entry.global_in.dtype == np.float16
+    assert entry.node_in.shape[1:] == (192, 2, 2) and entry.node_in.shape[0] == entry.shape.shape[0]
+
+    def no_pipeline(*a, **k):
+        raise AssertionError("a filled cache must not run the pipeline again")
+
+    monkeypatch.setattr(hasher.api, "load", no_pipeline)
+    assert StageCache(tmp_path / "cache", RECIPE).fill(photos) == {p: shas[p] for p in photos}
+
+
+def _groups(n: int) -> list[Group]:
+    return [Group(g, Path(f"g{g}/ref"), tuple(Path(f"g{g}/b{i}") for i in range(3)),
+                  tuple(Path(f"g{g}/m{i}") for i in range(3))) for g in range(n)]
+
+
+def test_hard_negative_sampler_draws_by_weight_and_replays() -> None:
+    groups = _groups(6)
+    sampler = HardNegativeSampler(groups, originals=3, benign=1, manipulated=1, seed=1)
+    uniform = [s.path.name for step in range(40) for s in sampler.batch(step) if s.variant]
+    assert {"m0", "m1", "m2"} <= set(uniform)
+    sampler.weights = {p: (1.0 if p.name == "m2" else 1e-4) for g in groups for p in g.manipulated}
+    picked = [s.path.name for step in range(40) for s in sampler.batch(step) if s.variant]
+    assert picked.count("m2") >= 0.9 * len(picked)
+    again = HardNegativeSampler(groups, originals=3, benign=1, manipulated=1, seed=1)
+    again.weights = dict(sampler.weights)
+    assert again.batch(7) == sampler.batch(7)
+
+
+def _synthetic(groups: list[Group], seed: int = 0) -> dict[Path, CutGraph]:
+    rng = np.random.default_rng(seed)
+
+    def graph(g_in: np.ndarray, n_in: np.ndarray) -> CutGraph:
+        k = n_in.shape[0]
+        return CutGraph(g_in.astype(np.float16), n_in.astype(np.float16), np.zeros((k, 7), np.float32),
+                        np.ones((k, 5), np.float32), np.zeros((0, 7), np.float32), np.zeros((0, 2), np.int16))
+
+    out = {}
+    for g in groups:
+        base, nodes = rng.normal(size=(192, 7, 7)), rng.normal(size=(2, 192, 2, 2))
+        out[g.reference] = graph(base, nodes)
+        for p in g.benign:
+            out[p] = graph(base + rng.normal(scale=0.05, size=base.shape), nodes)
+        for p in g.manipulated:
+            edited = base.copy()
+            edited[:, :2, :2] += rng.normal(scale=2.0, size=(192, 2, 2))  # a local edit
+            out[p] = graph(edited, nodes[:1])
+    return out
+
+
+def test_training_tunes_the_head_and_last_stage_only_and_resumes_exactly(tmp_path: Path) -> None:
+    train_g, val_g = _groups(6), [Group(100 + g.origin, *(_rename(g, "v"))) for g in _groups(3)]
+    graphs = _synthetic(train_g) | _synthetic(val_g, seed=1)
+    settings = LastStageSettings(steps=4, originals=3, benign=2, manipulated=2, val_every=2, checkpoint_every=2,
+                                 mine_every=2, lr=1e-3, backbone_lr=1e-3)
+    before = OscarNet(SMALL).state_dict()
+    model, state = train_last_stage(SMALL, settings, train_g, val_g, graphs, tmp_path / "a")
+    after = model.state_dict()
+    assert state.step == 4 and state.best_step in (2, 4)
+    assert not torch.equal(before["global_cnn._blocks.15._project_conv.weight"],
+                           after["global_cnn._blocks.15._project_conv.weight"])
+    assert not torch.equal(before["object_cnn._conv_head.weight"], after["object_cnn._conv_head.weight"])
+    assert torch.equal(before["global_cnn._blocks.14._project_conv.weight"],
+                       after["global_cnn._blocks.14._project_conv.weight"])
+    assert torch.equal(before["global_cnn._bn1.running_mean"], after["global_cnn._bn1.running_mean"])
+    weights = mine_weights(model, train_g, graphs, cut_block(1), 4.0)
+    assert len(weights) == 18 and all(0 < w <= 1 for w in weights.values())
+
+    # 4 steps in one go == 2 steps, stop, resume for 2 more (optimizer, mined weights and RNG restored)
+    train_last_stage(SMALL, LastStageSettings(**{**settings.__dict__, "steps": 2}), train_g, val_g, graphs,
+                     tmp_path / "b")
+    resumed, _ = train_last_stage(SMALL, settings, train_g, val_g, graphs, tmp_path / "b")
+    straight = torch.load(tmp_path / "a" / "last.pt", weights_only=False)["model"]
+    again = torch.load(tmp_path / "b" / "last.pt", weights_only=False)["model"]
+    for k in straight:
+        assert torch.allclose(straight[k], again[k], atol=1e-6), k
+    rows = [json.loads(line) for line in (tmp_path / "b" / HISTORY).read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    codes = encode_cut(resumed, [graphs[g.reference] for g in val_g], cut_block(1))
+    assert codes.shape == (3, SMALL.code_bits)
+
+
+def _rename(g: Group, prefix: str) -> tuple[Path, tuple[Path, ...], tuple[Path, ...]]:
+    return (Path(prefix) / g.reference, tuple(Path(prefix) / p for p in g.benign),
+            tuple(Path(prefix) / p for p in g.manipulated))
+
+
+def test_export_writes_tuned_weights_the_hasher_loads(tmp_path: Path, shared_photos: Path) -> None:
+    photos = sorted(shared_photos.rglob("*.jpg"))[:3]
+    ds = tmp_path / "val"
+    ds.mkdir()
+    rows = ["reference,query,relation"] + [f"{photos[0]},{photos[1]},benign", f"{photos[0]},{photos[2]},manipulated",
+                                           f"{photos[1]},{photos[0]},benign", f"{photos[1]},{photos[2]},manipulated"]
+    (ds / "pairs.csv").write_text("\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    model = OscarNet(SMALL)
+    with torch.no_grad():
+        model.global_cnn._conv_head.weight.mul_(1.25)
+    torch.save({"model": {k: v for k, v in model.state_dict().items() if not k.startswith("object_cnn._blocks.1.")},
+                "config": SMALL.to_dict(), "step": 7, "settings": {"stages": 1}}, _mkdir(run) / "best.pt")
+    meta = export_last_stage(run, tmp_path / "v2.safetensors", [str(ds)], str(tmp_path / "cache"), name="oscar-test")
+    assert meta["format"] == "oscar-net-head/2" and int(meta["threshold"]) >= 0 and meta["step"] == "7"
+    loaded = hasher.load(tmp_path / "v2.safetensors", device="cpu")
+    assert loaded.model_id.startswith("oscar-test-")
+    assert torch.allclose(loaded.model.global_cnn._conv_head.weight,
+                          model.global_cnn._conv_head.weight.half().float())
+    assert loaded.hash(photos[0]).bits == loaded.hash(photos[0]).bits
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p

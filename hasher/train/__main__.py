@@ -62,6 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--stages", type=int, default=1, help="EfficientNet-Lite0 stages left to tune (cut before them)")
     c.add_argument("--shard", default="0/1", help="I/N: extract only every N-th image starting at I (run N processes)")
 
+    ff = sub.add_parser("features-from-stage", help="fill the head-only feature cache from the stage cache (the "
+                                                    "frozen tail once per image, no detector)")
+    ff.add_argument("--dataset", action="append", required=True)
+    ff.add_argument("--stage-cache", required=True)
+    ff.add_argument("--cache", required=True)
+    ff.add_argument("--config")
+    ff.add_argument("--stages", type=int, default=1)
+
     lf = sub.add_parser("fit-last", help="fine-tune the CNNs' last stage(s) with the head on the stage cache "
                                          "(resumes from RUN/last.pt)")
     lf.add_argument("--train", action="append", required=True, help="training dataset folder (repeatable)")
@@ -109,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         state = train(config, settings, train_groups, val_groups, feats, Path(args.out))
         print(json.dumps({"best_step": state.best_step, "best_score": state.best_score, "seconds": state.seconds}))
         return 0
-    if args.cmd in ("stage-features", "fit-last", "export-last"):
+    if args.cmd in ("stage-features", "features-from-stage", "fit-last", "export-last"):
         return _last_stage(args)
     export_weights(Path(args.run), Path(args.out), read_groups(args.val), args.cache, name=args.name)
     return 0
@@ -122,6 +130,14 @@ def _last_stage(args: argparse.Namespace) -> int:
         config = _config(args.config)
         index, count = (int(v) for v in args.shard.split("/"))
         StageCache(args.cache, config, args.stages).fill(all_paths(read_groups(args.dataset))[index::count])
+        return 0
+    if args.cmd == "features-from-stage":
+        from hasher.train.stage_cache import features_from_stage
+
+        config = _config(args.config)
+        written = features_from_stage(StageCache(args.stage_cache, config, args.stages), FeatureCache(args.cache, config),
+                                      all_paths(read_groups(args.dataset)))
+        print(json.dumps({"written": written}))
         return 0
     if args.cmd == "fit-last":
         config = _config(args.config)

@@ -21,6 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,3 +193,34 @@ def tail_features(model: OscarNet, graphs: Iterable[CutGraph], first: int) -> Sc
             t(~node_padding).unsqueeze(-1), tail_of_cut(model.object_cnn, crops_in, first).mean(dim=(2, 3)))
     return SceneFeatures(global_map, node_visual, t(shape), t(geometry), t(node_padding), t(edges), t(edge_index),
                          t(edge_padding))
+
+
+def features_from_stage(stage: StageCache, features: Any, paths: Sequence[Path], *, batch: int = 64) -> int:
+    """Fill the head-only path's ``FeatureCache`` (``hasher.train.features``) from the stage cache by running the
+    frozen ImageNet tail once per image, instead of the detector and both whole CNNs again: the last stages'
+    output is what ``FeatureCache.fill`` would store, up to the float16 rounding at the cut. Images missing from
+    the stage cache are left for ``FeatureCache.fill``. Returns how many entries were written."""
+    from hasher.train.features import CachedGraph
+
+    if features.root.name != preprocessing_fingerprint(stage.config):
+        raise ConfigError("the feature cache and the stage cache were made with different preprocessing")
+    model = OscarNet(stage.config).eval()
+    todo = []
+    for p in paths:
+        sha = hashlib.sha256(p.read_bytes()).hexdigest()
+        if stage.has(sha) and not features.has(sha):
+            todo.append(sha)
+    written = 0
+    with torch.inference_mode():
+        for i in range(0, len(todo), batch):
+            shas = todo[i:i + batch]
+            cut = [stage.get(s) for s in shas]
+            f = tail_features(model, cut, stage.first)
+            for n, (sha, g) in enumerate(zip(shas, cut, strict=True)):
+                k = g.num_nodes
+                features.put(sha, CachedGraph(f.global_map[n].numpy().astype(np.float16),
+                                              f.node_visual[n, :k].numpy().astype(np.float16), g.shape, g.geometry,
+                                              g.edges, g.edge_index))
+                written += 1
+            log.info("features from the stage cache: %d/%d", written, len(todo))
+    return written

@@ -182,3 +182,25 @@ def test_export_writes_tuned_weights_the_hasher_loads(tmp_path: Path, shared_pho
 def _mkdir(p: Path) -> Path:
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+
+def test_features_from_the_stage_cache_equal_a_direct_extraction(tmp_path: Path, shared_photos: Path) -> None:
+    from hasher.train.features import FeatureCache
+    from hasher.train.stage_cache import features_from_stage
+
+    photos = sorted(shared_photos.rglob("*.jpg"))[2:4]
+    stage = StageCache(tmp_path / "stage", RECIPE)
+    shas = stage.fill(photos)
+    derived = FeatureCache(tmp_path / "derived", RECIPE)
+    assert features_from_stage(stage, derived, photos) == 2
+    assert features_from_stage(stage, derived, photos) == 0  # already there
+    direct = FeatureCache(tmp_path / "direct", RECIPE)
+    direct.fill(photos)
+    for p in photos:
+        a, b = derived.get(shas[p]), direct.get(shas[p])
+        assert a.global_map.shape == b.global_map.shape == (1280, 7, 7)
+        assert a.node_visual.shape == b.node_visual.shape
+        assert np.allclose(a.global_map.astype(np.float32), b.global_map.astype(np.float32), atol=0.05)
+        assert np.allclose(a.node_visual.astype(np.float32), b.node_visual.astype(np.float32), atol=0.05)
+    with pytest.raises(ConfigError, match="preprocessing"):
+        features_from_stage(stage, FeatureCache(tmp_path / "other", RECIPE.replace(detect_size=512)), photos)

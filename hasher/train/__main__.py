@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     lf.add_argument("--config")
     lf.add_argument("--streams", help="comma-separated streams replacing the recipe's (e.g. global,objects)")
     lf.add_argument("--init", help="start from this weights file's head (and tuned tensors)")
+    lf.add_argument("--stage-cache", help="with --stages 0: derive the head-only features from this stage cache")
     lf.add_argument("--subsets", help="comma-separated subsets (pairs.csv's dataset column, e.g. the licence class "
                                       "open) to train on; default: all")
     for fld in dataclasses.fields(LastStageSettings):
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     le.add_argument("--val", action="append", required=True, help="calibration dataset folder(s)")
     le.add_argument("--cache", required=True)
     le.add_argument("--name", required=True)
+    le.add_argument("--stage-cache", help="for a head-only run: derive its features from this stage cache")
 
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -146,11 +148,12 @@ def _last_stage(args: argparse.Namespace) -> int:
         settings = LastStageSettings(**{fld.name: getattr(args, fld.name) for fld in dataclasses.fields(
             LastStageSettings) if fld.type in ("int", "float")})
         state = fit_last_stage_cli(config, settings, args.train, args.val, args.cache, Path(args.out), args.init,
-                                   args.subsets.split(",") if args.subsets else None)
+                                   args.subsets.split(",") if args.subsets else None, args.stage_cache)
         print(json.dumps({"best_step": state.best_step, "best_score": state.best_score, "seconds": state.seconds,
                           "stopped_by": state.stopped_by}))
         return 0
-    meta = export_last_stage(Path(args.run), Path(args.out), args.val, args.cache, name=args.name)
+    meta = export_last_stage(Path(args.run), Path(args.out), args.val, args.cache, name=args.name,
+                             stage_cache=args.stage_cache)
     print(json.dumps({k: meta[k] for k in ("name", "threshold", "validation") if k in meta}))
     return 0
 

@@ -3,6 +3,8 @@ cached at the cut (``hasher.train.stage_cache``), with hard-negative mining of t
 
 * What trains: the head at ``lr``; the last ``stages`` stages of both CNNs, their 1x1 head convolution and its batch
   norm's affine parameters at ``backbone_lr`` (batch-norm statistics stay ImageNet's: the CNNs run in eval mode).
+  With ``stages = 0`` the CNNs stay frozen and the graphs are the head-only path's cached features
+  (``hasher.train.features.CachedGraph``): the same loop, mining included, at a fraction of the cost per step.
 * Loss and batches as the other paths (SimCLR+ over Eb(sign(z)) + the bit loss; originals with benign and
   manipulated variants, every manipulated variant its own class).
 * **Hard negatives**: every ``mine_every`` steps the current model codes every training reference and its
@@ -38,6 +40,8 @@ from hasher.model import OscarNet
 from hasher.train.data import Group, GroupBatchSampler, Sample
 from hasher.train.end_to_end import tuned_prefixes
 from hasher.train.loop import code_metrics, validation_queries
+from hasher.train.features import CachedGraph, collate_cached
+from hasher.model import SceneFeatures
 from hasher.train.stage_cache import CutGraph, cut_block, tail_features
 
 log = logging.getLogger(__name__)
@@ -55,7 +59,7 @@ class LastStageSettings:
     manipulated: int = 3
     lr: float = 3e-4
     backbone_lr: float = 3e-5
-    stages: int = 1  # EfficientNet-Lite0 stages tuned (the cache is cut before them)
+    stages: int = 1  # EfficientNet-Lite0 stages tuned (the cache is cut before them); 0: the head only
     weight_decay: float = 1e-4
     bit_weight: float = BIT_LOSS_WEIGHT
     val_every: int = 100
@@ -112,23 +116,39 @@ def _train_mode(model: OscarNet) -> None:
     model.object_cnn.eval()
 
 
+Graph = CutGraph | CachedGraph
+
+
+def first_tuned(stages: int) -> int | None:
+    """The cut for ``stages`` tuned stages; ``None`` for the head only."""
+    return cut_block(stages) if stages else None
+
+
+def scene_features(model: OscarNet, graphs: Sequence[Graph], first: int | None) -> SceneFeatures:
+    """What the head takes: the tuned tail run on cut graphs, or cached frozen features as they are."""
+    if first is None:
+        return collate_cached(graphs)  # type: ignore[arg-type]
+    return tail_features(model, graphs, first)  # type: ignore[arg-type]
+
+
 @torch.no_grad()
-def encode_cut(model: OscarNet, graphs: Sequence[CutGraph], first: int, batch: int = 128) -> np.ndarray:
-    """Bool codes ``[N, D]`` in eval mode from cut graphs."""
+def encode_cut(model: OscarNet, graphs: Sequence[Graph], first: int | None, batch: int = 128) -> np.ndarray:
+    """Bool codes ``[N, D]`` in eval mode from cut graphs (or cached features when ``first`` is None)."""
     model.eval()
     out = [np.zeros((0, model.config.code_bits), bool)]
     for i in range(0, len(graphs), batch):
-        out.append((model.head(tail_features(model, graphs[i:i + batch], first)).z >= 0).numpy())
+        out.append((model.head(scene_features(model, graphs[i:i + batch], first)).z >= 0).numpy())
     return np.concatenate(out)
 
 
-def evaluate_cut(model: OscarNet, groups: Sequence[Group], graphs: dict[Path, CutGraph], first: int) -> dict[str, float]:
+def evaluate_cut(model: OscarNet, groups: Sequence[Group], graphs: dict[Path, Graph],
+                 first: int | None) -> dict[str, float]:
     refs = encode_cut(model, [graphs[g.reference] for g in groups], first)
     queries = encode_cut(model, [graphs[p] for _, p, _ in validation_queries(groups)], first)
     return code_metrics(groups, refs, queries)
 
 
-def mine_weights(model: OscarNet, groups: Sequence[Group], graphs: dict[Path, CutGraph], first: int,
+def mine_weights(model: OscarNet, groups: Sequence[Group], graphs: dict[Path, Graph], first: int | None,
                  temperature: float) -> dict[Path, float]:
     """``exp(-d / T)`` per manipulated variant, d its Hamming distance to its reference under the current model."""
     refs = encode_cut(model, [graphs[g.reference] for g in groups], first)
@@ -145,7 +165,7 @@ def _save(path: Path, payload: dict[str, Any]) -> None:
 
 
 def train_last_stage(config: OscarConfig, settings: LastStageSettings, train_groups: Sequence[Group],
-                     val_groups: Sequence[Group], graphs: dict[Path, CutGraph], out: Path, *,
+                     val_groups: Sequence[Group], graphs: dict[Path, Graph], out: Path, *,
                      init: dict[str, torch.Tensor] | None = None) -> tuple[OscarNet, LastStageState]:
     """Train (or resume from ``out/last.pt``); the best validation state goes to ``out/best.pt`` and is loaded into
     the returned model. ``init``: a state dict (head, and optionally tuned tensors) to start from."""
@@ -153,7 +173,7 @@ def train_last_stage(config: OscarConfig, settings: LastStageSettings, train_gro
         raise HasherError("last-stage training needs training and validation groups")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
-    first = cut_block(settings.stages)
+    first = first_tuned(settings.stages)
     model = OscarNet(config)
     if init:
         model.load_state_dict(init, strict=False)
@@ -166,9 +186,12 @@ def train_last_stage(config: OscarConfig, settings: LastStageSettings, train_gro
                 backbone.append(p)
         else:
             head.append(p)
-    opt = torch.optim.AdamW([{"params": head, "lr": settings.lr}, {"params": backbone, "lr": settings.backbone_lr}],
-                            weight_decay=settings.weight_decay)
-    keep = tuple(k for k in model.state_dict() if not k.startswith(("global_cnn.", "object_cnn.")) or k.startswith(tuned))
+    param_groups = [{"params": head, "lr": settings.lr}]
+    if backbone:
+        param_groups.append({"params": backbone, "lr": settings.backbone_lr})
+    opt = torch.optim.AdamW(param_groups, weight_decay=settings.weight_decay)
+    keep = tuple(k for k in model.state_dict()
+                 if not k.startswith(("global_cnn.", "object_cnn.")) or (tuned and k.startswith(tuned)))
 
     def trained_state() -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in keep}
@@ -205,7 +228,7 @@ def train_last_stage(config: OscarConfig, settings: LastStageSettings, train_gro
                          float(np.median(list(sampler.weights.values()))))
             _train_mode(model)
             samples = sampler.batch(state.step)
-            feats = tail_features(model, [graphs[s.path] for s in samples], first)
+            feats = scene_features(model, [graphs[s.path] for s in samples], first)
             labels = contrastive_labels(torch.tensor([s.origin for s in samples]),
                                         torch.tensor([s.variant for s in samples]))
             output = model.head(feats)
@@ -244,9 +267,37 @@ def train_last_stage(config: OscarConfig, settings: LastStageSettings, train_gro
 # ------------------------------------------------------------------------------------------------ CLI plumbing
 
 
-def load_cut_graphs(cache: Any, groups: Sequence[Group]) -> tuple[list[Group], dict[Path, CutGraph]]:
-    """Fill ``cache`` (a ``StageCache``) for every image of ``groups`` and read them into memory; groups lose the
-    images that could not be read (a group without its reference is dropped)."""
+def _cache_for(config: OscarConfig, stages: int, cache_root: str, stage_cache: str | None) -> Any:
+    """The stage cache cut before ``stages`` stages, or for ``stages = 0`` the head-only feature cache (filled first
+    from ``stage_cache`` when one is given, which saves the detector and both CNNs)."""
+    from hasher.train.features import FeatureCache
+    from hasher.train.stage_cache import StageCache
+
+    if stages:
+        return StageCache(cache_root, config, stages)
+    return _FromStage(FeatureCache(cache_root, config), StageCache(stage_cache, config) if stage_cache else None)
+
+
+class _FromStage:
+    """A ``FeatureCache`` whose ``fill`` first derives what it can from a stage cache."""
+
+    def __init__(self, features: Any, stage: Any) -> None:
+        self.features, self.stage = features, stage
+
+    def fill(self, paths: Sequence[Path]) -> dict[Path, str]:
+        if self.stage is not None:
+            from hasher.train.stage_cache import features_from_stage
+
+            features_from_stage(self.stage, self.features, paths)
+        return self.features.fill(paths)
+
+    def get(self, sha256: str) -> CachedGraph:
+        return self.features.get(sha256)
+
+
+def load_cut_graphs(cache: Any, groups: Sequence[Group]) -> tuple[list[Group], dict[Path, Graph]]:
+    """Fill ``cache`` for every image of ``groups`` and read them into memory; groups lose the images that could
+    not be read (a group without its reference is dropped)."""
     from hasher.train.data import all_paths
 
     shas = cache.fill(all_paths(groups))
@@ -257,12 +308,11 @@ def load_cut_graphs(cache: Any, groups: Sequence[Group]) -> tuple[list[Group], d
 
 
 def fit_last_stage_cli(config: OscarConfig, settings: LastStageSettings, train: Sequence[str], val: Sequence[str],
-                       cache_root: str, out: Path, init: str | None,
-                       subsets: Sequence[str] | None = None) -> LastStageState:
+                       cache_root: str, out: Path, init: str | None, subsets: Sequence[str] | None = None,
+                       stage_cache: str | None = None) -> LastStageState:
     from hasher.train.data import read_groups
-    from hasher.train.stage_cache import StageCache
 
-    cache = StageCache(cache_root, config, settings.stages)
+    cache = _cache_for(config, settings.stages, cache_root, stage_cache)
     train_groups, graphs = load_cut_graphs(cache, read_groups(train, subsets=subsets))
     val_groups, val_graphs = load_cut_graphs(cache, read_groups(val, first_origin=len(train_groups) + 10**6))
     graphs.update(val_graphs)
@@ -277,12 +327,13 @@ def fit_last_stage_cli(config: OscarConfig, settings: LastStageSettings, train: 
     return state
 
 
-def export_last_stage(run: Path, out: Path, val: Sequence[str], cache_root: str, *, name: str) -> dict[str, str]:
+def export_last_stage(run: Path, out: Path, val: Sequence[str], cache_root: str, *, name: str,
+                      stage_cache: str | None = None) -> dict[str, str]:
     """Round the run's best state to float16 (what ships), calibrate the threshold keeping 99 % of benign pairs on
-    ``val`` at that precision, and write ``oscar-net-head/2`` weights."""
+    ``val`` at that precision, and write the weights: ``oscar-net-head/2`` with the tuned CNN tensors, or
+    ``oscar-net-head/1`` for a head-only run."""
     from hasher.train.data import read_groups
     from hasher.train.export import write_head_weights
-    from hasher.train.stage_cache import StageCache
 
     best = torch.load(run / BEST, map_location="cpu", weights_only=False)
     config = OscarConfig.from_dict(best["config"])
@@ -292,9 +343,10 @@ def export_last_stage(run: Path, out: Path, val: Sequence[str], cache_root: str,
     tuned = tuned_prefixes(model, stages)
     with torch.no_grad():
         for k, t in model.state_dict().items():
-            if t.is_floating_point() and (not k.startswith(("global_cnn.", "object_cnn.")) or k.startswith(tuned)):
+            if t.is_floating_point() and (not k.startswith(("global_cnn.", "object_cnn.")) or
+                                          (tuned and k.startswith(tuned))):
                 t.copy_(t.half().float())
-    groups, graphs = load_cut_graphs(StageCache(cache_root, config, stages), read_groups(val))
-    metrics = evaluate_cut(model, groups, graphs, cut_block(stages))
+    groups, graphs = load_cut_graphs(_cache_for(config, stages, cache_root, stage_cache), read_groups(val))
+    metrics = evaluate_cut(model, groups, graphs, first_tuned(stages))
     return write_head_weights(model, out, name=name, threshold=int(metrics["threshold_99"]), validation=metrics,
                               step=int(best["step"]), tuned=tuned)

@@ -204,3 +204,29 @@ def test_features_from_the_stage_cache_equal_a_direct_extraction(tmp_path: Path,
         assert np.allclose(a.node_visual.astype(np.float32), b.node_visual.astype(np.float32), atol=0.05)
     with pytest.raises(ConfigError, match="preprocessing"):
         features_from_stage(stage, FeatureCache(tmp_path / "other", RECIPE.replace(detect_size=512)), photos)
+
+
+def test_stages_zero_trains_the_head_alone_on_cached_features(tmp_path: Path) -> None:
+    from hasher.train.features import CachedGraph
+
+    groups = _groups(6)
+    val = [Group(100 + g.origin, *_rename(g, "v")) for g in _groups(3)]
+    rng = np.random.default_rng(0)
+    graphs = {}
+    for g in [*groups, *val]:
+        base = rng.normal(size=(1280, 2, 2))
+        for p in (g.reference, *g.benign, *g.manipulated):
+            noise = 0.05 if p in (g.reference, *g.benign) else 1.5
+            graphs[p] = CachedGraph((base + rng.normal(scale=noise, size=base.shape)).astype(np.float16),
+                                    rng.normal(size=(1, 1280)).astype(np.float16), np.zeros((1, 7), np.float32),
+                                    np.ones((1, 5), np.float32), np.zeros((0, 7), np.float32),
+                                    np.zeros((0, 2), np.int16))
+    settings = LastStageSettings(steps=3, originals=3, benign=2, manipulated=2, val_every=3, mine_every=2, stages=0)
+    before = OscarNet(SMALL).state_dict()
+    model, state = train_last_stage(SMALL, settings, groups, val, graphs, tmp_path)
+    after = model.state_dict()
+    assert state.step == 3 and state.best_step == 3
+    assert not torch.equal(before["fuse.0.weight"], after["fuse.0.weight"])
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(("global_cnn.", "object_cnn.")))
+    saved = torch.load(tmp_path / "best.pt", weights_only=False)["model"]
+    assert not any(k.startswith(("global_cnn.", "object_cnn.")) for k in saved)

@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     lf.add_argument("--streams", help="comma-separated streams replacing the recipe's (e.g. global,objects)")
     lf.add_argument("--init", help="start from this weights file's head (and tuned tensors)")
     lf.add_argument("--stage-cache", help="with --stages 0: derive the head-only features from this stage cache")
+    lf.add_argument("--cached-only", action="store_true", help="extract nothing: train on the images already cached")
     lf.add_argument("--subsets", help="comma-separated subsets (pairs.csv's dataset column, e.g. the licence class "
                                       "open) to train on; default: all")
     for fld in dataclasses.fields(LastStageSettings):
@@ -148,7 +149,8 @@ def _last_stage(args: argparse.Namespace) -> int:
         settings = LastStageSettings(**{fld.name: getattr(args, fld.name) for fld in dataclasses.fields(
             LastStageSettings) if fld.type in ("int", "float")})
         state = fit_last_stage_cli(config, settings, args.train, args.val, args.cache, Path(args.out), args.init,
-                                   args.subsets.split(",") if args.subsets else None, args.stage_cache)
+                                   args.subsets.split(",") if args.subsets else None, args.stage_cache,
+                                   args.cached_only)
         print(json.dumps({"best_step": state.best_step, "best_score": state.best_score, "seconds": state.seconds,
                           "stopped_by": state.stopped_by}))
         return 0

@@ -267,28 +267,37 @@ def train_last_stage(config: OscarConfig, settings: LastStageSettings, train_gro
 # ------------------------------------------------------------------------------------------------ CLI plumbing
 
 
-def _cache_for(config: OscarConfig, stages: int, cache_root: str, stage_cache: str | None) -> Any:
+def _cache_for(config: OscarConfig, stages: int, cache_root: str, stage_cache: str | None,
+               cached_only: bool = False) -> Any:
     """The stage cache cut before ``stages`` stages, or for ``stages = 0`` the head-only feature cache (filled first
-    from ``stage_cache`` when one is given, which saves the detector and both CNNs)."""
+    from ``stage_cache`` when one is given, which saves the detector and both CNNs). ``cached_only``: extract
+    nothing; train on the images already cached (a time-boxed run while extraction is unfinished)."""
     from hasher.train.features import FeatureCache
     from hasher.train.stage_cache import StageCache
 
     if stages:
-        return StageCache(cache_root, config, stages)
-    return _FromStage(FeatureCache(cache_root, config), StageCache(stage_cache, config) if stage_cache else None)
+        return _FromStage(StageCache(cache_root, config, stages), None, cached_only)
+    return _FromStage(FeatureCache(cache_root, config), StageCache(stage_cache, config) if stage_cache else None,
+                      cached_only)
 
 
 class _FromStage:
-    """A ``FeatureCache`` whose ``fill`` first derives what it can from a stage cache."""
+    """A cache whose ``fill`` first derives what it can from a stage cache, and with ``cached_only`` extracts
+    nothing (the images not cached are left out)."""
 
-    def __init__(self, features: Any, stage: Any) -> None:
-        self.features, self.stage = features, stage
+    def __init__(self, features: Any, stage: Any, cached_only: bool = False) -> None:
+        self.features, self.stage, self.cached_only = features, stage, cached_only
 
     def fill(self, paths: Sequence[Path]) -> dict[Path, str]:
         if self.stage is not None:
             from hasher.train.stage_cache import features_from_stage
 
             features_from_stage(self.stage, self.features, paths)
+        if self.cached_only:
+            import hashlib
+
+            shas = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+            return {p: s for p, s in shas.items() if self.features.has(s)}
         return self.features.fill(paths)
 
     def get(self, sha256: str) -> CachedGraph:
@@ -309,10 +318,10 @@ def load_cut_graphs(cache: Any, groups: Sequence[Group]) -> tuple[list[Group], d
 
 def fit_last_stage_cli(config: OscarConfig, settings: LastStageSettings, train: Sequence[str], val: Sequence[str],
                        cache_root: str, out: Path, init: str | None, subsets: Sequence[str] | None = None,
-                       stage_cache: str | None = None) -> LastStageState:
+                       stage_cache: str | None = None, cached_only: bool = False) -> LastStageState:
     from hasher.train.data import read_groups
 
-    cache = _cache_for(config, settings.stages, cache_root, stage_cache)
+    cache = _cache_for(config, settings.stages, cache_root, stage_cache, cached_only)
     train_groups, graphs = load_cut_graphs(cache, read_groups(train, subsets=subsets))
     val_groups, val_graphs = load_cut_graphs(cache, read_groups(val, first_origin=len(train_groups) + 10**6))
     graphs.update(val_graphs)

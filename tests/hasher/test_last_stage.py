@@ -230,3 +230,28 @@ def test_stages_zero_trains_the_head_alone_on_cached_features(tmp_path: Path) ->
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(("global_cnn.", "object_cnn.")))
     saved = torch.load(tmp_path / "best.pt", weights_only=False)["model"]
     assert not any(k.startswith(("global_cnn.", "object_cnn.")) for k in saved)
+
+
+def test_cached_only_trains_on_what_is_cached_and_extracts_nothing(tmp_path: Path, monkeypatch) -> None:
+    import hashlib
+
+    from hasher.train.features import CachedGraph
+    from hasher.train.last_stage import _cache_for, load_cut_graphs
+
+    def no_pipeline(*a, **k):
+        raise AssertionError("--cached-only must not extract")
+
+    monkeypatch.setattr(hasher.api, "load", no_pipeline)
+    files = [tmp_path / f"{n}.png" for n in range(3)]
+    for n, f in enumerate(files):
+        f.write_bytes(bytes([n]) * 10)
+    cache = _cache_for(SMALL, 0, str(tmp_path / "features"), None, cached_only=True)
+    entry = CachedGraph(np.zeros((1280, 1, 1), np.float16), np.zeros((1, 1280), np.float16),
+                        np.zeros((1, 7), np.float32), np.zeros((1, 5), np.float32), np.zeros((0, 7), np.float32),
+                        np.zeros((0, 2), np.int16))
+    for f in files[:2]:
+        cache.features.put(hashlib.sha256(f.read_bytes()).hexdigest(), entry)
+    groups, graphs = load_cut_graphs(cache, [Group(0, files[0], (files[1],), (files[2],)),
+                                             Group(1, files[2], (files[0],), ())])
+    assert set(graphs) == set(files[:2])
+    assert groups == [Group(0, files[0], (files[1],), ())]  # the uncached edit left out; group 1 lost its reference

@@ -241,6 +241,8 @@ def test_cached_only_trains_on_what_is_cached_and_extracts_nothing(tmp_path: Pat
     def no_pipeline(*a, **k):
         raise AssertionError("--cached-only must not extract")
 
+    import hasher.api
+
     monkeypatch.setattr(hasher.api, "load", no_pipeline)
     files = [tmp_path / f"{n}.png" for n in range(3)]
     for n, f in enumerate(files):

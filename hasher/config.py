@@ -45,7 +45,7 @@ class OscarConfig:
     # detection and masks (preprocessing: they change the codes, so they travel with the weights)
     detect_size: int = 384  # CenterNet letterbox square (trained at 512; 384 finds the same objects in ~half the time)
     grabcut_size: int = 96  # longest side of the context crop GrabCut segments each box at
-    grabcut_iterations: int = 2
+    grabcut_iterations: int = 2  # 0: no GrabCut, every object's mask is its filled box
     # scene graph
     max_objects: int = 16  # detected objects kept; the background is one more node on top
     mask_crops: bool = True  # blank pixels outside the object mask in its crop (so the background node differs from FG)
@@ -84,12 +84,13 @@ class OscarConfig:
         object.__setattr__(self, "streams", tuple(self.streams))
         if not self.streams or set(self.streams) - set(STREAMS) or len(set(self.streams)) != len(self.streams):
             raise ConfigError(f"streams must be a non-empty subset of {STREAMS}, got {self.streams}")
-        positive = ("detect_size", "grabcut_size", "grabcut_iterations", "max_objects", "crop_size", "global_size",
-                    "d_visual", "d_shape", "d_geom", "d_rel", "d_global", "layers", "heads", "d_ff", "d_fuse", "code_bits",
-                    "proj_dim")
+        positive = ("detect_size", "grabcut_size", "max_objects", "crop_size", "global_size", "d_visual", "d_shape",
+                    "d_geom", "d_rel", "d_global", "layers", "heads", "d_ff", "d_fuse", "code_bits", "proj_dim")
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if int(self.grabcut_iterations) < 0:
+            raise ConfigError(f"grabcut_iterations must be >= 0 (0: box masks), got {self.grabcut_iterations}")
         if self.d_node % self.heads or self.d_relation_token % self.heads:
             raise ConfigError(
                 f"heads={self.heads} must divide d_node={self.d_node} and d_relation_token={self.d_relation_token}"

@@ -6,6 +6,10 @@ context crop (longest side ``work_size`` px, a few iterations) and the result is
 initialisation draws from OpenCV's RNG, which is re-seeded before every call, so masks are reproducible.
 When GrabCut fails or degenerates (tiny box, no background to learn from, almost nothing kept) the object's mask
 is its filled box: a coarse mask is better for the scene graph than a missing object.
+
+``iterations=0`` (``OscarConfig.grabcut_iterations = 0``) skips GrabCut and gives every object its filled box: zero
+refinement steps of GrabCut's probable-foreground seed. That is the "box masks" preprocessing the detector study
+(``benchmarks/detector_study.py``) weighs against GrabCut; it costs nothing per object, and the default stays 2.
 """
 
 from __future__ import annotations
@@ -87,11 +91,16 @@ def grabcut_mask(image: np.ndarray, box: Sequence[float], *, work_size: int = WO
 
 def segment(image: np.ndarray, detections: Sequence[Detection], *, work_size: int = WORK_SIZE,
             iterations: int = ITERATIONS, min_fill: float = MIN_FILL) -> list[SegmentedObject]:
-    """One mask per detection (same order), each a bool array of the image's (H, W)."""
+    """One mask per detection (same order), each a bool array of the image's (H, W); ``iterations=0``: the boxes."""
     check_rgb_image(image)
+    if iterations < 0:
+        raise SceneGraphError(f"GrabCut iterations must be >= 0, got {iterations}")
     height, width = image.shape[:2]
     out = []
     for det in detections:
+        if iterations == 0:
+            out.append(SegmentedObject(detection=det, mask=box_mask(det.box, height, width)))
+            continue
         mask = grabcut_mask(image, det.box, work_size=work_size, iterations=iterations)
         x1, y1, x2, y2 = box_pixels(det.box, height, width)
         if mask is None or mask.sum() < min_fill * (x2 - x1) * (y2 - y1):

@@ -1,4 +1,5 @@
-"""GrabCut masks from boxes: follow the object inside its box, are reproducible, fall back to the box."""
+"""GrabCut masks from boxes: follow the object inside its box, are reproducible, fall back to the box; 0 iterations
+gives the boxes themselves (the detector study's box masks)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hasher.api import image_scene_graph
+from hasher.config import OscarConfig
 from hasher.detect.masks import background_mask, box_mask, grabcut_mask, segment
-from hasher.errors import SceneGraphError
+from hasher.errors import ConfigError, SceneGraphError
+from hasher.scene_graph import hu_moments, log_hu
 from hasher.types import Detection, SegmentedObject
 
 
@@ -98,3 +102,39 @@ def test_astronaut_mask_is_a_person_not_a_box(shared_photos: Path) -> None:
     assert 0.3 < fill < 0.9
     assert obj.mask[300, 150]  # the suit's chest
     assert not obj.mask[60, 40]  # the flag in the top-left corner of the box
+
+
+def test_zero_iterations_gives_box_masks(disk_scene) -> None:
+    """``grabcut_iterations=0``: every object keeps its filled box, where GrabCut would have cut the disk out."""
+    image, truth = disk_scene
+    dets = [det((140, 50, 262, 172)), det((10.5, 10.2, 120.7, 200.9)), det((30, 30, 32, 31))]
+    boxes = segment(image, dets, iterations=0)
+    assert [o.detection for o in boxes] == dets
+    for obj, d in zip(boxes, dets, strict=True):
+        assert np.array_equal(obj.mask, box_mask(d.box, *image.shape[:2]))
+    grabcut = segment(image, dets[:1])[0].mask
+    assert iou(grabcut, truth) > 0.85 and iou(boxes[0].mask, truth) < 0.65
+    with pytest.raises(SceneGraphError, match="iterations"):
+        segment(image, dets, iterations=-1)
+
+
+def test_box_masks_reach_the_scene_graph(disk_scene) -> None:
+    """Through ``image_scene_graph`` (what the hasher runs): the config's 0 iterations give the box's shape node."""
+    image, _ = disk_scene
+    box = (140.0, 50.0, 262.0, 172.0)
+
+    class OneBox:  # the fixed box a detector would give for the disk; GrabCut and the graph builder are real
+        model_id = "one-box"
+
+        def detect(self, rgb: np.ndarray, max_objects: int = 16, min_score: float = 0.25) -> list[Detection]:
+            return [det(box)]
+
+    box_shape = log_hu(hu_moments(box_mask(box, *image.shape[:2])))
+    config = OscarConfig(max_objects=8)
+    assert config.grabcut_iterations == 2  # the default (what the shipped codes were made with) is unchanged
+    boxed = image_scene_graph(image, OneBox(), config.replace(grabcut_iterations=0))
+    cut = image_scene_graph(image, OneBox(), config)
+    assert np.allclose(boxed.shape[1].numpy(), box_shape.astype(np.float32))
+    assert not np.allclose(cut.shape[1].numpy(), box_shape.astype(np.float32), atol=1e-2)
+    with pytest.raises(ConfigError, match="grabcut_iterations"):
+        OscarConfig(grabcut_iterations=-1)

@@ -51,12 +51,15 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 @click.option("--bootstrap", type=click.IntRange(0), default=MX.DEFAULT_RESAMPLES, show_default=True,
               help="Resamples of the references (each with all its queries and pairs, seeded by --seed) for the 95 % "
               "percentile interval of each headline figure; 0: no intervals.")
+@click.option("--compare-to", "compare_to", default=None, metavar="METHOD",
+              help="Give every other method's figures minus this method's, with paired-bootstrap intervals (the "
+              "same resamples for both): a difference whose interval excludes 0 is a result.")
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def attribution(dataset: Path, methods: str | None, oscar_weights: Path | None, oscar_variants: tuple[str, ...],
                 distractor_codes: int,
                 pool: tuple[Path, ...], out: Path | None, cache: Path | None, seed: int, r: int, sweep: str | None,
-                bootstrap: int, workers: int, quiet: bool) -> None:
+                bootstrap: int, compare_to: str | None, workers: int, quiet: bool) -> None:
     """Score every method on DATASET; write results.json, results.md, run.json, pair_distances.csv and plots."""
     from provenance.bench.dataset import DatasetError
     from provenance.bench.methods import configure_oscar, register_trained_variant
@@ -71,7 +74,7 @@ def attribution(dataset: Path, methods: str | None, oscar_weights: Path | None, 
     out = out or dataset.parent / "attribution-results"
     sweep_sizes = tuple(int(x) for x in _csv(sweep)) if sweep else None
     cfg = RunConfig(dataset, out, _csv(methods), distractor_codes, pool, cache, seed, r, workers, not quiet,
-                    sweep_sizes, bootstrap)
+                    sweep_sizes, bootstrap, compare_to)
     try:
         results = run_attribution(cfg)
     except (DatasetError, ValueError) as exc:

@@ -97,6 +97,7 @@ def render_markdown(results: dict[str, Any], run_info: dict[str, Any]) -> str:
     lines += ["", "FR1 = R@1·R̄@1/(R@1+R̄@1) (paper eq. 13, no factor 2: best 0.5). FPR@TPRx: share of manipulated "
               "pairs accepted at the distance threshold keeping x % of benign pairs (lower is better)."
               + _bootstrap_note(run_info.get("bootstrap")), ""]
+    lines += _paired_table(methods)
     lines += _kind_table(methods, "benign", "R1", "Robustness per benign transform: B2 R@1 of those queries "
                          "(higher is better)")
     lines += _kind_table(methods, "manipulated", "R1", "Sensitivity per edit: share of those edited queries whose "
@@ -116,6 +117,31 @@ def render_markdown(results: dict[str, Any], run_info: dict[str, Any]) -> str:
     if run_info.get("timings"):
         lines += ["## Timings (s)", ""] + [f"- {k}: {v}" for k, v in run_info["timings"].items()] + [""]
     return "\n".join(lines) + "\n"
+
+
+_PAIRED = (("B1_mmAP", "B1 mmAP"), ("B2_R1", "B2 R@1"), ("B2_R1bar", "B2 R̄@1"), ("B2_FR1", "B2 FR1"), ("AUC", "AUC"),
+           ("FPR_at_TPR95", "FPR@TPR95"))
+
+
+def _paired_table(methods: dict[str, Any]) -> list[str]:
+    """Each method minus the ``--compare-to`` method, with paired-bootstrap intervals."""
+    rows = {n: r["paired_vs"] for n, r in methods.items() if r.get("paired_vs")}
+    if not rows:
+        return []
+    base = next(iter(rows.values()))["method"]
+    lines = [f"## Paired differences against {base}", "",
+             "Each figure minus the same figure of " + base + ", with the 95 % interval of that difference over the "
+             "same resamples for both methods: an interval that excludes 0 is a result.", "",
+             "| Method | " + " | ".join(f"Δ {label}" for _, label in _PAIRED) + " |",
+             "|---|" + "---:|" * len(_PAIRED)]
+    for name, p in rows.items():
+        cells = []
+        for key, _ in _PAIRED:
+            d, ci = p["difference"].get(key), p["intervals"].get(key)
+            ok = ci and all(isinstance(x, float) and math.isfinite(x) for x in ci)
+            cells.append(f"{d:+.3f} [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ok and d is not None else _f(d))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _kind_table(methods: dict[str, Any], relation: str, field: str, title: str) -> list[str]:

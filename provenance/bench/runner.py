@@ -43,6 +43,7 @@ class RunConfig:
     progress: bool = True
     sweep: tuple[int, ...] | None = None  # distractor counts to score; default 0, 10^2..10^6 below N, and N
     bootstrap: int = MX.DEFAULT_RESAMPLES  # cluster-bootstrap resamples of the references for the intervals; 0: none
+    compare_to: str | None = None  # a method every other one gets paired-difference intervals against
 
 
 @dataclass
@@ -281,11 +282,14 @@ def run_attribution(cfg: RunConfig) -> dict[str, Any]:
     sizes = sweep_sizes(cfg.distractor_codes, cfg.sweep)
     results: dict[str, Any] = {}
     pair_dists: dict[str, np.ndarray] = {}
+    clustered: dict[str, MX.Clustered] = {}
     t = time.perf_counter()
     for m in methods:
         d = data[m.name]
         pair_dists[m.name] = MX.pair_distances(d.refs[ix.pair_ref], d.queries[ix.pair_query])
-        results[m.name] = _method_results(m, d, ix, pair_dists[m.name], sizes, cfg, dataset_files)
+        results[m.name] = _method_results(m, d, ix, pair_dists[m.name], sizes, cfg, dataset_files, clustered)
+    if cfg.compare_to and cfg.bootstrap:
+        _paired(results, clustered, cfg)
     timings["scoring_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     out = {"dataset": ds.name, "methods": results}
@@ -305,7 +309,7 @@ def run_attribution(cfg: RunConfig) -> dict[str, Any]:
 
 
 def _method_results(m: HashMethod, d: MethodData, ix: Index, pair_dist: np.ndarray, sizes: list[int],
-                    cfg: RunConfig, files: list[Path]) -> dict[str, Any]:
+                    cfg: RunConfig, files: list[Path], clustered: dict[str, MX.Clustered]) -> dict[str, Any]:
     sweep = []
     main: dict[str, Any] = {}
     for n in sizes:
@@ -321,10 +325,9 @@ def _method_results(m: HashMethod, d: MethodData, ix: Index, pair_dist: np.ndarr
     top1 = main["ranks"][ix.pair_query] == 1
     intervals: dict[str, Any] = {}
     if cfg.bootstrap:
-        clustered = MX.Clustered(len(d.refs), main["b1_scores"], ix.ref_of_query, main["ranks"], ix.benign,
-                                 ix.pair_ref, pair_dist, ix.pair_benign)
-        intervals = {"intervals": {k: list(v) for k, v in
-                                   MX.bootstrap_intervals(clustered, cfg.bootstrap, cfg.seed).items()}}
+        c = clustered[m.name] = MX.Clustered(len(d.refs), main["b1_scores"], ix.ref_of_query, main["ranks"],
+                                             ix.benign, ix.pair_ref, pair_dist, ix.pair_benign)
+        intervals = {"intervals": {k: list(v) for k, v in MX.bootstrap_intervals(c, cfg.bootstrap, cfg.seed).items()}}
     return {
         "bits": m.bits, "B1_mAP": b1.mAP, "B1_mmAP": b1.mmAP, "B2_R1": b2.R1, "B2_R1bar": b2.R1bar,
         "B2_FR1": b2.FR1, "B2_FmAP": b2.FmAP, "AUC": pm.AUC, "FPR_at_TPR95": pm.FPR_at_TPR95,
@@ -335,6 +338,22 @@ def _method_results(m: HashMethod, d: MethodData, ix: Index, pair_dist: np.ndarr
         "threshold_TPR95": pm.threshold95, "threshold_TPR99": pm.threshold99, "model_id": m.model_id,
         "n_distractor_codes": cfg.distractor_codes, "distractor_sweep": sweep, **intervals,
     }
+
+
+def _paired(results: dict[str, Any], clustered: dict[str, MX.Clustered], cfg: RunConfig) -> None:
+    """Each method's figures minus ``cfg.compare_to``'s, with paired-bootstrap intervals (same resamples)."""
+    base = cfg.compare_to
+    if base not in clustered:
+        raise ValueError(f"--compare-to {base!r} is not among the scored methods {sorted(clustered)}")
+    for name, c in clustered.items():
+        if name == base:
+            continue
+        ci = MX.paired_difference_intervals(c, clustered[base], cfg.bootstrap, cfg.seed)
+        results[name]["paired_vs"] = {
+            "method": base,
+            "difference": {k: results[name][k] - results[base][k] for k in MX.INTERVAL_FIGURES},
+            "intervals": {k: list(v) for k, v in ci.items()},
+        }
 
 
 def _plan_info(p: D.DistractorPlan | None, roots: tuple[Path, ...]) -> dict[str, Any]:

@@ -108,6 +108,21 @@ def test_attribution_bootstrap_intervals(tiny: tuple[Path, Path], tmp_path: Path
     auc = results["methods"]["phash"]["intervals"]["AUC"]
     assert f"{results['methods']['phash']['AUC']:.3f} [{auc[0]:.2f}, {auc[1]:.2f}]" in md
     assert "bootstrap interval over 300 resamples of the references" in md
+    assert "Paired differences" not in md
+
+    res = runner.invoke(bench, [*args, "--out", str(tmp_path / "p"), "--bootstrap", "300", "--seed", "5",
+                                "--compare-to", "phash"])
+    assert res.exit_code == 0, res.output
+    paired = json.loads((tmp_path / "p" / "results.json").read_text())["methods"]
+    assert "paired_vs" not in paired["phash"]
+    pv = paired["colorhash"]["paired_vs"]
+    assert pv["method"] == "phash"
+    for key, (lo, hi) in pv["intervals"].items():
+        assert pv["difference"][key] == pytest.approx(paired["colorhash"][key] - paired["phash"][key])
+        assert lo - 1e-6 <= pv["difference"][key] <= hi + 1e-6, key
+    assert "## Paired differences against phash" in (tmp_path / "p" / "results.md").read_text()
+    res = runner.invoke(bench, [*args, "--out", str(tmp_path / "x"), "--compare-to", "nosuch"])
+    assert res.exit_code != 0 and "nosuch" in res.output
 
     res = runner.invoke(bench, [*args, "--out", str(tmp_path / "n"), "--bootstrap", "0"])
     assert res.exit_code == 0, res.output

@@ -227,3 +227,19 @@ def test_intervals_are_seeded_and_undefined_figures_are_nan() -> None:
     iv = MX.bootstrap_intervals(only_benign, 50, seed=1)
     assert all(math.isnan(x) for x in iv["AUC"] + iv["FPR_at_TPR95"] + iv["B2_R1bar"] + iv["B2_FR1"])
     assert iv["B2_R1"] == (1.0, 1.0)
+
+
+def test_paired_difference_is_narrower_than_either_interval_and_zero_against_itself() -> None:
+    a = _random_run(30, seed=3)
+    same = MX.paired_difference_intervals(a, a, 500, seed=4)
+    assert all(lo == hi == 0.0 for lo, hi in same.values() if not math.isnan(lo))
+    # b: a with every benign pair 3 bits closer, so its AUC is higher on every resample that has both kinds
+    b = MX.Clustered(a.n_refs, a.b1_scores, a.query_ref, a.query_rank, a.query_benign, a.pair_ref,
+                     np.where(a.pair_benign, np.maximum(a.pair_dist - 3, 0), a.pair_dist), a.pair_benign)
+    d = MX.paired_difference_intervals(b, a, 500, seed=4)
+    lo, hi = d["AUC"]
+    assert 0 < lo <= hi
+    own_a, own_b = MX.bootstrap_intervals(a, 500, seed=4)["AUC"], MX.bootstrap_intervals(b, 500, seed=4)["AUC"]
+    assert hi - lo < min(own_a[1] - own_a[0], own_b[1] - own_b[0])
+    with pytest.raises(ValueError):
+        MX.paired_difference_intervals(a, _random_run(7, seed=1), 10)

@@ -96,9 +96,12 @@ class GroupBatchSampler:
             g = self.groups[gi]
             out.append(Sample(g.reference, g.origin, 0))
             out += [Sample(p, g.origin, 0) for p in rng.sample(g.benign, min(self.benign, len(g.benign)))]
-            picks = rng.sample(range(len(g.manipulated)), min(self.manipulated, len(g.manipulated)))
-            out += [Sample(g.manipulated[k], g.origin, k + 1) for k in picks]
+            out += [Sample(g.manipulated[k], g.origin, k + 1) for k in self._pick_manipulated(g, rng)]
         return out
+
+    def _pick_manipulated(self, g: Group, rng: random.Random) -> list[int]:
+        """Indices of the manipulated variants drawn from ``g`` (uniformly here; subclasses may weight them)."""
+        return rng.sample(range(len(g.manipulated)), min(self.manipulated, len(g.manipulated)))
 
     def __iter__(self) -> Iterator[list[Sample]]:
         step = 0

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,12 +53,15 @@ class CachedGraph:
         return int(self.node_visual.shape[0])
 
 
-class FeatureCache:
-    def __init__(self, root: str | Path, config: OscarConfig) -> None:
-        self.config = config
-        self.root = Path(root) / preprocessing_fingerprint(config)
+class NpzStore:
+    """One ``.npz`` per image, keyed by its sha256, holding the arrays of an ``entry`` dataclass. Writes are atomic,
+    so an interrupted run never leaves a half-written entry behind."""
+
+    entry: type = object  # the dataclass of numpy arrays an entry holds
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "config.json").write_text(json.dumps(config.to_dict(), sort_keys=True, indent=1))
 
     def path_for(self, sha256: str) -> Path:
         return self.root / sha256[:2] / f"{sha256}.npz"
@@ -65,16 +69,28 @@ class FeatureCache:
     def has(self, sha256: str) -> bool:
         return self.path_for(sha256).is_file()
 
-    def get(self, sha256: str) -> CachedGraph:
+    def get(self, sha256: str) -> Any:
         with np.load(self.path_for(sha256)) as z:
-            return CachedGraph(**{k: z[k] for k in CachedGraph.__dataclass_fields__})
+            return self.entry(**{k: z[k] for k in self.entry.__dataclass_fields__})
 
-    def put(self, sha256: str, graph: CachedGraph) -> None:
+    def put(self, sha256: str, graph: Any) -> None:
         path = self.path_for(sha256)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, **graph.__dict__)
-        tmp.replace(path)  # atomic: an interrupted run never leaves a half-written entry behind
+        tmp.replace(path)
+
+
+class FeatureCache(NpzStore):
+    entry = CachedGraph
+
+    def __init__(self, root: str | Path, config: OscarConfig) -> None:
+        super().__init__(Path(root) / preprocessing_fingerprint(config))
+        self.config = config
+        (self.root / "config.json").write_text(json.dumps(config.to_dict(), sort_keys=True, indent=1))
+
+    def get(self, sha256: str) -> CachedGraph:
+        return super().get(sha256)
 
     def fill(self, paths: Sequence[Path], *, device: str = "cpu", progress_every: int = 50) -> dict[Path, str]:
         """Extract every image not cached yet; returns ``{path: sha256}`` for all of them. Resumable."""

@@ -37,7 +37,7 @@ from hasher.config import OscarConfig
 from hasher.errors import HasherError
 from hasher.losses import BIT_LOSS_WEIGHT, bit_loss, contrastive_labels, simclr_plus_loss
 from hasher.model import OscarNet
-from hasher.train.data import Group, GroupBatchSampler, Sample
+from hasher.train.data import Group, GroupBatchSampler
 from hasher.train.end_to_end import tuned_prefixes
 from hasher.train.loop import code_metrics, validation_queries
 from hasher.train.features import CachedGraph, collate_cached
@@ -88,26 +88,12 @@ class HardNegativeSampler(GroupBatchSampler):
         super().__init__(groups, **kwargs)
         self.weights: dict[Path, float] = {}
 
-    def batch(self, step: int) -> list[Sample]:
+    def _pick_manipulated(self, g: Group, rng: random.Random) -> list[int]:
         if not self.weights:
-            return super().batch(step)
-        per_epoch = max(1, len(self.groups) // self.originals)
-        epoch, index = divmod(step, per_epoch)
-        order = list(range(len(self.groups)))
-        random.Random(f"{self.seed}:{epoch}").shuffle(order)
-        chosen = order[index * self.originals:(index + 1) * self.originals]
-        rng = random.Random(f"{self.seed}:{epoch}:{index}")
-        out: list[Sample] = []
-        for gi in chosen:
-            g = self.groups[gi]
-            out.append(Sample(g.reference, g.origin, 0))
-            out += [Sample(p, g.origin, 0) for p in rng.sample(g.benign, min(self.benign, len(g.benign)))]
-            # weighted sampling without replacement (Efraimidis-Spirakis keys u^(1/w))
-            keys = [(rng.random() ** (1.0 / max(self.weights.get(p, 1.0), 1e-9)), k)
-                    for k, p in enumerate(g.manipulated)]
-            picks = [k for _, k in sorted(keys, reverse=True)[:min(self.manipulated, len(g.manipulated))]]
-            out += [Sample(g.manipulated[k], g.origin, k + 1) for k in picks]
-        return out
+            return super()._pick_manipulated(g, rng)
+        # weighted sampling without replacement (Efraimidis-Spirakis keys u^(1/w))
+        keys = [(rng.random() ** (1.0 / max(self.weights.get(p, 1.0), 1e-9)), k) for k, p in enumerate(g.manipulated)]
+        return [k for _, k in sorted(keys, reverse=True)[:min(self.manipulated, len(g.manipulated))]]
 
 
 def _train_mode(model: OscarNet) -> None:

@@ -34,7 +34,7 @@ from hasher.config import OscarConfig
 from hasher.errors import ConfigError
 from hasher.model import OscarNet, SceneFeatures
 from hasher.scene_graph import collate
-from hasher.train.features import preprocessing_fingerprint
+from hasher.train.features import NpzStore, preprocessing_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,9 @@ class CutGraph:
         return int(self.node_in.shape[0])
 
 
-class StageCache:
+class StageCache(NpzStore):
+    entry = CutGraph
+
     def __init__(self, root: str | Path, config: OscarConfig, stages: int = 1) -> None:
         if config.backbone != "efficientnet_lite0":
             raise ConfigError(f"the stage cache knows EfficientNet-Lite0's stages, not {config.backbone}'s")
@@ -97,27 +99,12 @@ class StageCache:
         self.config = config
         self.stages = stages
         self.first = cut_block(stages)
-        self.root = Path(root) / f"{preprocessing_fingerprint(config)}-cut{self.first}"
-        self.root.mkdir(parents=True, exist_ok=True)
+        super().__init__(Path(root) / f"{preprocessing_fingerprint(config)}-cut{self.first}")
         (self.root / "config.json").write_text(json.dumps({"config": config.to_dict(), "first_tuned_block":
                                                            self.first}, sort_keys=True, indent=1))
 
-    def path_for(self, sha256: str) -> Path:
-        return self.root / sha256[:2] / f"{sha256}.npz"
-
-    def has(self, sha256: str) -> bool:
-        return self.path_for(sha256).is_file()
-
     def get(self, sha256: str) -> CutGraph:
-        with np.load(self.path_for(sha256)) as z:
-            return CutGraph(**{k: z[k] for k in CutGraph.__dataclass_fields__})
-
-    def put(self, sha256: str, graph: CutGraph) -> None:
-        path = self.path_for(sha256)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, **graph.__dict__)
-        tmp.replace(path)  # atomic: an interrupted run never leaves a half-written entry
+        return super().get(sha256)
 
     def fill(self, paths: Sequence[Path], *, device: str = "cpu", progress_every: int = 200) -> dict[Path, str]:
         """Extract every image not cached yet; returns ``{path: sha256}`` for all of them. Resumable; an image that

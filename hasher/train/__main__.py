@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -22,6 +23,18 @@ from hasher.train.stage_cache import StageCache
 
 def _config(path: str | None) -> OscarConfig:
     return OscarConfig.from_dict(json.loads(Path(path).read_text())) if path else RECIPE
+
+
+def _add_settings(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One ``--flag`` per int / float field of a settings dataclass, defaulting to the field's default."""
+    for fld in dataclasses.fields(cls):
+        if fld.type in ("int", "float"):
+            parser.add_argument("--" + fld.name.replace("_", "-"), type=int if fld.type == "int" else float,
+                                default=fld.default)
+
+
+def _settings(args: argparse.Namespace, cls: type) -> Any:
+    return cls(**{fld.name: getattr(args, fld.name) for fld in dataclasses.fields(cls) if fld.type in ("int", "float")})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,10 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--out", required=True)
     t.add_argument("--config")
     t.add_argument("--streams", help="comma-separated streams replacing the recipe's (e.g. global,objects)")
-    for fld in dataclasses.fields(TrainSettings):
-        if fld.type in ("int", "float"):
-            t.add_argument("--" + fld.name.replace("_", "-"), type=int if fld.type == "int" else float,
-                           default=fld.default)
+    _add_settings(t, TrainSettings)
 
     e = sub.add_parser("export", help="write RUN/best.pt as shipped safetensors weights with calibration")
     e.add_argument("--run", required=True)
@@ -83,10 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     lf.add_argument("--cached-only", action="store_true", help="extract nothing: train on the images already cached")
     lf.add_argument("--subsets", help="comma-separated subsets (pairs.csv's dataset column, e.g. the licence class "
                                       "open) to train on; default: all")
-    for fld in dataclasses.fields(LastStageSettings):
-        if fld.type in ("int", "float"):
-            lf.add_argument("--" + fld.name.replace("_", "-"), type=int if fld.type == "int" else float,
-                            default=fld.default)
+    _add_settings(lf, LastStageSettings)
 
     le = sub.add_parser("export-last", help="write a fit-last run's best state as oscar-net-head/2 weights")
     le.add_argument("--run", required=True)
@@ -110,8 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         config = _config(args.config)
         if args.streams:
             config = config.replace(streams=tuple(args.streams.split(",")))
-        settings = TrainSettings(**{fld.name: getattr(args, fld.name) for fld in dataclasses.fields(TrainSettings)
-                                    if fld.type in ("int", "float")})
+        settings = _settings(args, TrainSettings)
         train_groups = read_groups(args.train)
         val_groups = read_groups(args.val, first_origin=len(train_groups))
         cache = FeatureCache(args.cache, config)
@@ -146,8 +152,7 @@ def _last_stage(args: argparse.Namespace) -> int:
         config = _config(args.config)
         if args.streams:
             config = config.replace(streams=tuple(args.streams.split(",")))
-        settings = LastStageSettings(**{fld.name: getattr(args, fld.name) for fld in dataclasses.fields(
-            LastStageSettings) if fld.type in ("int", "float")})
+        settings = _settings(args, LastStageSettings)
         state = fit_last_stage_cli(config, settings, args.train, args.val, args.cache, Path(args.out), args.init,
                                    args.subsets.split(",") if args.subsets else None, args.stage_cache,
                                    args.cached_only)

@@ -80,6 +80,42 @@ class NpzStore:
         np.savez(tmp, **graph.__dict__)
         tmp.replace(path)
 
+    #: Log and leave out an image the pipeline cannot read (else the error ends the fill).
+    skip_unreadable = False
+    config: OscarConfig
+
+    def entry_of(self, model: Any, batch: Any) -> Any:
+        """The entry of one image from the whole network (eval mode) and its one-image scene-graph batch."""
+        raise NotImplementedError
+
+    def fill(self, paths: Sequence[Path], *, device: str = "cpu", progress_every: int = 50) -> dict[Path, str]:
+        """Extract every image not cached yet; returns ``{path: sha256}`` for all of them (less the unreadable ones
+        left out with ``skip_unreadable``). Resumable."""
+        shas = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+        todo = [p for p in paths if not self.has(shas[p])]
+        if not todo:
+            return shas
+        from hasher.api import load  # the full pipeline; import here so reading a cache needs no detector
+
+        hasher = load(device=device, config=self.config)
+        model = hasher.model.eval()
+        start = time.monotonic()
+        with torch.inference_mode():
+            for n, path in enumerate(todo, 1):
+                try:
+                    graph = hasher.scene_graph(path)
+                except Exception as exc:
+                    if not self.skip_unreadable:
+                        raise
+                    log.warning("skipped %s: %s: %s", path, type(exc).__name__, exc)
+                    shas.pop(path)
+                    continue
+                self.put(shas[path], self.entry_of(model, collate([graph]).to(hasher.device)))
+                if n % progress_every == 0 or n == len(todo):
+                    log.info("%s %d/%d (%.2f img/s)", type(self).__name__, n, len(todo),
+                             n / (time.monotonic() - start))
+        return shas
+
 
 class FeatureCache(NpzStore):
     entry = CachedGraph
@@ -92,25 +128,8 @@ class FeatureCache(NpzStore):
     def get(self, sha256: str) -> CachedGraph:
         return super().get(sha256)
 
-    def fill(self, paths: Sequence[Path], *, device: str = "cpu", progress_every: int = 50) -> dict[Path, str]:
-        """Extract every image not cached yet; returns ``{path: sha256}`` for all of them. Resumable."""
-        shas = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
-        todo = [p for p in paths if not self.has(shas[p])]
-        if not todo:
-            return shas
-        from hasher.api import load  # the full pipeline; import here so reading a cache needs no detector
-
-        hasher = load(device=device, config=self.config)
-        model = hasher.model.eval()
-        start = time.monotonic()
-        with torch.inference_mode():
-            for n, path in enumerate(todo, 1):
-                batch = collate([hasher.scene_graph(path)]).to(hasher.device)
-                self.put(shas[path], _strip(model.extract(batch)))
-                if n % progress_every == 0 or n == len(todo):
-                    rate = n / (time.monotonic() - start)
-                    log.info("features %d/%d (%.2f img/s)", n, len(todo), rate)
-        return shas
+    def entry_of(self, model: Any, batch: Any) -> CachedGraph:
+        return _strip(model.extract(batch))
 
 
 def _strip(f: SceneFeatures) -> CachedGraph:

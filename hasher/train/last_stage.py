@@ -36,12 +36,11 @@ import torch
 from hasher.config import OscarConfig
 from hasher.errors import HasherError
 from hasher.losses import BIT_LOSS_WEIGHT, bit_loss, contrastive_labels, simclr_plus_loss
-from hasher.model import OscarNet
+from hasher.model import OscarNet, SceneFeatures
 from hasher.train.data import Group, GroupBatchSampler
-from hasher.train.end_to_end import tuned_prefixes
-from hasher.train.loop import code_metrics, validation_queries
+from hasher.train.end_to_end import _split_parameters, _train_mode, tuned_prefixes
 from hasher.train.features import CachedGraph, collate_cached
-from hasher.model import SceneFeatures
+from hasher.train.loop import _save, code_metrics, validation_queries
 from hasher.train.stage_cache import CutGraph, cut_block, tail_features
 
 log = logging.getLogger(__name__)
@@ -96,12 +95,6 @@ class HardNegativeSampler(GroupBatchSampler):
         return [k for _, k in sorted(keys, reverse=True)[:min(self.manipulated, len(g.manipulated))]]
 
 
-def _train_mode(model: OscarNet) -> None:
-    model.train()
-    model.global_cnn.eval()
-    model.object_cnn.eval()
-
-
 Graph = CutGraph | CachedGraph
 
 
@@ -144,12 +137,6 @@ def mine_weights(model: OscarNet, groups: Sequence[Group], graphs: dict[Path, Gr
     return {p: float(math.exp(-d / temperature)) for (_, p), d in zip(manips, dist, strict=True)}
 
 
-def _save(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-
-
 def train_last_stage(config: OscarConfig, settings: LastStageSettings, train_groups: Sequence[Group],
                      val_groups: Sequence[Group], graphs: dict[Path, Graph], out: Path, *,
                      init: dict[str, torch.Tensor] | None = None) -> tuple[OscarNet, LastStageState]:
@@ -164,14 +151,7 @@ def train_last_stage(config: OscarConfig, settings: LastStageSettings, train_gro
     if init:
         model.load_state_dict(init, strict=False)
     tuned = tuned_prefixes(model, settings.stages)
-    head, backbone = [], []
-    for name, p in model.named_parameters():
-        if name.startswith(("global_cnn.", "object_cnn.")):
-            p.requires_grad_(name.startswith(tuned))
-            if p.requires_grad:
-                backbone.append(p)
-        else:
-            head.append(p)
+    head, backbone = _split_parameters(model, tuned)
     param_groups = [{"params": head, "lr": settings.lr}]
     if backbone:
         param_groups.append({"params": backbone, "lr": settings.backbone_lr})

@@ -19,11 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Iterable, Sequence
-from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +32,6 @@ from hasher.backbone import EfficientNetLite0
 from hasher.config import OscarConfig
 from hasher.errors import ConfigError
 from hasher.model import OscarNet, SceneFeatures
-from hasher.scene_graph import collate
 from hasher.train.features import NpzStore, preprocessing_fingerprint
 
 log = logging.getLogger(__name__)
@@ -90,6 +88,7 @@ class CutGraph:
 
 class StageCache(NpzStore):
     entry = CutGraph
+    skip_unreadable = True  # one unreadable image must not end a long extraction
 
     def __init__(self, root: str | Path, config: OscarConfig, stages: int = 1) -> None:
         if config.backbone != "efficientnet_lite0":
@@ -106,31 +105,8 @@ class StageCache(NpzStore):
     def get(self, sha256: str) -> CutGraph:
         return super().get(sha256)
 
-    def fill(self, paths: Sequence[Path], *, device: str = "cpu", progress_every: int = 200) -> dict[Path, str]:
-        """Extract every image not cached yet; returns ``{path: sha256}`` for all of them. Resumable; an image that
-        cannot be read is logged and left out of the returned mapping."""
-        shas = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
-        todo = [p for p in paths if not self.has(shas[p])]
-        if not todo:
-            return shas
-        from hasher.api import load  # the full pipeline; imported here so reading a cache needs no detector
-
-        hasher = load(device=device, config=self.config)
-        model = hasher.model.eval()
-        start = time.monotonic()
-        with torch.inference_mode():
-            for n, path in enumerate(todo, 1):
-                try:
-                    graph = hasher.scene_graph(path)
-                except Exception as exc:  # noqa: BLE001 - one unreadable image must not end a long extraction
-                    log.warning("skipped %s: %s: %s", path, type(exc).__name__, exc)
-                    shas.pop(path)
-                    continue
-                batch = collate([graph]).to(hasher.device)
-                self.put(shas[path], cut_graph(model, batch, self.first))
-                if n % progress_every == 0 or n == len(todo):
-                    log.info("stage cache %d/%d (%.2f img/s)", n, len(todo), n / (time.monotonic() - start))
-        return shas
+    def entry_of(self, model: OscarNet, batch: Any) -> CutGraph:
+        return cut_graph(model, batch, self.first)
 
 
 def cut_graph(model: OscarNet, batch, first: int) -> CutGraph:  # batch: a SceneGraphBatch of one image

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from hasher import PHASH_MODEL_ID, HasherError, phash64
 from hasher.borders import uniform_borders  # also lookup's: one definition of "padding" for hashing and comparing
-from provenance.errors import InvalidImageError
+from provenance.errors import ConfigError, InvalidImageError
 from provenance.records import PerceptualHash
 
 __all__ = ["DetectedObject", "GlobalIdHasher", "Hasher", "OscarNetHasher", "PHashHasher", "default_hashers",
@@ -94,6 +94,22 @@ class _NetworkHasher(ABC):
         return PerceptualHash(alg=self.alg, model_id=code.model_id, bits=code.bits, value=code.hex)
 
 
+def _check_weights(weights: str) -> None:
+    """Configured OSCAR-Net weights (``PROVENANCE_OSCAR_WEIGHTS`` / ``_MIGRATION_WEIGHTS``) are read when the service
+    is wired, not at the first image: a missing or corrupt file is a configuration error that stops start-up with its
+    name, instead of an internal error on every lookup."""
+    path = Path(weights)
+    if not path.is_file():
+        raise ConfigError(f"OSCAR-Net weights {path}: no such file")
+    if path.suffix == ".safetensors":
+        from hasher.api import read_head_weights
+
+        try:
+            read_head_weights(path)
+        except HasherError as exc:
+            raise ConfigError(f"OSCAR-Net weights {path} cannot be used: {exc}") from exc
+
+
 class OscarNetHasher(_NetworkHasher):
     """OSCAR-Net through ``hasher.load()`` (the shipped trained weights): the tamper-sensitive channel that decides
     *match*. ``threshold`` is the calibrated "same image" Hamming distance shipped with the weights."""
@@ -103,6 +119,8 @@ class OscarNetHasher(_NetworkHasher):
 
     def __init__(self, weights: str | None = None, device: str | None = None) -> None:
         super().__init__()
+        if weights is not None and weights != "untrained":
+            _check_weights(weights)
         self._weights = weights
         self._device = device
 

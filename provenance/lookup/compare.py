@@ -7,8 +7,9 @@ is neutralised before the two are compared, so what remains, concentrated in a r
   query's uniform border bands (plain, coloured or noisy padding), minus a margin where interpolation and JPEG
   ringing mix border and content; rotation wedges and padding land outside the reference once registered;
 - resolution: the comparison runs at ``WORK_SIDE`` resolution, or coarser when the query carries less detail than
-  that: a small query blown up onto a large reference, or a pixelated one (its block grid is detected), is compared
-  at the resolution of its own pixels (blocks), where it still agrees with the reference;
+  that: a small query blown up onto a large reference, or a pixelated one (its block grid is detected in the part
+  of the query that shows the reference, and is not a grid the reference carries itself), is compared at the
+  resolution of its own pixels (blocks), where it still agrees with the reference;
 - noise: a query with many isolated spikes (salt and pepper, strong shot or speckle noise, hard sharpening) is
   median-filtered before it is registered; a query noisier than the reference (measured in flat areas) is compared
   with both sides blurred alike, in proportion, so the noise averages out instead of adding to the difference;
@@ -40,7 +41,7 @@ from provenance.lookup.errors import AnalysisInputError, InsufficientOverlapErro
 from provenance.lookup.features import check_rgb
 
 __all__ = ["ALTERED_THRESHOLD", "REGION_THRESHOLD", "Box", "ChangeAnalysis", "aligned_difference", "change_regions",
-           "pixel_block", "uniform_borders"]
+           "content_window", "pixel_block", "query_pixelation", "uniform_borders"]
 
 Box = tuple[int, int, int, int]  # x, y, width, height in reference pixels (as ``verdict.Region``)
 
@@ -61,6 +62,7 @@ BAND_CAP = 45.0  # a band keeps its own TRIM best pixels, but none off by more t
 MAX_COARSENESS = 1.3  # work pixels per query pixel (or pixelation block) above which the comparison goes coarser
 COARSE_OVERSAMPLE = 1.15  # comparison pixels per query pixel then (per block when pixelated: 1), off Nyquist
 PIXEL_CONTRAST = 2.0  # a block grid is pixelation when block edges are this much stronger than the rest
+INHERITED_GRID_TOLERANCE = 0.15  # a query grid within this share of the reference's own grid is inherited
 SPIKE_LEVEL = 60  # grey levels a pixel must stand out of its 3x3 median to count as a noise spike
 SPIKE_SHARE = 0.005  # share of spike pixels above which the query is median-filtered before comparing
 FLAT_SHARE = 0.3  # the flattest share of the compared area, where the noise of each side is measured
@@ -321,6 +323,46 @@ def pixel_block(rgb: np.ndarray) -> float:
     return float(np.sqrt(bx * by))
 
 
+def content_window(query_shape: tuple[int, ...], to_reference: np.ndarray,
+                   reference_shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
+    """The query's pixels (x0, y0, x1, y1, exclusive ends) that ``to_reference`` maps inside the reference: the
+    picture itself, without an app frame, padding or a caption around it; None when that is not a proper window."""
+    h, w = reference_shape[:2]
+    try:
+        inv = np.linalg.inv(np.asarray(to_reference, np.float64))
+    except np.linalg.LinAlgError:
+        return None
+    corners = np.array([[[-0.5, -0.5]], [[w - 0.5, -0.5]], [[w - 0.5, h - 0.5]], [[-0.5, h - 0.5]]])
+    pts = cv2.perspectiveTransform(corners, inv).reshape(-1, 2)
+    if not np.all(np.isfinite(pts)):
+        return None
+    qh, qw = query_shape[:2]
+    x0, y0 = max(0, int(np.floor(pts[:, 0].min()))), max(0, int(np.floor(pts[:, 1].min())))
+    x1, y1 = min(qw, int(np.ceil(pts[:, 0].max())) + 1), min(qh, int(np.ceil(pts[:, 1].max())) + 1)
+    return (x0, y0, x1, y1) if x1 - x0 >= 24 and y1 - y0 >= 24 else None
+
+
+def query_pixelation(query_rgb: np.ndarray, to_work: np.ndarray, reference_work: np.ndarray, zoom: float) -> float:
+    """The block side (query pixels) of the query's pixelation, or 1.0 when it is not pixelated.
+
+    The grid is looked for only in the part of the query that shows the reference (``content_window``): the
+    regular bars and caption lines of an app frame around a screenshot are not pixelation. And a grid the
+    reference carries itself at the same scale (the 8x8 blocks of an old, heavy JPEG, enlarged with the photo) is
+    inherited content, not pixelation of the copy: comparing such a pair at the grid's resolution would hide
+    edits dozens of pixels across (measured: an 11 % insertion compared at 36 px)."""
+    window = content_window(query_rgb.shape, to_work, reference_work.shape)
+    if window is None:
+        return 1.0
+    x0, y0, x1, y1 = window
+    block = pixel_block(np.ascontiguousarray(query_rgb[y0:y1, x0:x1]))
+    if block == 1.0:
+        return 1.0
+    own = pixel_block(reference_work)  # in work pixels
+    if own != 1.0 and abs(block * zoom / own - 1.0) <= INHERITED_GRID_TOLERANCE:
+        return 1.0
+    return block
+
+
 def _despiked(rgb: np.ndarray) -> np.ndarray:
     """``rgb`` median-filtered (3x3) when more than ``SPIKE_SHARE`` of its pixels are isolated spikes (impulse noise,
     strong shot or speckle noise), else ``rgb`` itself. The share is measured on a central crop (cheap)."""
@@ -439,7 +481,7 @@ def aligned_difference(query_rgb: np.ndarray, reference_rgb: np.ndarray, homogra
     # How many work pixels one query pixel (one pixelation block) spans: above MAX_COARSENESS the query holds less
     # detail than the work grid, and the comparison runs at the query's own resolution instead.
     zoom = _local_zoom(m, (query_rgb.shape[1] - 1) / 2, (query_rgb.shape[0] - 1) / 2)
-    block = pixel_block(query_rgb)
+    block = query_pixelation(query_rgb, m, ref_work, zoom)
     coarseness = zoom * block
     ref, scale = ref_work, 1.0
     if coarseness > MAX_COARSENESS:

@@ -18,7 +18,9 @@ from provenance.lookup.compare import (
     WORK_SIDE,
     ChangeAnalysis,
     aligned_difference,
+    content_window,
     pixel_block,
+    query_pixelation,
     uniform_borders,
 )
 from provenance.lookup.errors import AnalysisInputError, InsufficientOverlapError
@@ -161,6 +163,69 @@ def test_pixel_block_finds_pixelation_only(reference_rgb: np.ndarray, benign_que
     assert pixel_block(reference_rgb) == 1.0
     assert pixel_block(benign_query) == 1.0  # JPEG's 8x8 grid and padding are not pixelation
     assert pixel_block(_degraded(reference_rgb, "jpeg_sharpness_noise")) == 1.0
+
+
+def test_a_screenshot_frame_is_not_pixelation(reference_rgb, reference_features, inserted_query) -> None:
+    """Found on the world calibration split: the header and caption bars of a screenshot's frame made the whole
+    query look pixelated (blocks of 7-18 px), so the picture inside was compared at 14-36 px, where an edit
+    disappears. The grid is only looked for in the part of the query that shows the reference."""
+    from provenance.bench.platform import screenshot
+
+    edited, mask = inserted_query
+    # make-dataset's own screenshot (seed 60: a frame whose bars do look like a grid to the whole image)
+    shot, _, info = screenshot(Image.fromarray(edited), np.random.default_rng(60))
+    query = _jpeg(shot, 90)
+    assert pixel_block(query) > 1.0, info
+    a = _analyse(query, reference_rgb, reference_features)
+    assert a.comparison_scale == 1.0, a.comparison_scale
+    assert a.is_altered() and a.boxes and _box_hits_mask(a.boxes[0], mask), a.score
+    clean, _, _ = screenshot(Image.fromarray(reference_rgb), np.random.default_rng(60))
+    assert pixel_block(_jpeg(clean, 90)) > 1.0
+    b = _analyse(_jpeg(clean, 90), reference_rgb, reference_features)
+    assert not b.is_altered() and b.comparison_scale == 1.0, b.score
+    # the window is the picture: a query that shows the reference at (ox, oy), scale 1
+    ox, oy = 37, 81
+    shift = np.array([[1.0, 0.0, -ox], [0.0, 1.0, -oy], [0.0, 0.0, 1.0]])
+    h, w = reference_rgb.shape[:2]
+    x0, y0, x1, y1 = content_window((h + 200, w + 100, 3), shift, reference_rgb.shape)
+    assert abs(x0 - ox) <= 1 and abs(y0 - oy) <= 1 and abs(x1 - (ox + w)) <= 1 and abs(y1 - (oy + h)) <= 1
+    assert content_window((h, w, 3), np.array([[1.0, 0, 5000], [0, 1.0, 0], [0, 0, 1.0]]), reference_rgb.shape) is None
+
+
+def test_a_grid_the_reference_carries_is_not_pixelation(reference_rgb, photo_paths) -> None:
+    """Found on the world calibration split: a photo that carries its own block grid (an old, heavily compressed
+    JPEG enlarged with the photo) passes it to every copy, which then looked pixelated: an 11 % insertion was
+    compared at 36 px and certified *match*. A grid at the reference's own scale is inherited, not pixelation;
+    a copy pixelated more coarsely than the reference still is."""
+    from provenance.lookup.features import extract_features
+    from tests.provenance.lookup.conftest import load_rgb
+
+    blocky = _jpeg(_pixelated(Image.fromarray(reference_rgb), 1 / 6), 92)  # the registered photo: 6-px blocks
+    features = extract_features(blocky)
+    edited = blocky.copy()
+    donor = load_rgb(photo_paths["donor"])
+    edited[120:220, 200:300] = donor[60:160, 60:160]
+    mask = np.zeros(blocky.shape[:2], bool)
+    mask[120:220, 200:300] = True
+    from provenance.bench import transforms as T
+
+    copy = _jpeg(T.resize_by(Image.fromarray(edited), 0.85), 88)  # a re-share of the edit: its grid is ~5.1 px
+    assert pixel_block(copy) > 1.0
+    a = _analyse(copy, blocky, features)
+    assert a.resolution >= 0.8 * min(WORK_SIDE, max(blocky.shape[:2])), a.resolution
+    assert a.is_altered() and a.boxes and _box_hits_mask(a.boxes[0], mask), a.score
+    clean = _analyse(_jpeg(T.resize_by(Image.fromarray(blocky), 0.85), 88), blocky, features)
+    assert not clean.is_altered(), clean.score
+    # a copy pixelated three times coarser than the reference's own grid is still compared at its blocks
+    coarse = _jpeg(_pixelated(Image.fromarray(blocky), 1 / 18), 90)
+    zoom = 1.0  # same size as the reference, which is within WORK_SIDE or scaled alike below
+    s = min(1.0, WORK_SIDE / max(blocky.shape[:2]))
+    to_work = np.diag([s, s, 1.0])
+    from provenance.lookup.compare import resize_long_side
+
+    work, _ = resize_long_side(blocky, WORK_SIDE)
+    assert query_pixelation(coarse, to_work, work, zoom * s) > 10.0
+    assert query_pixelation(_jpeg(Image.fromarray(blocky), 90), to_work, work, zoom * s) == 1.0
 
 
 def _edited_then(reference_rgb: np.ndarray, edit: str, ctx, seed: int, how: str) -> tuple[np.ndarray, np.ndarray]:

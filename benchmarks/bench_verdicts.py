@@ -90,7 +90,7 @@ def candidate_from_row(row: dict[str, Any], record_cid: str = "ref") -> Candidat
                      clone_gap=None if clone is None else clone.get("gap"), comparison_side=resolution,
                      region_score=row.get("region_score"),
                      peak_score=row.get("peak_score", (row.get("pools") or {}).get(str(PEAK_POOL))),
-                     dense=row.get("dense", False))
+                     dense=row.get("dense", False), chroma_score=row.get("chroma_score"))
 
 
 def evidence_row(ev: PairEvidence, policy: Policy) -> dict[str, Any]:
@@ -107,6 +107,7 @@ def evidence_row(ev: PairEvidence, policy: Policy) -> dict[str, Any]:
                    blur_sigma=a.blur_sigma, noise_floor=round(a.noise_floor, 3),
                    comparison_scale=round(a.comparison_scale, 4), resolution=a.resolution,
                    region_score=round(a.region_score, 3), peak_score=round(a.peak_score, 3),
+                   chroma_score=round(a.chroma_score, 3),
                    pools={str(share): round(pooled_max(a.heat, a.compared, share), 3) for share in POOL_SHARES},
                    boxes=[list(b) for b in a.boxes])
     elif ev.not_compared:

@@ -12,9 +12,11 @@ The evidence is ``bench_verdicts.py``'s per-pair output on the calibration split
    (the most harmful error) while at most ``--max-false-altered`` of the benign copies are lost;
 2. the region threshold: just above every benign copy's region score (``--region-margin``), so the region cue only
    adds edits the score missed;
-3. the scene thresholds are given (``--scene-*``; the real same-scene pairs are too few to fit on) and reported
+3. the peak threshold and its contrast, and the chroma threshold, each catching the most edits the thresholds
+   before it let through within a small budget of benign copies (``--peak-budget``, ``--chroma-budget``);
+4. the scene thresholds are given (``--scene-*``; the real same-scene pairs are too few to fit on) and reported
    against the calibration pairs;
-4. the confidence model: per verdict, a logistic model of (margin, tie) (``provenance.lookup.confidence``) fitted
+5. the confidence model: per verdict, a logistic model of (margin, tie) (``provenance.lookup.confidence``) fitted
    to whether the verdict was right, and the confidence below which a verdict is not ``confident``: the largest
    that flags at most ``--unsure`` of the benign copies and of the edits.
 """
@@ -81,6 +83,29 @@ def fit_peak(rows: list[dict[str, Any]], policy: Policy, budget: float) -> tuple
     print(f"peak threshold {t:.1f} at {contrast:g}x the score: catches {caught} of the {len(edits)} edits the other "
           f"thresholds let through, loses {lost} of {n_benign} benign copies")
     return round(t, 2), contrast
+
+
+def fit_chroma(rows: list[dict[str, Any]], policy: Policy, budget: float) -> float | None:
+    """The chroma threshold that catches the most edits the other thresholds let through, losing at most
+    ``budget`` of the benign copies they leave *match* (ties: the higher threshold); None when it catches none.
+    Rows without a chroma score (evidence written before it existed) are refused: the fit would be blind."""
+    left = [(r["relation"], c) for r in rows if r["relation"] in ("benign", "manipulated")
+            for c in [candidate_from_row(r)] if c.change_score is not None
+            and decide([c], policy, query_hash="", model="").verdict == "match"]
+    if any(c.chroma_score is None for _, c in left):
+        raise SystemExit("evidence without chroma_score: rerun bench_verdicts.py on the calibration split")
+    benign = sorted((c.chroma_score for rel, c in left if rel == "benign"), reverse=True)
+    edits = [c.chroma_score for rel, c in left if rel == "manipulated"]
+    n_benign = sum(r["relation"] == "benign" for r in rows)
+    allowed = int(budget * n_benign)  # benign copies the threshold may lose
+    if not benign or not edits:
+        return None
+    # just above the (allowed + 1)-th highest benign score: loses exactly ``allowed`` of them
+    threshold = round(benign[min(allowed, len(benign) - 1)] + 0.01, 2)
+    caught = sum(e >= threshold for e in edits)
+    print(f"chroma threshold {threshold}: catches {caught} of the {len(edits)} edits the other thresholds let "
+          f"through, loses {min(allowed, len(benign) - 1)} of {n_benign} benign copies")
+    return threshold if caught else None
 
 
 def fit_thresholds(rows: list[dict[str, Any]], policy: Policy, bins: list[int], max_false_altered: float,
@@ -150,7 +175,7 @@ def fit_confidence(rows: list[dict[str, Any]], policy: Policy, unsure: float) ->
         if len(data) < 10:
             print(f"confidence, {verdict}: {len(data)} pairs, too few to fit; no model")
             continue
-        models[verdict] = fit_logistic(x, y, l2=1.0)
+        models[verdict] = fit_logistic(x, y, l2=1.0, nonnegative=True)
         print(f"confidence, {verdict}: {len(data)} pairs, {sum(y)} right; model {models[verdict]}")
     model = ConfidenceModel(models, 0.0)
     conf = {id(r): model.assess(v.verdict, next(iter(v.candidates), None), v.candidates, policy)[0]
@@ -180,6 +205,8 @@ def main() -> None:
                     help="the evidence's dataset: edit facts refreshed from its build.json, imperceptible edits left out")
     ap.add_argument("--peak-budget", type=float, default=0.002,
                     help="most benign copies the peak threshold may lose beyond the other thresholds")
+    ap.add_argument("--chroma-budget", type=float, default=0.001,
+                    help="most benign copies the chroma threshold may lose beyond the other thresholds")
     ap.add_argument("--out", type=Path, default=ROOT / "provenance" / "lookup" / "verdict_calibration.json")
     ap.add_argument("--bins", default="230", help="comparison resolutions (long side, px) at or below which the "
                     "second threshold applies")
@@ -216,8 +243,10 @@ def main() -> None:
     policy = replace(policy, region_threshold=region)
     peak, contrast = fit_peak(rows, policy, args.peak_budget)
     policy = replace(policy, peak_threshold=peak, peak_min_contrast=contrast)
+    chroma = fit_chroma(rows, policy, args.chroma_budget)
+    policy = replace(policy, chroma_threshold=chroma)
     thresholds = {"change_threshold": base, "change_thresholds": by_side, "region_threshold": region,
-                  "peak_threshold": peak, "peak_min_contrast": contrast, **given}
+                  "peak_threshold": peak, "peak_min_contrast": contrast, "chroma_threshold": chroma, **given}
     confidence = fit_confidence(rows, policy, args.unsure)
     judged = verdicts(rows, policy)
     for rel in counts:
@@ -230,7 +259,8 @@ def main() -> None:
                "how": "bench_verdicts.py evidence on make-dataset --recipe world --split calibration (train-photos, "
                       "hash-held-out by source); thresholds: fewest edits called match with at most "
                       f"{args.max_false_altered:.2%} of benign copies lost, by comparison resolution; a compact "
-                      f"change's peak with at most {args.peak_budget:.2%} more; imperceptible edits left out; "
+                      f"change's peak with at most {args.peak_budget:.2%} more; a colour change's chroma score with at most "
+                      f"{args.chroma_budget:.2%} more; imperceptible edits left out; "
                       "confidence: "
                       "logistic (Platt) per verdict on (margin, tie)"}
     obj = {"format": FORMAT, "made_by": made_by, "thresholds": thresholds, "confidence": confidence.to_obj()}

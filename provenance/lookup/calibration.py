@@ -26,7 +26,7 @@ FORMAT = "provenance-verdict-calibration/1"
 #: Policy fields the file may set (the hash's own thresholds and the identity gate come with their weights).
 CALIBRATED_FIELDS = ("change_threshold", "change_thresholds", "scene_off_plane", "scene_min_inlier_ratio",
                      "scene_changed", "scene_max_density", "scene_min_inliers", "clone_min_matches", "clone_min_gap",
-                     "region_threshold", "peak_threshold", "peak_min_contrast")
+                     "region_threshold", "peak_threshold", "peak_min_contrast", "chroma_threshold")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,11 @@ is neutralised before the two are compared, so what remains, concentrated in a r
   squares so an edited region cannot drag it, with the trimming judged per band of brightness so highlights and
   shadows stay in the fit; predicting in that direction lets clipping (blown highlights) be re-applied;
 - blur and sharpening: the sharper side is blurred by the Gaussian that makes the two agree best;
+- colour alone: a second, chroma-only heat (opponent colours R - G and (R + G) / 2 - B, after the colour model and
+  the blur matching), with its own re-share floor (chroma contrast and saturation: 4:2:0 subsampling bleeds colour
+  across edges). Benign copies change colour globally, which the colour model takes out; a recoloured patch or an
+  inpainted object a dozen pixels across leaves a compact chroma change that the luminance-dominated heat, whose
+  floor is raised by sharpening halos and JPEG ringing, dilutes (``chroma_score``);
 - recompression noise, sharpening halos, aliasing and sub-pixel misregistration: each query pixel is compared with
   the best of its 3x3 reference neighbours and differences are pooled over a few pixels; then the difference a
   re-share leaves is modelled per pair, as a function of local contrast (JPEG, sharpening and resampling errors grow
@@ -41,7 +46,7 @@ from provenance.lookup.errors import AnalysisInputError, InsufficientOverlapErro
 from provenance.lookup.features import check_rgb
 
 __all__ = ["ALTERED_THRESHOLD", "REGION_THRESHOLD", "Box", "ChangeAnalysis", "aligned_difference", "change_regions",
-           "content_window", "pixel_block", "query_pixelation", "uniform_borders"]
+           "chroma_heat", "content_window", "pixel_block", "query_pixelation", "uniform_borders"]
 
 Box = tuple[int, int, int, int]  # x, y, width, height in reference pixels (as ``verdict.Region``)
 
@@ -85,6 +90,9 @@ REGION_POOL = 0.02
 # how far above the score it must stand, are calibrated with the others (verdict_calibration.json).
 PEAK_POOL = 0.003
 MIN_REGION_SHARE = 0.002  # changed regions smaller than this share of the compared area are not boxed
+# The chroma score pools the chroma heat over a Gaussian of this share of the long side (a recoloured patch or an
+# inpainted object a few dozen pixels across at 256-512 px); its threshold is calibrated with the others.
+CHROMA_POOL = 0.01
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,6 +126,8 @@ class ChangeAnalysis:
     sharpened: float = 0.0  # unsharp-mask amount given to the reference to match a sharpened query (0: none)
     region_score: float = 0.0  # the heat of the most changed region (pooled over REGION_POOL of the long side)
     peak_score: float = 0.0  # the heat of the most changed spot (pooled over PEAK_POOL of the long side)
+    chroma_score: float = 0.0  # the chroma heat of the most recoloured spot (pooled over CHROMA_POOL of the side)
+    chroma_heat: np.ndarray | None = field(default=None, repr=False)  # on the work grid, like ``heat``
 
     @property
     def resolution(self) -> int:
@@ -128,6 +138,27 @@ class ChangeAnalysis:
     def is_altered(self, threshold: float = ALTERED_THRESHOLD) -> bool:
         """True when the score reaches ``threshold`` (default: the calibrated ``ALTERED_THRESHOLD``)."""
         return self.score >= threshold
+
+    @property
+    def chroma_box(self) -> Box | None:
+        """The most recoloured spot, boxed in reference pixels: the connected extent, around the chroma heat's
+        pooled maximum, of what reaches half that maximum (None: no chroma heat, or none at all)."""
+        if self.chroma_heat is None or self.chroma_score <= 0.0:
+            return None
+        sigma = max(1.0, CHROMA_POOL * max(self.chroma_heat.shape))
+        weight = cv2.GaussianBlur(self.compared.astype(np.float32), (0, 0), sigma)
+        pooled = cv2.GaussianBlur(self.chroma_heat, (0, 0), sigma) / np.maximum(weight, 1e-3)
+        pooled[~self.compared] = 0.0
+        y, x = np.unravel_index(int(np.argmax(pooled)), pooled.shape)
+        if pooled[y, x] <= 0.0:
+            return None
+        _, labels = cv2.connectedComponents((pooled >= 0.5 * pooled[y, x]).astype(np.uint8), connectivity=8)
+        ys, xs = np.nonzero(labels == labels[y, x])
+        w, h = self.reference_size
+        sx, sy = w / pooled.shape[1], h / pooled.shape[0]
+        x1, y1 = max(0, int(np.floor(xs.min() * sx))), max(0, int(np.floor(ys.min() * sy)))
+        x2, y2 = min(w, int(np.ceil((xs.max() + 1) * sx))), min(h, int(np.ceil((ys.max() + 1) * sy)))
+        return (x1, y1, x2 - x1, y2 - y1)
 
     def heat_at_reference_size(self) -> np.ndarray:
         """The heat map resampled to the reference's full pixel size (float32, H x W)."""
@@ -268,10 +299,11 @@ def _match_blur(q: np.ndarray, r: np.ndarray, mask: np.ndarray) -> tuple[np.ndar
 
 
 def _shift_min_difference(q: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Per-pixel colour distance from each query pixel to the closest of its 3x3 reference neighbours."""
+    """Per-pixel colour distance from each query pixel to the closest of its 3x3 reference neighbours (any number
+    of channels, float32)."""
     pad = cv2.copyMakeBorder(r, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
     h, w = q.shape[:2]
-    ones = np.ones((1, 3), np.float32)
+    ones = np.ones((1, q.shape[2]), np.float32)
     best = None
     for dy in (0, 1, 2):
         for dx in (0, 1, 2):
@@ -426,6 +458,43 @@ def _reshare_floor(pooled: np.ndarray, r: np.ndarray, compared: np.ndarray) -> n
     return cv2.max(floor, 0.0)
 
 
+def _opponent(img: np.ndarray) -> np.ndarray:
+    """The two opponent chroma channels of float RGB, in grey levels: R - G and (R + G) / 2 - B."""
+    return cv2.transform(img, np.array([[1.0, -1.0, 0.0], [0.5, 0.5, -1.0]], np.float32))
+
+
+def chroma_heat(q: np.ndarray, r: np.ndarray, compared: np.ndarray) -> np.ndarray:
+    """Chroma difference beyond what this pair's re-share leaves (float32, 0 outside ``compared``).
+
+    ``q`` and ``r`` are the registered query and the reference after the colour model and the blur matching. Each
+    query pixel's chroma is compared with the closest of its 3x3 reference neighbours, pooled like the heat, and a
+    floor is subtracted, modelled as c0 + c1 * chroma contrast + c2 * saturation of the reference (4:2:0 chroma
+    subsampling and resampling bleed colour across coloured edges, more where colours are strong), fitted by
+    trimmed least squares over the compared area so a recoloured minority is trimmed, not fitted."""
+    cq, cr = _opponent(q), _opponent(r)
+    diff = _shift_min_difference(cq, cr)
+    diff[~compared] = 0.0
+    weight = cv2.GaussianBlur(compared.astype(np.float32), (0, 0), POOL_SIGMA)
+    pooled = cv2.GaussianBlur(diff, (0, 0), POOL_SIGMA) / np.maximum(weight, 1e-3)
+    gx = cv2.Sobel(cr, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
+    gy = cv2.Sobel(cr, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
+    contrast = cv2.GaussianBlur(cv2.transform(cv2.magnitude(gx, gy), np.ones((1, 2), np.float32)), (0, 0), POOL_SIGMA)
+    saturation = cv2.GaussianBlur(cv2.transform(np.abs(cr), np.ones((1, 2), np.float32)), (0, 0), POOL_SIGMA)
+    idx = np.flatnonzero(compared.ravel())
+    if len(idx) > FLOOR_SAMPLES:
+        idx = idx[:: len(idx) // FLOOR_SAMPLES + 1]
+    a = np.stack([np.ones(len(idx)), contrast.ravel()[idx], saturation.ravel()[idx]], axis=1).astype(np.float64)
+    y = pooled.ravel()[idx].astype(np.float64)
+    keep = np.ones(len(idx), bool)
+    coef = np.zeros(3)
+    for _ in range(3):
+        coef = np.linalg.lstsq(a[keep], y[keep], rcond=None)[0]
+        err = np.abs(y - a @ coef)
+        keep = err <= np.quantile(err, TRIM)
+    floor = cv2.addWeighted(contrast, float(coef[1]), saturation, float(coef[2]), float(coef[0]))
+    return np.where(compared, np.maximum(pooled - floor, 0.0), 0.0).astype(np.float32)
+
+
 def pooled_max(heat: np.ndarray, compared: np.ndarray, share: float) -> float:
     """The largest heat pooled over a Gaussian of ``share`` of the long side (normalised by how much of the window
     was compared), inside the compared area."""
@@ -524,6 +593,7 @@ def aligned_difference(query_rgb: np.ndarray, reference_rgb: np.ndarray, homogra
     if common > 0.3:
         q, r = cv2.GaussianBlur(q, (0, 0), common), cv2.GaussianBlur(r, (0, 0), common)
     q, r, sigma, sharpened = _match_blur(q, r, compared)
+    chroma = chroma_heat(q, r, compared)
     diff = _shift_min_difference(q, r)
     diff[~compared] = 0.0
     # Pool over a few pixels, normalised by how much of the window was compared (so borders are not diluted).
@@ -537,13 +607,16 @@ def aligned_difference(query_rgb: np.ndarray, reference_rgb: np.ndarray, homogra
         a.setflags(write=False)
     if scale != 1.0:  # back onto the work grid, which the heat map's contract (and change_regions) use
         heat = cv2.resize(heat, (work_w, work_h), interpolation=cv2.INTER_LINEAR)
+        chroma = cv2.resize(chroma, (work_w, work_h), interpolation=cv2.INTER_LINEAR)
         compared = cv2.resize(compared.astype(np.uint8), (work_w, work_h), interpolation=cv2.INTER_NEAREST) > 0
         heat[~compared] = 0.0
+        chroma[~compared] = 0.0
     score = float(np.quantile(heat[compared], 1.0 - SCORE_SHARE))
     region = pooled_max(heat, compared, REGION_POOL)
     peak = pooled_max(heat, compared, PEAK_POOL)
+    chroma_score = pooled_max(chroma, compared, CHROMA_POOL)
     boxes, changed = change_regions(heat, compared, (ref_w, ref_h))
-    heat.setflags(write=False)
-    compared.setflags(write=False)
+    for a in (heat, chroma, compared):
+        a.setflags(write=False)
     return ChangeAnalysis(score, heat, compared, (ref_w, ref_h), boxes, changed, overlap, sigma, noise_floor, scale,
-                          grid, sharpened, region, peak)
+                          grid, sharpened, region, peak, chroma_score, chroma)

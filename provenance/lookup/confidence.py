@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 from provenance.lookup.verdict import (ALTERED, MATCH, NO_MATCH, SAME_SCENE, Candidate, Policy, Verdict,
-                                       change_threshold, is_cloned, is_peak_changed)
+                                       change_threshold, is_chroma_changed, is_cloned, is_peak_changed)
 
 __all__ = ["FEATURES", "ConfidenceModel", "Logistic", "evidence_features", "fit_logistic"]
 
@@ -77,6 +76,8 @@ def evidence_features(verdict: str, best: Candidate | None, candidates: Sequence
             margin = max(margin, _log_ratio(best.region_score, policy.region_threshold))
         if is_peak_changed(best, policy):
             margin = max(margin, _log_ratio(best.peak_score or 0.0, policy.peak_threshold or 1.0))
+        if is_chroma_changed(best, policy):
+            margin = max(margin, _log_ratio(best.chroma_score or 0.0, policy.chroma_threshold or 1.0))
         return margin, tie
     # MATCH: uncompared (a small crop) gets no support from the comparison; the closer call of the two scores counts
     if score is None:
@@ -87,6 +88,8 @@ def evidence_features(verdict: str, best: Candidate | None, candidates: Sequence
     if (policy.peak_threshold is not None and best.peak_score is not None
             and best.peak_score >= policy.peak_min_contrast * score):  # a spot that stands out: how close a call
         margin = min(margin, -_log_ratio(best.peak_score, policy.peak_threshold))
+    if policy.chroma_threshold is not None and best.chroma_score is not None:  # how close a colour change came
+        margin = min(margin, -_log_ratio(best.chroma_score, policy.chroma_threshold))
     return margin, tie
 
 
@@ -147,12 +150,35 @@ class ConfidenceModel:
         return cls(models, min_confidence)
 
 
-def fit_logistic(x: Sequence[Sequence[float]], y: Sequence[int], *, l2: float = 1.0, iters: int = 100) -> Logistic:
+def fit_logistic(x: Sequence[Sequence[float]], y: Sequence[int], *, l2: float = 1.0, iters: int = 100,
+                 nonnegative: bool = False) -> Logistic:
     """Maximum-likelihood logistic regression with an L2 penalty on the weights (not the bias), by Newton's method
-    (a few thousand pairs and two features: no fitting library needed)."""
+    (a few thousand pairs and two features: no fitting library needed).
+
+    ``nonnegative``: the features are oriented so that larger means more support (``evidence_features``); a weight
+    that comes out negative says more about the handful of errors it was fitted on (a verdict right 1,850 times in
+    1,852) than about the evidence, so that feature is dropped (weight 0) and the rest refitted."""
     import numpy as np
 
-    a = np.column_stack([np.asarray(x, np.float64).reshape(len(y), -1), np.ones(len(y))])
+    xs = np.asarray(x, np.float64).reshape(len(y), -1)
+    if nonnegative:
+        active = list(range(xs.shape[1]))
+        while True:
+            sub = _fit(xs[:, active], y, l2, iters)
+            negative = [i for i, wt in zip(active, sub.weights, strict=True) if wt < 0.0]
+            if not negative:
+                weights = [0.0] * xs.shape[1]
+                for i, wt in zip(active, sub.weights, strict=True):
+                    weights[i] = wt
+                return Logistic(tuple(weights), sub.bias)
+            active = [i for i in active if i not in negative]
+    return _fit(xs, y, l2, iters)
+
+
+def _fit(xs: Any, y: Sequence[int], l2: float, iters: int) -> Logistic:
+    import numpy as np
+
+    a = np.column_stack([xs, np.ones(len(y))])
     t = np.asarray(y, np.float64)
     w = np.zeros(a.shape[1])
     penalty = np.full(a.shape[1], l2)

@@ -68,7 +68,9 @@ class PairEvidence:
             clone_gap=None if self.clone is None else self.clone.gap,
             comparison_side=None if a is None else a.resolution,
             region_score=None if a is None else float(a.region_score),
-            peak_score=None if a is None else float(a.peak_score), dense=g.model == DENSE_MODEL)
+            peak_score=None if a is None else float(a.peak_score), dense=g.model == DENSE_MODEL,
+            chroma_score=None if a is None else float(a.chroma_score),
+            chroma_box=None if a is None or a.chroma_box is None else Region(*(int(v) for v in a.chroma_box)))
 
     @property
     def boxes(self) -> tuple[tuple[int, int, int, int], ...]:

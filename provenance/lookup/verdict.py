@@ -6,8 +6,9 @@ without images, and calibrated on one dataset split and reported on another (``b
 * **match**: a candidate passes geometric verification, its tamper-sensitive hash is within ``hash_altered`` (by
   default the model's calibrated threshold), and the aligned comparison finds no local change.
 * **altered**: a candidate passes geometric verification (it is the same source scene) but the content differs:
-  the aligned comparison finds a concentrated change (at the threshold for the resolution it ran at), a copy-move
-  leaves its tell-tale (``provenance.lookup.clones``), or the sensitive hash is beyond ``hash_altered``.
+  the aligned comparison finds a concentrated change (at the threshold for the resolution it ran at, or a compact
+  spot, or a colour change in its chroma heat), a copy-move leaves its tell-tale (``provenance.lookup.clones``), or
+  the sensitive hash is beyond ``hash_altered``.
   The evidence carries the changed regions and the change map.
 * **same_scene**: a candidate passes geometric verification, but the query is another photo of the same scene,
   not a copy of the registered one: a homography explains only part of what a fundamental matrix explains
@@ -70,6 +71,8 @@ class Policy:
     # ``peak_min_contrast`` times its score (the picture's own level of difference); None: not used.
     peak_threshold: float | None = None
     peak_min_contrast: float = 1.0
+    # A colour change: the comparison's chroma score at or above this (None: not used).
+    chroma_threshold: float | None = None
 
     def change_threshold_at(self, resolution: int | None) -> float:
         """The altered threshold for a comparison that ran at ``resolution`` (long side, px; None: unknown)."""
@@ -88,7 +91,7 @@ class Policy:
                 "clone_min_matches": self.clone_min_matches, "clone_min_gap": self.clone_min_gap,
                 "change_thresholds": [list(t) for t in self.change_thresholds],
                 "region_threshold": self.region_threshold, "peak_threshold": self.peak_threshold,
-                "peak_min_contrast": self.peak_min_contrast}
+                "peak_min_contrast": self.peak_min_contrast, "chroma_threshold": self.chroma_threshold}
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,8 @@ class Candidate:
     region_score: float | None = None  # the comparison's most changed region (heat pooled over 2 % of the side)
     peak_score: float | None = None  # the comparison's most changed spot (heat pooled over 0.3 % of the side)
     dense: bool = False  # verified by dense alignment, not keypoints (no inliers; ``provenance.lookup.dense``)
+    chroma_score: float | None = None  # the comparison's most recoloured spot (chroma heat, pooled)
+    chroma_box: Region | None = None  # where that spot is (reference pixels)
 
     def to_obj(self) -> dict[str, Any]:
         return {"record_cid": self.record_cid, "publisher": self.publisher, "leaf_index": self.leaf_index,
@@ -178,6 +183,8 @@ class Candidate:
                 "clone_gap": None if self.clone_gap is None else round(self.clone_gap, 4),
                 "region_score": None if self.region_score is None else round(self.region_score, 4),
                 "peak_score": None if self.peak_score is None else round(self.peak_score, 4), "dense": self.dense,
+                "chroma_score": None if self.chroma_score is None else round(self.chroma_score, 4),
+                "chroma_box": None if self.chroma_box is None else self.chroma_box.to_obj(),
                 "comparison_side": self.comparison_side}
 
 
@@ -239,11 +246,17 @@ def is_peak_changed(c: Candidate, policy: Policy) -> bool:
     return c.peak_score >= policy.peak_threshold and c.peak_score >= policy.peak_min_contrast * c.change_score
 
 
+def is_chroma_changed(c: Candidate, policy: Policy) -> bool:
+    """A colour change: the comparison's chroma score reaches the chroma threshold."""
+    return (policy.chroma_threshold is not None and c.chroma_score is not None
+            and c.chroma_score >= policy.chroma_threshold)
+
+
 def is_altered(c: Candidate, policy: Policy) -> bool:
     changed = c.change_score is not None and c.change_score >= change_threshold(c, policy)
     far = c.distance is not None and c.distance > policy.hash_altered
     return (changed or far or is_cloned(c, policy) or is_region_changed(c, policy)
-            or is_peak_changed(c, policy))
+            or is_peak_changed(c, policy) or is_chroma_changed(c, policy))
 
 
 def other_photo_reasons(c: Candidate, policy: Policy) -> list[str]:
@@ -328,12 +341,17 @@ def decide(candidates: Sequence[Candidate], policy: Policy, *, query_hash: str, 
         if is_peak_changed(best, policy) and not reasons:
             reasons.append(f"a compact change: peak {best.peak_score:.3f} >= {policy.peak_threshold}, "
                            f"{best.peak_score / max(best.change_score or 0.0, 1e-6):.1f}x the picture's level")
+        if is_chroma_changed(best, policy) and not reasons:
+            reasons.append(f"a colour change: chroma score {best.chroma_score:.3f} >= {policy.chroma_threshold}")
         if is_cloned(best, policy):
             reasons.append(f"copy-move: {best.clone_matches} keypoints match a second place in the original"
                            if best.clone_matches else
                            "copy-move: a changed block matches another place of the original "
                            f"(correlation {best.clone_gap:.2f} better than in place)")
-        return Verdict(ALTERED, best.record_cid, regions=best.regions,
+        regions = best.regions
+        if not regions and best.chroma_box is not None and is_chroma_changed(best, policy):
+            regions = (best.chroma_box,)  # only the colour changed: the most recoloured spot is the region
+        return Verdict(ALTERED, best.record_cid, regions=regions,
                        explanation=f"same scene ({best.inliers} inliers) but content differs: " + "; ".join(reasons)
                        + first, **common)
     within = "within" if best.distance is None or best.distance <= policy.hash_threshold else "above"

@@ -11,7 +11,8 @@ import pytest
 from provenance.errors import ConfigError
 from provenance.lookup.calibration import FORMAT, parse_calibration
 from provenance.lookup.confidence import ConfidenceModel, Logistic, evidence_features, fit_logistic
-from provenance.lookup.verdict import ALTERED, MATCH, NO_MATCH, SAME_SCENE, Candidate, Policy, classify, decide
+from provenance.lookup.verdict import (ALTERED, MATCH, NO_MATCH, SAME_SCENE, Candidate, Policy, Region, classify,
+                                       decide)
 
 POLICY = Policy(hash_threshold=22, hash_altered=22, change_threshold=12.7, scene_off_plane=0.3,
                 scene_min_inlier_ratio=0.6, scene_changed=0.25, scene_min_inliers=40, clone_min_matches=5,
@@ -21,11 +22,12 @@ POLICY = Policy(hash_threshold=22, hash_altered=22, change_threshold=12.7, scene
 def cand(cid: str = "a", *, inliers: int = 300, ratio: float = 0.95, score: float | None = 4.0,
          off_plane: float | None = 0.02, changed: float | None = 0.0, clone: int | None = None,
          side: int | None = 512, distance: int | None = 5, density: float | None = 0.05,
-         region: float | None = None, peak: float | None = None) -> Candidate:
+         region: float | None = None, peak: float | None = None, chroma: float | None = None,
+         chroma_box: Region | None = None) -> Candidate:
     return Candidate(cid, ("global-id",), distance, 3, inliers, ratio, True, False, "verified", score, (), {},
                      fundamental_inliers=inliers, off_plane_share=off_plane, changed_fraction=changed,
                      clone_matches=clone, comparison_side=side, inlier_density=density, region_score=region,
-                     peak_score=peak)
+                     peak_score=peak, chroma_score=chroma, chroma_box=chroma_box)
 
 
 def verdict(*cands: Candidate):  # type: ignore[no-untyped-def]
@@ -105,6 +107,29 @@ def test_a_spot_near_the_peak_threshold_lowers_a_match_s_confidence():
     assert close[0] < clear[0] < flat[0]
 
 
+def test_a_colour_change_makes_altered_with_its_spot_as_the_region():
+    tinted = replace(POLICY, chroma_threshold=14.0)
+    spot = Region(40, 60, 18, 12)
+    v = decide([cand(score=6.0, chroma=16.5, chroma_box=spot)], tinted, query_hash="", model="")
+    assert v.verdict == ALTERED and "a colour change: chroma score 16.500 >= 14.0" in v.explanation
+    assert v.regions == (spot,)  # the comparison boxed nothing: the recoloured spot is the region
+    boxed = replace(cand(score=6.0, chroma=16.5, chroma_box=spot), regions=(Region(1, 2, 3, 4),))
+    assert decide([boxed], tinted, query_hash="", model="").regions == (Region(1, 2, 3, 4),)
+    assert decide([cand(score=6.0, chroma=13.9, chroma_box=spot)], tinted, query_hash="", model="").verdict == MATCH
+    assert decide([cand(score=6.0, chroma=None)], tinted, query_hash="", model="").verdict == MATCH  # not compared
+    assert verdict(cand(score=6.0, chroma=30.0)).verdict == MATCH  # no chroma threshold: the cue is off
+    obj = decide([cand(score=6.0, chroma=16.5, chroma_box=spot)], tinted, query_hash="", model="").to_obj()
+    assert obj["thresholds"]["chroma_threshold"] == 14.0
+    assert obj["candidates"][0]["chroma_score"] == 16.5 and obj["candidates"][0]["chroma_box"]["width"] == 18
+    # the confidence: a match whose colour came close to the threshold is a closer call; an altered one far above
+    # it is firmer than one the chroma barely made
+    close = evidence_features(MATCH, cand(score=3.0, chroma=13.0), (), tinted)[0]
+    clear = evidence_features(MATCH, cand(score=3.0, chroma=5.0), (), tinted)[0]
+    assert close < clear
+    assert (evidence_features(ALTERED, cand(score=3.0, chroma=40.0), (), tinted)[0]
+            > evidence_features(ALTERED, cand(score=3.0, chroma=15.0), (), tinted)[0])
+
+
 def test_the_altered_threshold_rises_for_coarse_comparisons():
     assert POLICY.change_threshold_at(120) == 16.0 and POLICY.change_threshold_at(200) == 14.0
     assert POLICY.change_threshold_at(512) == 12.7 and POLICY.change_threshold_at(None) == 12.7
@@ -163,6 +188,10 @@ def test_fit_logistic_recovers_a_known_model():
     y = (rng.random(4000) < 1 / (1 + np.exp(-(1.5 * x[:, 0] - 0.5 * x[:, 1] + 0.3)))).astype(int)
     m = fit_logistic(x.tolist(), y.tolist(), l2=0.01)
     assert m.weights == pytest.approx((1.5, -0.5), abs=0.15) and m.bias == pytest.approx(0.3, abs=0.1)
+    # non-negative: the feature that came out negative is dropped and the other refitted alone
+    n = fit_logistic(x.tolist(), y.tolist(), l2=0.01, nonnegative=True)
+    alone = fit_logistic(x[:, :1].tolist(), y.tolist(), l2=0.01)
+    assert n.weights[1] == 0.0 and n.weights[0] == pytest.approx(alone.weights[0]) and n.bias == pytest.approx(alone.bias)
 
 
 def test_a_calibration_file_round_trips_and_bad_ones_are_refused():
@@ -206,3 +235,32 @@ def test_the_cli_names_a_lead_and_a_weak_verdict(capsys):
     print_verdict(MODEL.apply(verdict(cand(score=11.0, inliers=20))).to_obj())
     out = capsys.readouterr().out
     assert out.startswith("verdict: match  record a") and "(weak evidence: needs a human look)" in out
+
+
+def test_the_chroma_threshold_is_fitted_on_benign_copies_within_its_budget():
+    """``calibrate_verdicts.fit_chroma``: just above the benign copies it may not lose, reported only when it
+    catches an edit the other thresholds let through; evidence without chroma scores is refused."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "calibrate_verdicts.py"
+    spec = importlib.util.spec_from_file_location("calibrate_verdicts", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def row(rel: str, chroma: float | None, score: float = 4.0) -> dict:
+        return {"relation": rel, "inliers": 300, "inlier_ratio": 0.95, "passed": True, "score": score,
+                "resolution": 512, "reference_side": 512, "chroma_score": chroma}
+
+    benign = [row("benign", float(v)) for v in range(1, 1001)]  # chroma scores 1..1000 / 100 below
+    for r in benign:
+        r["chroma_score"] /= 100.0  # 0.01 .. 10.0
+    edits = [row("manipulated", 9.995), row("manipulated", 14.0), row("manipulated", 3.0),
+             row("manipulated", 50.0, score=40.0)]  # the last is altered by its score already
+    # budget 0.002 of 1,000 benign copies: two may be lost, so the threshold sits just above the third highest
+    t = mod.fit_chroma(benign + edits, POLICY, 0.002)
+    assert t == round(9.98 + 0.01, 2)
+    assert mod.fit_chroma(benign + edits, POLICY, 0.0) == 10.01  # loses none: above the highest
+    assert mod.fit_chroma(benign + [row("manipulated", 2.0)], POLICY, 0.0) is None  # catches nothing
+    with pytest.raises(SystemExit):
+        mod.fit_chroma(benign + [row("manipulated", None)], POLICY, 0.0)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,11 +54,12 @@ class CachedGraph:
         return int(self.node_visual.shape[0])
 
 
-class NpzStore:
+class NpzStore(ABC):
     """One ``.npz`` per image, keyed by its sha256, holding the arrays of an ``entry`` dataclass. Writes are atomic,
-    so an interrupted run never leaves a half-written entry behind."""
+    so an interrupted run never leaves a half-written entry behind. A subclass names its ``entry`` class and says
+    how one image's entry is computed (``entry_of``)."""
 
-    entry: type = object  # the dataclass of numpy arrays an entry holds
+    entry: type  # the dataclass of numpy arrays an entry holds
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -78,15 +80,15 @@ class NpzStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, **graph.__dict__)
-        tmp.replace(path)
+        tmp.replace(path)  # atomic: an interrupted run never leaves a half-written entry behind
 
     #: Log and leave out an image the pipeline cannot read (else the error ends the fill).
     skip_unreadable = False
     config: OscarConfig
 
+    @abstractmethod
     def entry_of(self, model: Any, batch: Any) -> Any:
         """The entry of one image from the whole network (eval mode) and its one-image scene-graph batch."""
-        raise NotImplementedError
 
     def fill(self, paths: Sequence[Path], *, device: str = "cpu", progress_every: int = 50) -> dict[Path, str]:
         """Extract every image not cached yet; returns ``{path: sha256}`` for all of them (less the unreadable ones

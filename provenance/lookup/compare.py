@@ -128,6 +128,7 @@ class ChangeAnalysis:
     peak_score: float = 0.0  # the heat of the most changed spot (pooled over PEAK_POOL of the long side)
     chroma_score: float = 0.0  # the chroma heat of the most recoloured spot (pooled over CHROMA_POOL of the side)
     chroma_heat: np.ndarray | None = field(default=None, repr=False)  # on the work grid, like ``heat``
+    chroma_box: Box | None = None  # the most recoloured spot, in reference pixels (``spot_box``)
 
     @property
     def resolution(self) -> int:
@@ -138,27 +139,6 @@ class ChangeAnalysis:
     def is_altered(self, threshold: float = ALTERED_THRESHOLD) -> bool:
         """True when the score reaches ``threshold`` (default: the calibrated ``ALTERED_THRESHOLD``)."""
         return self.score >= threshold
-
-    @property
-    def chroma_box(self) -> Box | None:
-        """The most recoloured spot, boxed in reference pixels: the connected extent, around the chroma heat's
-        pooled maximum, of what reaches half that maximum (None: no chroma heat, or none at all)."""
-        if self.chroma_heat is None or self.chroma_score <= 0.0:
-            return None
-        sigma = max(1.0, CHROMA_POOL * max(self.chroma_heat.shape))
-        weight = cv2.GaussianBlur(self.compared.astype(np.float32), (0, 0), sigma)
-        pooled = cv2.GaussianBlur(self.chroma_heat, (0, 0), sigma) / np.maximum(weight, 1e-3)
-        pooled[~self.compared] = 0.0
-        y, x = np.unravel_index(int(np.argmax(pooled)), pooled.shape)
-        if pooled[y, x] <= 0.0:
-            return None
-        _, labels = cv2.connectedComponents((pooled >= 0.5 * pooled[y, x]).astype(np.uint8), connectivity=8)
-        ys, xs = np.nonzero(labels == labels[y, x])
-        w, h = self.reference_size
-        sx, sy = w / pooled.shape[1], h / pooled.shape[0]
-        x1, y1 = max(0, int(np.floor(xs.min() * sx))), max(0, int(np.floor(ys.min() * sy)))
-        x2, y2 = min(w, int(np.ceil((xs.max() + 1) * sx))), min(h, int(np.ceil((ys.max() + 1) * sy)))
-        return (x1, y1, x2 - x1, y2 - y1)
 
     def heat_at_reference_size(self) -> np.ndarray:
         """The heat map resampled to the reference's full pixel size (float32, H x W)."""
@@ -495,14 +475,35 @@ def chroma_heat(q: np.ndarray, r: np.ndarray, compared: np.ndarray) -> np.ndarra
     return np.where(compared, np.maximum(pooled - floor, 0.0), 0.0).astype(np.float32)
 
 
-def pooled_max(heat: np.ndarray, compared: np.ndarray, share: float) -> float:
-    """The largest heat pooled over a Gaussian of ``share`` of the long side (normalised by how much of the window
-    was compared), inside the compared area."""
+def pooled_inside(heat: np.ndarray, compared: np.ndarray, share: float) -> np.ndarray:
+    """The heat pooled over a Gaussian of ``share`` of the long side (normalised by how much of the window was
+    compared), 0 outside the inner compared area (the compared area less its edge pixels)."""
     sigma = max(1.0, share * max(heat.shape))
     weight = cv2.GaussianBlur(compared.astype(np.float32), (0, 0), sigma)
     pooled = cv2.GaussianBlur(heat, (0, 0), sigma) / np.maximum(weight, 1e-3)
     inner = cv2.erode(compared.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    return float(pooled[inner].max()) if inner.any() else 0.0
+    pooled[~inner] = 0.0
+    return pooled
+
+
+def pooled_max(heat: np.ndarray, compared: np.ndarray, share: float) -> float:
+    """The largest heat pooled over a Gaussian of ``share`` of the long side, inside the compared area."""
+    return float(pooled_inside(heat, compared, share).max(initial=0.0))
+
+
+def spot_box(pooled: np.ndarray, reference_size: tuple[int, int]) -> Box | None:
+    """The hottest spot of a pooled heat map, boxed in reference pixels: the connected extent, around its maximum,
+    of what reaches half that maximum (None: nothing above 0)."""
+    y, x = np.unravel_index(int(np.argmax(pooled)), pooled.shape)
+    if pooled[y, x] <= 0.0:
+        return None
+    _, labels = cv2.connectedComponents((pooled >= 0.5 * pooled[y, x]).astype(np.uint8), connectivity=8)
+    ys, xs = np.nonzero(labels == labels[y, x])
+    w, h = reference_size
+    sx, sy = w / pooled.shape[1], h / pooled.shape[0]
+    x1, y1 = max(0, int(np.floor(xs.min() * sx))), max(0, int(np.floor(ys.min() * sy)))
+    x2, y2 = min(w, int(np.ceil((xs.max() + 1) * sx))), min(h, int(np.ceil((ys.max() + 1) * sy)))
+    return (x1, y1, x2 - x1, y2 - y1)
 
 
 def change_regions(heat: np.ndarray, compared: np.ndarray, reference_size: tuple[int, int],
@@ -614,9 +615,11 @@ def aligned_difference(query_rgb: np.ndarray, reference_rgb: np.ndarray, homogra
     score = float(np.quantile(heat[compared], 1.0 - SCORE_SHARE))
     region = pooled_max(heat, compared, REGION_POOL)
     peak = pooled_max(heat, compared, PEAK_POOL)
-    chroma_score = pooled_max(chroma, compared, CHROMA_POOL)
+    chroma_pooled = pooled_inside(chroma, compared, CHROMA_POOL)
+    chroma_score = float(chroma_pooled.max(initial=0.0))
     boxes, changed = change_regions(heat, compared, (ref_w, ref_h))
     for a in (heat, chroma, compared):
         a.setflags(write=False)
     return ChangeAnalysis(score, heat, compared, (ref_w, ref_h), boxes, changed, overlap, sigma, noise_floor, scale,
-                          grid, sharpened, region, peak, chroma_score, chroma)
+                          grid, sharpened, region, peak, chroma_score, chroma,
+                          spot_box(chroma_pooled, (ref_w, ref_h)))

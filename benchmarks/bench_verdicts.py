@@ -90,7 +90,9 @@ def candidate_from_row(row: dict[str, Any], record_cid: str = "ref") -> Candidat
                      clone_gap=None if clone is None else clone.get("gap"), comparison_side=resolution,
                      region_score=row.get("region_score"),
                      peak_score=row.get("peak_score", (row.get("pools") or {}).get(str(PEAK_POOL))),
-                     dense=row.get("dense", False), chroma_score=row.get("chroma_score"))
+                     dense=row.get("dense", False), chroma_score=row.get("chroma_score"),
+                     beyond_continuity=row.get("beyond_continuity"), beyond_seam=row.get("beyond_seam"),
+                     beyond_texture=row.get("beyond_texture"), beyond_edge=row.get("beyond_edge"))
 
 
 def evidence_row(ev: PairEvidence, policy: Policy) -> dict[str, Any]:
@@ -102,6 +104,9 @@ def evidence_row(ev: PairEvidence, policy: Policy) -> dict[str, Any]:
     if s is not None:
         row.update(fundamental_inliers=s.fundamental_inliers, off_plane_share=round(s.off_plane_share, 4),
                    inlier_density=None if s.inlier_density is None else round(s.inlier_density, 4))
+        if s.frame is not None:
+            row.update(beyond_continuity=round(s.frame.continuity, 4), beyond_seam=round(s.frame.seam, 4),
+                       beyond_texture=round(s.frame.texture, 4), beyond_edge=s.frame.edge)
     if a is not None:
         row.update(score=round(a.score, 3), changed_fraction=round(a.changed_fraction, 4), overlap=round(a.overlap, 4),
                    blur_sigma=a.blur_sigma, noise_floor=round(a.noise_floor, 3),

@@ -220,6 +220,12 @@ def main() -> None:
     ap.add_argument("--scene-changed", type=float, default=Policy.scene_changed)
     ap.add_argument("--scene-max-density", type=float, default=Policy.scene_max_density)
     ap.add_argument("--scene-min-inliers", type=int, default=Policy.scene_min_inliers)
+    ap.add_argument("--scene-beyond-seam", type=float, default=1.1,
+                    help="the query goes on past the original's edge (lookup/frame.py): the most seam, times (1 + "
+                         "continuity); set from benchmarks/bench_frame.py (same-scene pairs reach 0.97, edits in "
+                         "frames and collages start at 1.29)")
+    ap.add_argument("--scene-beyond-texture", type=float, default=Policy.scene_beyond_texture)
+    ap.add_argument("--scene-beyond-min-edge", type=int, default=Policy.scene_beyond_min_edge)
     ap.add_argument("--clone-min-matches", type=int, default=Policy.clone_min_matches)
     ap.add_argument("--clone-min-gap", type=float, default=Policy.clone_min_gap)
     ap.add_argument("--unsure", type=float, default=0.02, help="most benign copies / edits flagged not confident")
@@ -233,7 +239,8 @@ def main() -> None:
     given = {"scene_off_plane": args.scene_off_plane, "scene_min_inlier_ratio": args.scene_min_inlier_ratio,
              "scene_changed": args.scene_changed, "scene_max_density": args.scene_max_density,
              "scene_min_inliers": args.scene_min_inliers, "clone_min_matches": args.clone_min_matches,
-             "clone_min_gap": args.clone_min_gap}
+             "clone_min_gap": args.clone_min_gap, "scene_beyond_seam": args.scene_beyond_seam,
+             "scene_beyond_texture": args.scene_beyond_texture, "scene_beyond_min_edge": args.scene_beyond_min_edge}
     policy = Policy(hash_threshold=22, hash_altered=22, change_threshold=args.floor, identity_gate=None,
                     **given)  # type: ignore[arg-type]
     base, by_side = fit_thresholds(rows, policy, [int(v) for v in args.bins.split(",")], args.max_false_altered,
@@ -260,10 +267,15 @@ def main() -> None:
                       "hash-held-out by source); thresholds: fewest edits called match with at most "
                       f"{args.max_false_altered:.2%} of benign copies lost, by comparison resolution; a compact "
                       f"change's peak with at most {args.peak_budget:.2%} more; a colour change's chroma score with at most "
-                      f"{args.chroma_budget:.2%} more; imperceptible edits left out; "
+                      f"{args.chroma_budget:.2%} more; imperceptible edits left out; the scene_* and clone_* "
+                      "thresholds as given (bench_geometry.py, bench_frame.py); "
                       "confidence: "
                       "logistic (Platt) per verdict on (margin, tie)"}
     obj = {"format": FORMAT, "made_by": made_by, "thresholds": thresholds, "confidence": confidence.to_obj()}
+    if args.out.is_file():  # the per-model hash thresholds are fitted apart (calibrate_hash_altered.py): kept
+        previous = json.loads(args.out.read_text(encoding="utf-8"))
+        if previous.get("hash_altered"):
+            obj["hash_altered"] = previous["hash_altered"]
     parse_calibration(obj)  # what is written must load
     args.out.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")

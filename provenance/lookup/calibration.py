@@ -26,18 +26,28 @@ FORMAT = "provenance-verdict-calibration/1"
 #: Policy fields the file may set (the hash's own thresholds and the identity gate come with their weights).
 CALIBRATED_FIELDS = ("change_threshold", "change_thresholds", "scene_off_plane", "scene_min_inlier_ratio",
                      "scene_changed", "scene_max_density", "scene_min_inliers", "clone_min_matches", "clone_min_gap",
-                     "region_threshold", "peak_threshold", "peak_min_contrast", "chroma_threshold")
+                     "region_threshold", "peak_threshold", "peak_min_contrast", "chroma_threshold",
+                     "scene_beyond_seam", "scene_beyond_texture", "scene_beyond_min_edge")
 
 
 @dataclass(frozen=True)
 class VerdictCalibration:
+    """``hash_altered``: per sensitive-hash model id, the distance beyond which the hash alone says "edited" once
+    geometry holds (fitted on benign copies by ``benchmarks/calibrate_hash_altered.py``); a model without an entry
+    uses its own match threshold."""
+
     thresholds: Mapping[str, Any]
     confidence: ConfidenceModel | None
     made_by: Mapping[str, Any] = field(default_factory=dict)
+    hash_altered: Mapping[str, int] = field(default_factory=dict)
 
     def policy(self, *, hash_threshold: int, hash_altered: int, identity_gate: int | None) -> Policy:
         return Policy(hash_threshold=hash_threshold, hash_altered=hash_altered, identity_gate=identity_gate,
                       **{k: v for k, v in self.thresholds.items()})  # type: ignore[arg-type]
+
+    def hash_altered_for(self, model_id: str, threshold: int) -> int:
+        """The hash-alone altered distance for the sensitive model ``model_id`` (its ``threshold`` if unfitted)."""
+        return int(self.hash_altered.get(model_id, threshold))
 
 
 def _thresholds(raw: Any) -> dict[str, Any]:
@@ -63,6 +73,17 @@ def _thresholds(raw: Any) -> dict[str, Any]:
     return out
 
 
+def _hash_altered(raw: Any) -> dict[str, int]:
+    if not isinstance(raw, Mapping):
+        raise ValueError("'hash_altered' must be an object of model id -> distance")
+    out = {}
+    for model, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 4096:
+            raise ValueError(f"hash_altered for {model!r} must be a positive whole number of bits, not {value!r}")
+        out[str(model)] = value
+    return out
+
+
 def parse_calibration(obj: Any, source: str = "calibration") -> VerdictCalibration:
     """Validate a calibration object; raise ``ConfigError`` naming what is wrong (nothing is half-applied)."""
     try:
@@ -71,7 +92,7 @@ def parse_calibration(obj: Any, source: str = "calibration") -> VerdictCalibrati
         confidence = obj.get("confidence")
         return VerdictCalibration(_thresholds(obj.get("thresholds", {})),
                                   None if confidence is None else ConfidenceModel.from_obj(confidence),
-                                  dict(obj.get("made_by") or {}))
+                                  dict(obj.get("made_by") or {}), _hash_altered(obj.get("hash_altered", {})))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {exc}") from None
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from provenance.lookup.verdict import (ALTERED, MATCH, NO_MATCH, SAME_SCENE, Candidate, Policy, Verdict,
-                                       change_threshold, is_chroma_changed, is_cloned, is_peak_changed)
+                                       change_threshold, goes_beyond_frame, is_chroma_changed, is_cloned,
+                                       is_peak_changed)
 
 __all__ = ["FEATURES", "ConfidenceModel", "Logistic", "evidence_features", "fit_logistic"]
 
@@ -65,6 +66,9 @@ def evidence_features(verdict: str, best: Candidate | None, candidates: Sequence
         cues = [_log_ratio(best.off_plane_share or 0.0, policy.scene_off_plane),
                 _log_ratio(policy.scene_min_inlier_ratio, max(best.inlier_ratio, _EPS)),
                 _log_ratio(best.changed_fraction or 0.0, policy.scene_changed)]
+        if goes_beyond_frame(best, policy):
+            allowed = (policy.scene_beyond_seam or 1.0) * (1.0 + max(0.0, best.beyond_continuity or 0.0))
+            cues.append(_log_ratio(allowed, max(best.beyond_seam or 0.0, _EPS)))
         return max(cues), tie
     score = best.change_score
     if verdict == ALTERED:

@@ -63,6 +63,10 @@ class PairEvidence:
             fundamental_inliers=None if s is None else s.fundamental_inliers,
             off_plane_share=None if s is None else s.off_plane_share,
             inlier_density=None if s is None else s.inlier_density,
+            beyond_continuity=None if s is None or s.frame is None else s.frame.continuity,
+            beyond_seam=None if s is None or s.frame is None else s.frame.seam,
+            beyond_texture=None if s is None or s.frame is None else s.frame.texture,
+            beyond_edge=None if s is None or s.frame is None else s.frame.edge,
             changed_fraction=None if a is None else float(a.changed_fraction),
             clone_matches=None if self.clone is None or self.clone.gap is not None else self.clone.matches,
             clone_gap=None if self.clone is None else self.clone.gap,
@@ -92,7 +96,7 @@ def examine(query_rgb: np.ndarray, query: QueryFeatures, reference: LocalFeature
     if geo.model == DENSE_MODEL:  # no correspondences: no parallax test, no keypoint copy-move test
         scene, clone = None, None
     else:
-        scene = scene_evidence(geo, reference, (query_rgb.shape[1], query_rgb.shape[0]))
+        scene = scene_evidence(geo, reference, query_rgb)
         clone = find_clone(query, reference, geo.homography, geo.mirrored, original())
     try:
         analysis = aligned_difference(query_rgb, original(), geo.homography)

@@ -9,7 +9,9 @@ correspondences verification already has, so it costs one more robust fit (a few
 
 The aligned comparison adds the other half of the evidence: a re-share differs from its source only where it was
 edited (a minority of the picture), another photo differs over much of it (``ChangeAnalysis.changed_fraction``).
-``verdict.decide`` combines both.
+And a copy never shows more of the scene than its source: where the query goes on past the original's edge with
+the scene's own texture (``frame.py``), it is another capture, however well its background agrees.
+``verdict.decide`` combines them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import cv2
 import numpy as np
 
 from provenance.lookup.features import MAX_SIDE, LocalFeatures
+from provenance.lookup.frame import FrameEvidence, beyond_frame
 from provenance.lookup.geometry import CONFIDENCE, MAX_ITERS, REPROJ_THRESHOLD, GeometryResult
 
 __all__ = ["MIN_PARALLAX_MATCHES", "SceneEvidence", "scene_evidence"]
@@ -35,15 +38,18 @@ class SceneEvidence:
     verified homography does not explain (0 for a re-share of one photo, large under parallax);
     ``inlier_density``: inliers per keypoint of the original that lies inside the query's view of it (a copy keeps
     the original's pixels, so most of its keypoints come back and match: 0.3-0.7; a new capture of the scene,
-    even from the same tripod, matches far fewer: 0.03-0.07 on the real pairs measured)."""
+    even from the same tripod, matches far fewer: 0.03-0.07 on the real pairs measured); ``frame``: what the
+    query shows past the original's edges (None: no edge of it lies inside the query)."""
 
     fundamental_inliers: int
     off_plane_share: float
     inlier_density: float | None = None
+    frame: FrameEvidence | None = None
 
-    def to_obj(self) -> dict[str, float | int | None]:
+    def to_obj(self) -> dict[str, object]:
         return {"fundamental_inliers": self.fundamental_inliers, "off_plane_share": round(self.off_plane_share, 4),
-                "inlier_density": None if self.inlier_density is None else round(self.inlier_density, 4)}
+                "inlier_density": None if self.inlier_density is None else round(self.inlier_density, 4),
+                "frame": None if self.frame is None else self.frame.to_obj()}
 
 
 def inlier_density(geo: GeometryResult, reference: LocalFeatures, query_size: tuple[int, int]) -> float | None:
@@ -60,25 +66,27 @@ def inlier_density(geo: GeometryResult, reference: LocalFeatures, query_size: tu
     return min(1.0, geo.inliers / max(inside, 1))
 
 
-def scene_evidence(geo: GeometryResult, reference: LocalFeatures, query_size: tuple[int, int]) -> SceneEvidence:
+def scene_evidence(geo: GeometryResult, reference: LocalFeatures, query_rgb: np.ndarray) -> SceneEvidence:
     """Fit a fundamental matrix on the correspondences ``geo`` verified with a homography, and measure how many of
-    its inliers lie off that homography; and the inlier density. ``query_size`` is (width, height)."""
-    density = inlier_density(geo, reference, query_size)
+    its inliers lie off that homography; the inlier density; and what the query shows past the original's edges."""
+    density = inlier_density(geo, reference, (query_rgb.shape[1], query_rgb.shape[0]))
+    frame = None if geo.homography is None else beyond_frame(query_rgb, geo.homography,
+                                                             (reference.width, reference.height))
     qp, rp, inl = geo.query_points, geo.reference_points, geo.inlier_mask
     if qp is None or rp is None or inl is None or len(qp) < MIN_PARALLAX_MATCHES:
-        return SceneEvidence(int(geo.inliers), 0.0, density)
+        return SceneEvidence(int(geo.inliers), 0.0, density, frame)
     thr = REPROJ_THRESHOLD * max(1.0, max(reference.width, reference.height) / MAX_SIDE)
     try:
         f, mask = cv2.findFundamentalMat(np.asarray(qp, np.float64), np.asarray(rp, np.float64),
                                          method=cv2.USAC_MAGSAC, ransacReprojThreshold=thr, confidence=CONFIDENCE,
                                          maxIters=MAX_ITERS)
     except cv2.error:  # a degenerate point set: no evidence of parallax
-        return SceneEvidence(int(geo.inliers), 0.0, density)
+        return SceneEvidence(int(geo.inliers), 0.0, density, frame)
     if f is None or mask is None:
-        return SceneEvidence(int(geo.inliers), 0.0, density)
+        return SceneEvidence(int(geo.inliers), 0.0, density, frame)
     f_inl = mask.ravel().astype(bool)
     n_f = int(f_inl.sum())
     if n_f == 0:
-        return SceneEvidence(0, 0.0, density)
+        return SceneEvidence(0, 0.0, density, frame)
     off = int((f_inl & ~np.asarray(inl, bool)).sum())
-    return SceneEvidence(n_f, off / n_f, density)
+    return SceneEvidence(n_f, off / n_f, density, frame)

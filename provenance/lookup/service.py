@@ -116,9 +116,11 @@ class Lookup:
                 threshold = 10  # untrained or classical hash: the classic pHash "near duplicate" distance
             identity = next((h for h in self.hashers if h.alg == IDENTITY_CHANNEL), None)
             gate = getattr(identity, "identity_gate", None) if IDENTITY_CHANNEL in self.channels.tolerant else None
-            # the comparison's, scene and copy-move thresholds are calibrated (verdict_calibration.json)
-            self._policy = load_calibration().policy(hash_threshold=int(threshold), hash_altered=int(threshold),
-                                                     identity_gate=gate)
+            # the comparison's, scene and copy-move thresholds are calibrated (verdict_calibration.json), and so is
+            # the hash-alone altered distance, per model (a model without one uses its match threshold)
+            cal = load_calibration()
+            altered = cal.hash_altered_for(str(getattr(sensitive, "model_id", "")), int(threshold))
+            self._policy = cal.policy(hash_threshold=int(threshold), hash_altered=altered, identity_gate=gate)
         return self._policy
 
     @property

@@ -73,6 +73,13 @@ class Policy:
     peak_min_contrast: float = 1.0
     # A colour change: the comparison's chroma score at or above this (None: not used).
     chroma_threshold: float | None = None
+    # The query goes on past the original's edge (``provenance.lookup.frame``): a seam there of at most
+    # ``scene_beyond_seam`` times (1 + the detail's continuity across it), with ``scene_beyond_texture`` to its
+    # inverse of the inside's variation beyond it, measured along at least ``scene_beyond_min_edge`` query pixels
+    # of edge (None: not used).
+    scene_beyond_seam: float | None = None
+    scene_beyond_texture: float = 0.4
+    scene_beyond_min_edge: int = 200
 
     def change_threshold_at(self, resolution: int | None) -> float:
         """The altered threshold for a comparison that ran at ``resolution`` (long side, px; None: unknown)."""
@@ -91,7 +98,9 @@ class Policy:
                 "clone_min_matches": self.clone_min_matches, "clone_min_gap": self.clone_min_gap,
                 "change_thresholds": [list(t) for t in self.change_thresholds],
                 "region_threshold": self.region_threshold, "peak_threshold": self.peak_threshold,
-                "peak_min_contrast": self.peak_min_contrast, "chroma_threshold": self.chroma_threshold}
+                "peak_min_contrast": self.peak_min_contrast, "chroma_threshold": self.chroma_threshold,
+                "scene_beyond_seam": self.scene_beyond_seam, "scene_beyond_texture": self.scene_beyond_texture,
+                "scene_beyond_min_edge": self.scene_beyond_min_edge}
 
 
 @dataclass(frozen=True)
@@ -165,6 +174,10 @@ class Candidate:
     dense: bool = False  # verified by dense alignment, not keypoints (no inliers; ``provenance.lookup.dense``)
     chroma_score: float | None = None  # the comparison's most recoloured spot (chroma heat, pooled)
     chroma_box: Region | None = None  # where that spot is (reference pixels)
+    beyond_continuity: float | None = None  # detail continuing past the original's edge (None: no edge inside)
+    beyond_seam: float | None = None  # the jump across that edge / within the picture (about 1: no seam)
+    beyond_texture: float | None = None  # variation past the original's edge / inside it
+    beyond_edge: int | None = None  # query pixels of the original's edge those were measured along
 
     def to_obj(self) -> dict[str, Any]:
         return {"record_cid": self.record_cid, "publisher": self.publisher, "leaf_index": self.leaf_index,
@@ -185,6 +198,10 @@ class Candidate:
                 "peak_score": None if self.peak_score is None else round(self.peak_score, 4), "dense": self.dense,
                 "chroma_score": None if self.chroma_score is None else round(self.chroma_score, 4),
                 "chroma_box": None if self.chroma_box is None else self.chroma_box.to_obj(),
+                "beyond_continuity": None if self.beyond_continuity is None else round(self.beyond_continuity, 4),
+                "beyond_seam": None if self.beyond_seam is None else round(self.beyond_seam, 4),
+                "beyond_texture": None if self.beyond_texture is None else round(self.beyond_texture, 4),
+                "beyond_edge": self.beyond_edge,
                 "comparison_side": self.comparison_side}
 
 
@@ -252,6 +269,20 @@ def is_chroma_changed(c: Candidate, policy: Policy) -> bool:
             and c.chroma_score >= policy.chroma_threshold)
 
 
+def goes_beyond_frame(c: Candidate, policy: Policy) -> bool:
+    """The query shows the scene past the original's edge: as much variation beyond the edge as inside it, and no
+    seam there, the more so where the detail visibly continues across it (structures crossing the edge allow a
+    larger jump). A copy, however padded, framed or set beside another picture, holds only the original's
+    pixels: flat beyond the edge, or a seam at it."""
+    if policy.scene_beyond_seam is None or None in (c.beyond_continuity, c.beyond_seam, c.beyond_texture):
+        return False
+    if (c.beyond_edge or 0) < policy.scene_beyond_min_edge:  # a short edge: a chance alignment is too likely
+        return False
+    allowed = policy.scene_beyond_seam * (1.0 + max(0.0, c.beyond_continuity or 0.0))
+    lo = policy.scene_beyond_texture
+    return (c.beyond_seam or 0.0) <= allowed and lo <= (c.beyond_texture or 0.0) <= 1.0 / lo
+
+
 def is_altered(c: Candidate, policy: Policy) -> bool:
     changed = c.change_score is not None and c.change_score >= change_threshold(c, policy)
     far = c.distance is not None and c.distance > policy.hash_altered
@@ -279,6 +310,10 @@ def other_photo_reasons(c: Candidate, policy: Policy) -> list[str]:
         density = "" if c.inlier_density is None else (f", and only {c.inlier_density:.0%} of the original's "
                                                         f"keypoints match (a copy keeps most)")
         reasons.append(f"differences over {c.changed_fraction:.0%} of the compared area, not a local edit{density}")
+    if goes_beyond_frame(c, policy):
+        reasons.append(f"it shows the scene past the registered photo's edge (no seam there: {c.beyond_seam:.2f}; "
+                       f"the detail continues across it: {c.beyond_continuity:.2f}): a copy holds only the "
+                       f"original's pixels")
     return reasons
 
 

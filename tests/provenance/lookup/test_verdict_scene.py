@@ -207,9 +207,23 @@ def test_a_calibration_file_round_trips_and_bad_ones_are_refused():
                      ({**obj, "thresholds": {"hash_threshold": 3}}, "unknown thresholds"),
                      ({**obj, "thresholds": {"change_thresholds": [[230, 14.0], [160, 16.0]]}}, "ascending"),
                      ({**obj, "confidence": {**MODEL.to_obj(), "min_confidence": 2}}, "probability"),
-                     ({**obj, "confidence": {**MODEL.to_obj(), "features": ["margin"]}}, "features")]:
+                     ({**obj, "confidence": {**MODEL.to_obj(), "features": ["margin"]}}, "features"),
+                     ({**obj, "hash_altered": [22]}, "model id -> distance"),
+                     ({**obj, "hash_altered": {"oscar-v2-x": 0}}, "positive whole number"),
+                     ({**obj, "hash_altered": {"oscar-v2-x": 20.5}}, "positive whole number")]:
         with pytest.raises(ConfigError, match=why):
             parse_calibration(bad)
+
+
+def test_the_hash_alone_altered_distance_is_per_model_and_falls_back_to_the_match_threshold():
+    obj = {"format": FORMAT, "thresholds": {"change_threshold": 12.7}, "hash_altered": {"oscar-v2-x": 29}}
+    cal = parse_calibration(obj)
+    assert cal.hash_altered_for("oscar-v2-x", 16) == 29
+    assert cal.hash_altered_for("oscar-v1-y", 22) == 22  # not fitted: its own threshold
+    policy = cal.policy(hash_threshold=16, hash_altered=cal.hash_altered_for("oscar-v2-x", 16), identity_gate=None)
+    # a genuine copy 24 bits away (v2's benign copies reach 28) is no longer altered on the hash alone
+    assert classify(cand(distance=24), policy) == MATCH
+    assert classify(cand(distance=30), policy) == ALTERED
 
 
 def test_the_shipped_calibration_loads_and_says_how_it_was_made():

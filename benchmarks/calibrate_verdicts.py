@@ -175,6 +175,10 @@ def fit_confidence(rows: list[dict[str, Any]], policy: Policy, unsure: float) ->
         if len(data) < 10:
             print(f"confidence, {verdict}: {len(data)} pairs, too few to fit; no model")
             continue
+        if len(set(y)) < 2:  # all right (or all wrong): a logistic fit runs its bias off to infinity
+            print(f"confidence, {verdict}: {len(data)} pairs, all {'right' if y[0] else 'wrong'}: nothing to fit "
+                  f"a probability on; no model")
+            continue
         models[verdict] = fit_logistic(x, y, l2=1.0, nonnegative=True)
         print(f"confidence, {verdict}: {len(data)} pairs, {sum(y)} right; model {models[verdict]}")
     model = ConfidenceModel(models, 0.0)

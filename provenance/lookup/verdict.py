@@ -278,6 +278,8 @@ def goes_beyond_frame(c: Candidate, policy: Policy) -> bool:
         return False
     if (c.beyond_edge or 0) < policy.scene_beyond_min_edge:  # a short edge: a chance alignment is too likely
         return False
+    if c.inliers < policy.scene_min_inliers:  # a weak tie's homography is not sure where the original's edge is
+        return False
     allowed = policy.scene_beyond_seam * (1.0 + max(0.0, c.beyond_continuity or 0.0))
     lo = policy.scene_beyond_texture
     return (c.beyond_seam or 0.0) <= allowed and lo <= (c.beyond_texture or 0.0) <= 1.0 / lo

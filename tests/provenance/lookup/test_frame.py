@@ -112,6 +112,10 @@ def test_the_cue_only_turns_a_would_be_altered_pair_into_same_scene(policy):
     assert decide([seam], policy, query_hash="", model="").verdict == ALTERED  # a picture's edge: a copy's frame
     short = replace(changed, beyond_edge=120)  # too short an edge to trust a correlation on
     assert decide([short], policy, query_hash="", model="").verdict == ALTERED
+    # a weak tie (measured: an edit tied by 27 inliers whose homography put the edge 7 px inside the query): the
+    # homography is not sure enough where the original's edge lies to say the query goes past it
+    weak = replace(changed, inliers=27)
+    assert decide([weak], policy, query_hash="", model="").verdict == ALTERED
 
 
 @pytest.fixture(scope="module")

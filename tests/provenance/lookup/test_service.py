@@ -11,6 +11,7 @@ import pytest
 from provenance.config import Settings
 from provenance.demo import benign_reshare, paste_object
 from provenance.errors import InvalidImageError
+from provenance.lookup.calibration import CALIBRATION_FILE
 from provenance.records import PublisherMetadata
 from provenance.services import open_service
 
@@ -171,6 +172,9 @@ def test_candidates_beyond_the_identity_gate_are_not_verified(service, shared_ph
     query = _rotated_and_padded(shared_photos / PHOTOS[1])
     shipped = service.lookup.policy
     assert shipped.identity_gate == 112 and shipped.to_obj()["identity_gate"] == 112  # from the weights file
+    sensitive = next(h for h in service.ledger.hashers if h.alg == service.lookup.channels.sensitive)
+    fitted = json.loads(CALIBRATION_FILE.read_text())["hash_altered"]  # per model, from the calibration file
+    assert shipped.hash_altered == fitted[sensitive.model_id] >= shipped.hash_threshold
     without = Lookup(service.ledger, service.lookup.index, channels=Channels(tolerant=("phash",)))
     assert without.policy.identity_gate is None  # no global-id channel searched: nothing gated
     strict = Lookup(service.ledger, service.lookup.index, policy=replace(shipped, identity_gate=0))

@@ -255,6 +255,8 @@ def reliability(rows: list[dict[str, Any]], bins: tuple[float, ...] = (0.0, 0.5,
     for rel in ("benign", "manipulated"):
         g = [r for r in rated if r["relation"] == rel]
         print(f"  not confident, {rel}: {rate(sum(r['confident'] is False for r in g), len(g))}")
+    seen = [r for r in rated if r["relation"] == "manipulated" and r.get("visible_bucket") != "imperceptible"]
+    print(f"  not confident, perceptible edits: {rate(sum(r['confident'] is False for r in seen), len(seen))}")
 
 
 def summarise(rows: list[dict[str, Any]]) -> None:

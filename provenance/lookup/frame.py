@@ -73,6 +73,21 @@ def _detail(profile: np.ndarray) -> np.ndarray:
     return profile - trend
 
 
+def _bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``img`` (h x w x 3, any dtype) sampled at (x, y) with bilinear interpolation, as float32 (... x 3). Points
+    outside are clamped to the border (the caller drops them). Only the strips are sampled: the picture itself is
+    never converted as a whole."""
+    h, w = img.shape[:2]
+    x = np.clip(x, 0.0, w - 1.0)
+    y = np.clip(y, 0.0, h - 1.0)
+    x0, y0 = np.floor(x).astype(np.intp), np.floor(y).astype(np.intp)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = (x - x0)[..., None].astype(np.float32), (y - y0)[..., None].astype(np.float32)
+    top = img[y0, x0].astype(np.float32) * (1 - fx) + img[y0, x1].astype(np.float32) * fx
+    bottom = img[y1, x0].astype(np.float32) * (1 - fx) + img[y1, x1].astype(np.float32) * fx
+    return top * (1 - fy) + bottom * fy
+
+
 def _edge_strips(img: np.ndarray, base: np.ndarray, outward: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """The inside and outside strips (n x DEPTH x 3, nearest row first) of ``img`` along one edge of the original
     mapped into the query at ``base`` (n x 2 points, one per query pixel), where both lie within the query; None
@@ -83,8 +98,7 @@ def _edge_strips(img: np.ndarray, base: np.ndarray, outward: np.ndarray) -> tupl
     def sample(sign: float) -> tuple[np.ndarray, np.ndarray]:
         pts = base[:, None, :] + sign * offsets[None, :, None] * outward[None, None, :]
         ok = ((pts[..., 0] >= 0) & (pts[..., 0] <= qw - 1) & (pts[..., 1] >= 0) & (pts[..., 1] <= qh - 1)).all(1)
-        values = cv2.remap(img, pts[..., 0].astype(np.float32), pts[..., 1].astype(np.float32), cv2.INTER_LINEAR)
-        return values, ok
+        return _bilinear(img, pts[..., 0], pts[..., 1]), ok
 
     inside, ok_in = sample(-1.0)
     outside, ok_out = sample(1.0)
@@ -105,7 +119,7 @@ def beyond_frame(query_rgb: np.ndarray, to_reference: np.ndarray,
     except np.linalg.LinAlgError:
         return None
     w, h = reference_size
-    img = np.ascontiguousarray(query_rgb, dtype=np.float32)
+    img = np.asarray(query_rgb)
     corners = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]], np.float64)
     mapped = cv2.perspectiveTransform(corners.reshape(-1, 1, 2), to_query).reshape(-1, 2)
     centre = cv2.perspectiveTransform(np.array([[[w / 2 - 0.5, h / 2 - 0.5]]], np.float64), to_query).reshape(2)

@@ -136,3 +136,13 @@ def test_the_fixed_camera_series_is_another_photo_of_the_scene_never_altered(sho
     v = decide([ev.candidate("registered")], policy, query_hash="", model="")
     assert v.verdict == SAME_SCENE, v.explanation
     assert v.record_cid == "registered" and v.regions == ()
+
+
+def test_a_degenerate_homography_measures_nothing(parrots):
+    h, w = parrots.shape[:2]
+    assert beyond_frame(parrots, np.zeros((3, 3)), (w, h)) is None  # singular
+    assert beyond_frame(parrots, np.full((3, 3), np.nan), (w, h)) is None
+    far = np.array([[1.0, 0.0, 1e6], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])  # the original nowhere near the query
+    assert beyond_frame(parrots, far, (w, h)) is None
+    tiny = parrots[:20, :20]  # too small for any edge to be measured
+    assert beyond_frame(tiny, _shift(4, 4), (12, 12)) is None

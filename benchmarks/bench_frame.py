@@ -65,18 +65,20 @@ def collage(img: Image.Image, other: Image.Image, rng: np.random.Generator) -> I
     return canvas
 
 
-def measure(query: Image.Image, reference: LocalFeatures) -> tuple[bool, FrameEvidence | None]:
+def measure(query: Image.Image, reference: LocalFeatures) -> tuple[bool, FrameEvidence | None, int]:
+    """(verified, what lies past the original's edges, inliers) for one query."""
     rgb = np.asarray(query)
     geo = verify_query(query_features(rgb), reference)
     if not geo.passed or geo.homography is None:
-        return False, None
-    return True, beyond_frame(rgb, geo.homography, (reference.width, reference.height))
+        return False, None, geo.inliers
+    return True, beyond_frame(rgb, geo.homography, (reference.width, reference.height)), geo.inliers
 
 
-def fires(ev: FrameEvidence | None, policy: Policy) -> bool:
+def fires(ev: FrameEvidence | None, inliers: int, policy: Policy) -> bool:
+    """Whether the shipped rule fires, with the tie's inliers (a weak tie never fires)."""
     if ev is None:
         return False
-    c = Candidate("q", (), None, None, beyond_continuity=ev.continuity, beyond_seam=ev.seam,
+    c = Candidate("q", (), None, None, inliers, beyond_continuity=ev.continuity, beyond_seam=ev.seam,
                   beyond_texture=ev.texture, beyond_edge=ev.edge)
     return goes_beyond_frame(c, policy)
 
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     unrelated = sorted((args.dataset / "distractors").glob("*"))[:200] or sorted(
         p for r in rows if r["relation"] == "unrelated" for p in [args.dataset / r["query"]])
     rng = np.random.default_rng(args.seed)
-    groups: dict[str, list[tuple[bool, FrameEvidence | None]]] = defaultdict(list)
+    groups: dict[str, list[tuple[bool, FrameEvidence | None, int]]] = defaultdict(list)
     out = args.out.open("w") if args.out else None
     cache: dict[str, LocalFeatures] = {}
 
@@ -109,11 +111,11 @@ def main(argv: list[str] | None = None) -> int:
             cache[key] = extract_features(np.asarray(_rgb(path)))
         return cache[key]
 
-    def record(group: str, name: str, result: tuple[bool, FrameEvidence | None]) -> None:
+    def record(group: str, name: str, result: tuple[bool, FrameEvidence | None, int]) -> None:
         groups[group].append(result)
         if out is not None:
             ev = result[1]
-            out.write(json.dumps({"group": group, "query": name, "passed": result[0],
+            out.write(json.dumps({"group": group, "query": name, "passed": result[0], "inliers": result[2],
                                   "frame": None if ev is None else ev.to_obj()}) + "\n")
 
     for r in csv.DictReader(args.same_scene.open()):
@@ -142,12 +144,12 @@ def main(argv: list[str] | None = None) -> int:
           f"the texture and edge qualify: lowest 3 (highest 3 for positives)")
     t = policy.scene_beyond_texture
     for group, results in groups.items():
-        evs = [ev for ok, ev in results if ok and ev is not None]
-        n_fire = sum(fires(ev, policy) for ev in evs)
+        evs = [ev for ok, ev, _ in results if ok and ev is not None]
+        n_fire = sum(fires(ev, n, policy) for ok, ev, n in results if ok and ev is not None)
         ratios = sorted(e.seam / (1 + max(0.0, e.continuity)) for e in evs
                         if t <= e.texture <= 1 / t and e.edge >= policy.scene_beyond_min_edge)
         shown = ratios[-3:] if group.startswith("positive") else ratios[:3]
-        print(f"{group:28s} {len(results):6d} {sum(ok for ok, _ in results):8d} {len(evs):8d} {n_fire:6d}   "
+        print(f"{group:28s} {len(results):6d} {sum(ok for ok, _, _ in results):8d} {len(evs):8d} {n_fire:6d}   "
               f"{', '.join(f'{r:.3f}' for r in shown)}")
     return 0
 

@@ -280,6 +280,8 @@ def main() -> None:
         previous = json.loads(args.out.read_text(encoding="utf-8"))
         if previous.get("hash_altered"):
             obj["hash_altered"] = previous["hash_altered"]
+            if "hash_altered" in previous.get("made_by", {}):  # and how they were fitted
+                made_by["hash_altered"] = previous["made_by"]["hash_altered"]
     parse_calibration(obj)  # what is written must load
     args.out.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")

@@ -17,7 +17,8 @@ is neutralised before the two are compared, so what remains, concentrated in a r
   colour mixing plus gamma-like curves) predicts the query's colours from the reference's, fitted by trimmed least
   squares so an edited region cannot drag it, with the trimming judged per band of brightness so highlights and
   shadows stay in the fit; predicting in that direction lets clipping (blown highlights) be re-applied;
-- blur and sharpening: the sharper side is blurred by the Gaussian that makes the two agree best;
+- blur and sharpening: the sharper side is blurred by the Gaussian that makes the two agree best, or the reference
+  is given the unsharp mask (searched on a grid, then refined) that makes it agree best with a sharpened copy;
 - colour alone: a second, chroma-only heat (opponent colours R - G and (R + G) / 2 - B, after the colour model and
   the blur matching), with its own re-share floor (chroma contrast and saturation: 4:2:0 subsampling bleeds colour
   across edges). Benign copies change colour globally, which the colour model takes out; a recoloured patch or an
@@ -28,7 +29,11 @@ is neutralised before the two are compared, so what remains, concentrated in a r
   re-share leaves is modelled per pair, as a function of local contrast (JPEG, sharpening and resampling errors grow
   on edges and texture) and of brightness (shot and speckle noise grow with it), fitted by trimmed least squares
   over the compared area, and only what exceeds that model is heat. An edit covers a minority of the area and
-  departs from the model, so it neither drags the fit nor hides in it.
+  departs from the model, so it neither drags the fit nor hides in it;
+- moire: a query with fewer pixels than the work grid may have been downscaled without an anti-aliasing filter,
+  which folds the reference's finest regular detail (a picket fence, siding, fabric) into broad bands the reference
+  does not show. The re-share model then has one more term, the reference's detail finer than the query's pixels
+  (``alias_detail``), fitted per pair like the others.
 
 Thresholds are module constants, calibrated on one ``make-dataset`` split and reported on another by
 ``benchmarks/bench_geometry.py``. Coordinates follow ``geometry.py``: pixel centres at integers, reference frame.
@@ -56,9 +61,11 @@ MIN_OVERLAP = 0.15  # share of the reference the query must cover, or the compar
 BLUR_SIGMAS = (0.0, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0)  # candidates for matching the blur of the two sides
 SHARPENINGS = ((1.0, 0.5), (1.0, 1.0), (2.0, 0.5), (2.0, 1.0))  # (sigma, amount): unsharp masks tried on the reference
 SHARPEN_AFTER = (0.0, 0.7, 1.0)  # reference blurs (resampling) tried before each of them
+SHARPEN_REFINE = True  # then the best sharpening's sigma and amount are refined by these factors:
+SHARPEN_STEPS = (0.6, 0.8, 1.25, 1.6)
 POOL_SIGMA = 2.5  # work pixels: pooling of the per-pixel difference (and of the local contrast) into the heat map
 FIT_SAMPLES = 20000  # pixels the colour model is fitted on (spread evenly over the compared area)
-FLOOR_SAMPLES = 8000  # pixels the re-share floor (4 coefficients) is fitted on, likewise
+FLOOR_SAMPLES = 8000  # pixels the re-share floor (4 or 5 coefficients) is fitted on, likewise
 TRIM = 0.8  # share of pixels the colour and floor models are fitted on (the best-fitting ones)
 # Chosen on the same calibration split as the thresholds below (benchmarks/bench_geometry.py, seed-0 half):
 COLOUR_BANDS = 8  # bands of reference brightness in which the colour fit judges its errors (see _fit_colour)
@@ -89,6 +96,11 @@ REGION_POOL = 0.02
 # which the score (a quantile over the whole picture) and the region score (a wider pool) dilute. Its threshold, and
 # how far above the score it must stand, are calibrated with the others (verdict_calibration.json).
 PEAK_POOL = 0.003
+# The reference's detail finer than the query's pixels (what an unfiltered downscale folds into moire) is a term of
+# the re-share floor; ALIAS_SIGMA (work pixels per query pixel) is the Gaussian that keeps what the query can hold:
+# its response is about a half at the query's Nyquist frequency.
+ALIAS_FLOOR = True
+ALIAS_SIGMA = 0.375
 MIN_REGION_SHARE = 0.002  # changed regions smaller than this share of the compared area are not boxed
 # The chroma score pools the chroma heat over a Gaussian of this share of the long side (a recoloured patch or an
 # inpainted object a few dozen pixels across at 256-512 px); its threshold is calibrated with the others.
@@ -268,6 +280,14 @@ def _match_blur(q: np.ndarray, r: np.ndarray, mask: np.ndarray) -> tuple[np.ndar
             cost = _trimmed_mean(cv2.absdiff(qg, _unsharp(rb, sigma, amount))[::2, ::2][sub])
             if cost < best[0]:
                 best = (cost, -soften, sigma, amount)
+    if best[3] and SHARPEN_REFINE:  # the sharpening the copy was given is rarely one of the few tried: refine it
+        soften = -best[1]
+        rb = cv2.GaussianBlur(rg, (0, 0), soften) if soften else rg
+        for sigma in (best[2] * f for f in SHARPEN_STEPS):
+            for amount in (best[3] * f for f in SHARPEN_STEPS):
+                cost = _trimmed_mean(cv2.absdiff(qg, _unsharp(rb, sigma, amount))[::2, ::2][sub])
+                if cost < best[0]:
+                    best = (cost, -soften, sigma, amount)
     _, blur, sharp_sigma, amount = best
     if blur > 0:
         q = cv2.GaussianBlur(q, (0, 0), blur)
@@ -404,13 +424,33 @@ def _extra_noise(q: np.ndarray, r: np.ndarray, compared: np.ndarray) -> float:
     return float(np.sqrt(max(q_noise ** 2 - r_noise ** 2, 0.0)))
 
 
-def _reshare_floor(pooled: np.ndarray, r: np.ndarray, compared: np.ndarray) -> np.ndarray:
+def alias_detail(reference_work: np.ndarray, zoom: float, size: tuple[int, int]) -> np.ndarray | None:
+    """Where the reference holds detail finer than the query's own pixels: per pixel of a comparison grid of
+    ``size`` (w, h), the magnitude (summed over R, G and B, pooled) of the part of ``reference_work`` above the
+    Nyquist frequency of a query whose pixels span ``zoom`` work pixels; None when the query is not coarser than the
+    work grid. A downscale that does not filter that detail out first (many apps resize without anti-aliasing)
+    folds it into moire: a picket fence, clapboard siding or fabric comes back as broad bands the reference, filtered
+    properly, does not have. That is a difference a re-share leaves, and only where such detail is."""
+    if zoom <= 1.0:
+        return None
+    ref = reference_work.astype(np.float32)
+    fine = cv2.absdiff(ref, cv2.GaussianBlur(ref, (0, 0), ALIAS_SIGMA * zoom))
+    detail = cv2.transform(fine, np.ones((1, 3), np.float32))
+    if (detail.shape[1], detail.shape[0]) != size:
+        detail = cv2.resize(detail, size, interpolation=cv2.INTER_AREA)
+    return cv2.GaussianBlur(detail, (0, 0), POOL_SIGMA)
+
+
+def _reshare_floor(pooled: np.ndarray, r: np.ndarray, compared: np.ndarray,
+                   alias: np.ndarray | None = None) -> np.ndarray:
     """The pooled difference this pair's re-share alone would leave, per pixel (float32).
 
-    Modelled as c0 + c1 * contrast + c2 * brightness + c3 * brightness^2, where contrast is the pooled gradient
-    magnitude of the (colour- and blur-matched) reference ``r``, summed over R, G and B, and brightness its grey
-    level (0..1), fitted by trimmed least squares on the compared area (c1 >= 0), so an edit, a minority of the
-    pixels that departs from the model, is trimmed away rather than fitted."""
+    Modelled as c0 + c1 * contrast + c2 * brightness + c3 * brightness^2 (+ c4 * alias), where contrast is the
+    pooled gradient magnitude of the (colour- and blur-matched) reference ``r``, summed over R, G and B, brightness
+    its grey level (0..1), and alias the reference's detail finer than the query's pixels (``alias_detail``, when
+    the query is coarser than the comparison's work grid), fitted by trimmed least squares on the compared area
+    (c1, c4 >= 0), so an edit, a minority of the pixels that departs from the model, is trimmed away rather than
+    fitted."""
     gx = cv2.Sobel(r, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
     gy = cv2.Sobel(r, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
     magnitude = cv2.transform(cv2.magnitude(gx, gy), np.ones((1, 3), np.float32))  # summed over R, G, B
@@ -420,21 +460,29 @@ def _reshare_floor(pooled: np.ndarray, r: np.ndarray, compared: np.ndarray) -> n
     if len(idx) > FLOOR_SAMPLES:
         idx = idx[:: len(idx) // FLOOR_SAMPLES + 1]
     g = grey.ravel()[idx].astype(np.float64)
-    a = np.stack([np.ones(len(idx)), contrast.ravel()[idx], g, g * g], axis=1)
+    columns = [np.ones(len(idx)), contrast.ravel()[idx], g, g * g]
+    if alias is not None:
+        columns.append(alias.ravel()[idx])
+    a = np.stack(columns, axis=1).astype(np.float64)
+    n = a.shape[1]
     y = pooled.ravel()[idx].astype(np.float64)
     keep = np.ones(len(idx), bool)
     for _ in range(3):
         ak, yk = a[keep], y[keep]
-        gram, rhs = ak.T @ ak + 1e-6 * np.eye(4), ak.T @ yk
+        gram, rhs = ak.T @ ak + 1e-6 * np.eye(n), ak.T @ yk
+        cols = list(range(n))
         coef = np.linalg.solve(gram, rhs)
-        if coef[1] < 0.0:  # more contrast never means less benign difference: refit without it
-            cols = [0, 2, 3]
-            coef = np.zeros(4)
+        # More contrast (or finer detail) never means less benign difference: a term fitted negative is dropped.
+        while (negative := [c for c in cols if c in (1, 4) and coef[c] < 0.0]):
+            cols = [c for c in cols if c not in negative]
+            coef = np.zeros(n)
             coef[cols] = np.linalg.solve(gram[np.ix_(cols, cols)], rhs[cols])
         err = np.abs(y - a @ coef)
         keep = err <= np.quantile(err, TRIM)
     floor = cv2.addWeighted(contrast, float(coef[1]), grey, float(coef[2]), float(coef[0]))
     floor = cv2.scaleAdd(cv2.multiply(grey, grey), float(coef[3]), floor)
+    if alias is not None:
+        floor = cv2.scaleAdd(alias, float(coef[4]), floor)
     return cv2.max(floor, 0.0)
 
 
@@ -551,6 +599,7 @@ def aligned_difference(query_rgb: np.ndarray, reference_rgb: np.ndarray, homogra
     # How many work pixels one query pixel (one pixelation block) spans: above MAX_COARSENESS the query holds less
     # detail than the work grid, and the comparison runs at the query's own resolution instead.
     zoom = _local_zoom(m, (query_rgb.shape[1] - 1) / 2, (query_rgb.shape[0] - 1) / 2)
+    work_zoom = zoom
     block = query_pixelation(query_rgb, m, ref_work, zoom)
     coarseness = zoom * block
     ref, scale = ref_work, 1.0
@@ -600,7 +649,8 @@ def aligned_difference(query_rgb: np.ndarray, reference_rgb: np.ndarray, homogra
     # Pool over a few pixels, normalised by how much of the window was compared (so borders are not diluted).
     weight = cv2.GaussianBlur(compared.astype(np.float32), (0, 0), POOL_SIGMA)
     pooled = cv2.GaussianBlur(diff, (0, 0), POOL_SIGMA) / np.maximum(weight, 1e-3)
-    floor = _reshare_floor(pooled, r, compared)
+    alias = alias_detail(ref_work, work_zoom, (ww, wh)) if ALIAS_FLOOR else None
+    floor = _reshare_floor(pooled, r, compared, alias)
     heat = np.where(compared, np.maximum(pooled - floor, 0.0), 0.0).astype(np.float32)
     noise_floor = float(np.median(floor[compared]))
     grid = (cv2.cvtColor(q, cv2.COLOR_RGB2GRAY), cv2.cvtColor(r, cv2.COLOR_RGB2GRAY), heat.copy(), compared.copy())

@@ -190,7 +190,7 @@ def fit_confidence(rows: list[dict[str, Any]], policy: Policy, unsure: float) ->
                                  for r, _ in judged if r["relation"] == rel]) for rel in ("benign", "manipulated")}
         if max(flagged.values()) <= unsure:
             best = float(threshold)
-    print(f"min_confidence {best} (at most {unsure:.0%} of benign copies and of edits not confident)")
+    print(f"min_confidence {best} (at most {unsure:.1%} of benign copies and of edits not confident)")
     return ConfidenceModel(models, best)
 
 
@@ -273,8 +273,8 @@ def main() -> None:
                       f"change's peak with at most {args.peak_budget:.2%} more; a colour change's chroma score with at most "
                       f"{args.chroma_budget:.2%} more; imperceptible edits left out; the scene_* and clone_* "
                       "thresholds as given (bench_geometry.py, bench_frame.py); "
-                      "confidence: "
-                      "logistic (Platt) per verdict on (margin, tie)"}
+                      "confidence: logistic (Platt) per verdict on (margin, tie), its minimum the highest that leaves "
+                      f"at most {args.unsure:.1%} of benign copies and of edits not confident"}
     obj = {"format": FORMAT, "made_by": made_by, "thresholds": thresholds, "confidence": confidence.to_obj()}
     if args.out.is_file():  # the per-model hash thresholds are fitted apart (calibrate_hash_altered.py): kept
         previous = json.loads(args.out.read_text(encoding="utf-8"))

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from provenance.bench.dataset import load_dataset
+from provenance.bench.metrics import wilson
 from provenance.bench.world import variant_facts
 from provenance.config import Settings
 from provenance.ledger import expand_image_paths
@@ -121,15 +122,6 @@ def photo_of(reference: str) -> str:
     """The photo a reference was made from: the world recipe registers one photo at several sizes
     (``references/<photo>@<side>.jpg``), and a copy matched to any of them is matched to its photo."""
     return Path(reference).stem.split("@")[0]
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of k/n (95 % by default)."""
-    if n == 0:
-        return (0.0, 1.0)
-    p, den = k / n, 1 + z * z / n
-    mid, half = (p + z * z / (2 * n)) / den, z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, mid - half), min(1.0, mid + half))
 
 
 def share(k: int, n: int) -> dict[str, float | int]:

@@ -23,34 +23,21 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
+from attribution_system import photo_of  # benchmarks/ is on the path when a script there runs
 from PIL import Image
 
 from provenance.bench.dataset import load_dataset
 from provenance.bench.large_edits import LARGE_EDITS
 from provenance.bench.manipulations import EditContext
+from provenance.bench.metrics import wilson
 from provenance.config import Settings
 from provenance.records import PublisherMetadata
 from provenance.services import open_service
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, mid - half), min(1.0, mid + half))
-
-
 def rate(k: int, n: int) -> str:
     lo, hi = wilson(k, n)
     return f"{k / n:7.2%} ({k}/{n}) [{lo:.1%}, {hi:.1%}]" if n else "n/a"
-
-
-def photo_of(reference: str) -> str:
-    """The photo a registered reference shows (references are ``<photo>@<side>.<ext>``)."""
-    return Path(reference).stem.rsplit("@", 1)[0]
 
 
 def reshare(img: np.ndarray, rng: np.random.Generator) -> bytes:
@@ -116,7 +103,8 @@ def main() -> int:
               f"(median {np.median(shares):.0%})")
         print(f"  source among the candidates  {rate(sum(r['found'] for r in g), n)}")
         print(f"  source verified              {rate(sum(r['verified'] for r in g), n)}")
-        print(f"  altered, right source        {rate(sum(r['verdict'] == 'altered' and r['right_source'] for r in g), n)}")
+        altered = sum(r["verdict"] == "altered" and r["right_source"] for r in g)
+        print(f"  altered, right source        {rate(altered, n)}")
         print(f"  match (an edit certified)    {rate(sum(r['verdict'] == 'match' for r in g), n)}")
         print(f"  verdicts                     {dict(Counter(r['verdict'] for r in g))}")
     return 0

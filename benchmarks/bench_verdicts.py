@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from provenance.bench.dataset import load_dataset
+from provenance.bench.metrics import wilson
 from provenance.bench.world import bucket_of, variant_facts
 from provenance.lookup import geometry
 from provenance.lookup.compare import PEAK_POOL, pooled_max
@@ -38,17 +39,6 @@ from provenance.lookup.features import LocalFeatures, extract_features
 from provenance.lookup.verdict import Candidate, Policy, decide
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion k/n (95 % by default)."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, mid - half), min(1.0, mid + half))
 
 
 def rate(k: int, n: int) -> str:

@@ -171,6 +171,15 @@ class B2Result:
     n_manipulated: int
 
 
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of the proportion k/n (95 % by default); (0, 1) when n is 0."""
+    if n == 0:
+        return (0.0, 1.0)
+    p, den = k / n, 1 + z * z / n
+    mid, half = (p + z * z / (2 * n)) / den, z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (max(0.0, mid - half), min(1.0, mid + half))
+
 def harmonic_f(a: float, b: float) -> float:
     """The paper's eq. 13 combination a*b/(a+b) (no factor 2); 0 when both are 0."""
     if math.isnan(a) or math.isnan(b):

@@ -243,3 +243,15 @@ def test_paired_difference_is_narrower_than_either_interval_and_zero_against_its
     assert hi - lo < min(own_a[1] - own_a[0], own_b[1] - own_b[0])
     with pytest.raises(ValueError):
         MX.paired_difference_intervals(a, _random_run(7, seed=1), 10)
+
+
+def test_wilson_interval() -> None:
+    wilson = MX.wilson
+    assert wilson(0, 0) == (0.0, 1.0)
+    lo, hi = wilson(0, 10)
+    assert lo == 0.0 and abs(hi - 0.2775) < 1e-4  # the textbook value for 0 of 10
+    lo, hi = wilson(6, 1511)
+    assert abs(lo - 0.00182) < 1e-5 and abs(hi - 0.00864) < 1e-5
+    a, b = wilson(3, 20)
+    c, d = wilson(17, 20)
+    assert abs(a - (1 - d)) < 1e-12 and abs(b - (1 - c)) < 1e-12  # symmetric in k <-> n - k

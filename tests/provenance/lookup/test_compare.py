@@ -357,20 +357,24 @@ def _downscaled_unfiltered(rgb: np.ndarray, scale: float) -> np.ndarray:
     return cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
 
 
+def _registered_at(path, side: int) -> tuple[np.ndarray, LocalFeatures]:
+    """A shared photo as the world recipe registers it: resized (Lanczos) to ``side`` px on its long side."""
+    from provenance.lookup.features import extract_features
+    from tests.provenance.lookup.conftest import load_rgb
+
+    if not path.is_file():
+        pytest.skip(f"{path} missing")
+    im = Image.fromarray(load_rgb(path))
+    s = side / max(im.size)
+    ref = np.asarray(im.resize((round(im.width * s), round(im.height * s)), Image.Resampling.LANCZOS))
+    return ref, extract_features(ref)
+
+
 @pytest.fixture(scope="module")
 def fence(shared_photos) -> tuple[np.ndarray, LocalFeatures]:
     """kodim19 (a lighthouse behind a picket fence, clapboard siding) registered at 384 px: its fine, regular detail
     folds into moire when a copy is downscaled without a filter."""
-    from provenance.lookup.features import extract_features
-    from tests.provenance.lookup.conftest import load_rgb
-
-    path = shared_photos / "kodak24" / "kodim19.png"
-    if not path.is_file():
-        pytest.skip(f"{path} missing")
-    im = Image.fromarray(load_rgb(path))
-    s = 384 / max(im.size)
-    ref = np.asarray(im.resize((round(im.width * s), round(im.height * s)), Image.Resampling.LANCZOS))
-    return ref, extract_features(ref)
+    return _registered_at(shared_photos / "kodak24" / "kodim19.png", 384)
 
 
 def test_moire_of_an_unfiltered_downscale_is_a_reshare_not_an_edit(fence, monkeypatch) -> None:
@@ -421,16 +425,8 @@ def test_a_sharpened_copy_is_matched_with_the_sharpening_it_was_given(shared_pho
     poorly. The best of them is now refined (its sigma and amount, by factors 0.6-1.6); without that, this copy
     (kodim08 at 256 px, resized to 70 %, unsharp radius 2 px at 120 %, JPEG 85) is *altered*."""
     import provenance.lookup.compare as compare
-    from provenance.lookup.features import extract_features
-    from tests.provenance.lookup.conftest import load_rgb
 
-    path = shared_photos / "kodak24" / "kodim08.png"
-    if not path.is_file():
-        pytest.skip(f"{path} missing")
-    im = Image.fromarray(load_rgb(path))
-    s = 256 / max(im.size)
-    ref = np.asarray(im.resize((round(im.width * s), round(im.height * s)), Image.Resampling.LANCZOS))
-    features = extract_features(ref)
+    ref, features = _registered_at(shared_photos / "kodak24" / "kodim08.png", 256)
     copy = Image.fromarray(ref).resize((round(ref.shape[1] * 0.7), round(ref.shape[0] * 0.7)),
                                        Image.Resampling.LANCZOS)
     from PIL import ImageFilter

@@ -15,7 +15,6 @@ the error that matters), and the share of the picture changed.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import tempfile
 import time
@@ -23,9 +22,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
-from attribution_system import photo_of  # benchmarks/ is on the path when a script there runs
+from attribution_system import _long_side, photo_of  # benchmarks/ is on the path when a script there runs
 from PIL import Image
 
+from provenance.bench import platform as P
 from provenance.bench.dataset import load_dataset
 from provenance.bench.large_edits import LARGE_EDITS
 from provenance.bench.manipulations import EditContext
@@ -41,12 +41,9 @@ def rate(k: int, n: int) -> str:
 
 
 def reshare(img: np.ndarray, rng: np.random.Generator) -> bytes:
-    im = Image.fromarray(img)
-    s = float(rng.uniform(0.6, 1.0))
-    im = im.resize((max(16, round(im.width * s)), max(16, round(im.height * s))), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=int(rng.integers(70, 96)))
-    return buf.getvalue()
+    """Resized to 60-100 % and saved as JPEG 70-95 (4:2:0), with the platform copies' own helpers."""
+    out = P.resize_share(Image.fromarray(img), float(rng.uniform(0.6, 1.0)))
+    return P.encode(out, P.Encoding("JPEG", int(rng.integers(70, 96))))
 
 
 def main() -> int:
@@ -61,8 +58,7 @@ def main() -> int:
     donors = tuple(str(ds.path(d)) for d in ds.distractors)
     largest: dict[str, tuple[str, int]] = {}  # photo -> (its largest registered reference, long side)
     for ref in ds.references:
-        with Image.open(ds.path(ref)) as im:
-            side = max(im.size)
+        side = _long_side(ds.path(ref))
         best = largest.get(photo_of(ref))
         if best is None or side > best[1]:
             largest[photo_of(ref)] = (ref, side)

@@ -59,9 +59,8 @@ def _blend(img: np.ndarray, donor: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 def background_replacement(img: np.ndarray, rng: np.random.Generator, ctx: M.EditContext) -> M.EditResult:
     h, w = img.shape[:2]
     box, how = M.pick_region(rng, ctx, w, h, *KEEP_SHARE)
-    keep = _box_alpha(box, w, h)
-    donor = M.colour_match(_donor(rng, ctx, w, h), 1.0 - keep, img, COLOUR_STRENGTH).astype(np.uint8)
-    alpha = 1.0 - keep
+    alpha = 1.0 - _box_alpha(box, w, h)  # everything but the kept subject
+    donor = M.colour_match(_donor(rng, ctx, w, h), alpha, img, COLOUR_STRENGTH).astype(np.uint8)
     mask = alpha > 0
     return _blend(img, donor, alpha), mask, {"kept": list(box), "kept_from": how,
                                              "mask_share": round(float(mask.mean()), 4)}

@@ -274,20 +274,24 @@ def _match_blur(q: np.ndarray, r: np.ndarray, mask: np.ndarray) -> tuple[np.ndar
             cost = _trimmed_mean(cv2.absdiff(qs, rs)[::2, ::2][sub])
             if cost < best[0]:
                 best = (cost, side * sigma, 0.0, 0.0)
+    softened = {soften: cv2.GaussianBlur(rg, (0, 0), soften) if soften else rg for soften in SHARPEN_AFTER}
+
+    def try_sharpening(soften: float, sigma: float, amount: float) -> None:
+        nonlocal best
+        cost = _trimmed_mean(cv2.absdiff(qg, _unsharp(softened[soften], sigma, amount))[::2, ::2][sub])
+        if cost < best[0]:
+            best = (cost, -soften, sigma, amount)
+
     for soften in SHARPEN_AFTER:  # a copy resampled (softened) and then sharpened: both, on the reference
-        rb = cv2.GaussianBlur(rg, (0, 0), soften) if soften else rg
         for sigma, amount in SHARPENINGS:
-            cost = _trimmed_mean(cv2.absdiff(qg, _unsharp(rb, sigma, amount))[::2, ::2][sub])
-            if cost < best[0]:
-                best = (cost, -soften, sigma, amount)
+            try_sharpening(soften, sigma, amount)
     if best[3] and SHARPEN_REFINE:  # the sharpening the copy was given is rarely one of the few tried: refine it
+        # A greedy walk: each step scales the best sigma and amount found so far (not the grid's winner).
         soften = -best[1]
-        rb = cv2.GaussianBlur(rg, (0, 0), soften) if soften else rg
-        for sigma in (best[2] * f for f in SHARPEN_STEPS):
-            for amount in (best[3] * f for f in SHARPEN_STEPS):
-                cost = _trimmed_mean(cv2.absdiff(qg, _unsharp(rb, sigma, amount))[::2, ::2][sub])
-                if cost < best[0]:
-                    best = (cost, -soften, sigma, amount)
+        for f in SHARPEN_STEPS:
+            sigma = best[2] * f
+            for g in SHARPEN_STEPS:
+                try_sharpening(soften, sigma, best[3] * g)
     _, blur, sharp_sigma, amount = best
     if blur > 0:
         q = cv2.GaussianBlur(q, (0, 0), blur)

@@ -358,12 +358,11 @@ def _downscaled_unfiltered(rgb: np.ndarray, scale: float) -> np.ndarray:
 
 
 def _registered_at(path, side: int) -> tuple[np.ndarray, LocalFeatures]:
-    """A shared photo as the world recipe registers it: resized (Lanczos) to ``side`` px on its long side."""
+    """A shared photo as the world recipe registers it: resized (Lanczos) to ``side`` px on its long side. (The
+    ``shared_photos`` fixture skips when the shared data is absent; a photo missing from it is an error.)"""
     from provenance.lookup.features import extract_features
     from tests.provenance.lookup.conftest import load_rgb
 
-    if not path.is_file():
-        pytest.skip(f"{path} missing")
     im = Image.fromarray(load_rgb(path))
     s = side / max(im.size)
     ref = np.asarray(im.resize((round(im.width * s), round(im.height * s)), Image.Resampling.LANCZOS))

@@ -102,7 +102,7 @@ def evidence_row(ev: PairEvidence, policy: Policy) -> dict[str, Any]:
                    blur_sigma=a.blur_sigma, noise_floor=round(a.noise_floor, 3),
                    comparison_scale=round(a.comparison_scale, 4), resolution=a.resolution,
                    region_score=round(a.region_score, 3), peak_score=round(a.peak_score, 3),
-                   chroma_score=round(a.chroma_score, 3),
+                   chroma_score=round(a.chroma_score, 3), unfiltered=a.unfiltered,
                    pools={str(share): round(pooled_max(a.heat, a.compared, share), 3) for share in POOL_SHARES},
                    boxes=[list(b) for b in a.boxes])
     elif ev.not_compared:
@@ -287,6 +287,9 @@ def summarise(rows: list[dict[str, Any]]) -> None:
     big = [r for r in edits if (r.get("mask_share") or 0) >= 0.02]
     print(f"altered recall, edit masks >= 2 % of the pixels: "
           f"{rate(sum(r['verdict'] == 'altered' for r in big), len(big))}")
+    rendered = [sum(bool(r.get("unfiltered")) for r in g) for g in (benign, edits)]
+    print("compared with the reference rendered as an unfiltered downscale (resampling.unfiltered_rendering): "
+          f"benign {rendered[0]}, edits {rendered[1]}")
     hits = [r for r in edits if r["verdict"] == "altered" and "box_iou" in r]
     if hits:
         print(f"altered edits: mean box IoU {np.mean([r['box_iou'] for r in hits]):.3f}, a box on the edit "

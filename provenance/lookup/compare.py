@@ -33,7 +33,10 @@ is neutralised before the two are compared, so what remains, concentrated in a r
 - moire: a query with fewer pixels than the work grid may have been downscaled without an anti-aliasing filter,
   which folds the reference's finest regular detail (a picket fence, siding, fabric) into broad bands the reference
   does not show. The re-share model then has one more term, the reference's detail finer than the query's pixels
-  (``alias_detail``), fitted per pair like the others.
+  (``alias_detail``), fitted per pair like the others. A query that had no filter at all (nearest neighbour, or
+  bilinear that reads two pixels whatever the scale) keeps all its texture as aliasing: when point samples of the
+  reference explain it clearly better than the reference low-passed (``resampling.unfiltered_rendering``), the
+  reference is rendered that way and warped exactly like the query, so both sides carry the same aliasing.
 
 Thresholds are module constants, calibrated on one ``make-dataset`` split and reported on another by
 ``benchmarks/bench_geometry.py``. Coordinates follow ``geometry.py``: pixel centres at integers, reference frame.
@@ -49,6 +52,7 @@ import numpy as np
 from provenance.hashing import uniform_borders
 from provenance.lookup.errors import AnalysisInputError, InsufficientOverlapError
 from provenance.lookup.features import check_rgb
+from provenance.lookup.resampling import unfiltered_rendering
 
 __all__ = ["ALTERED_THRESHOLD", "REGION_THRESHOLD", "Box", "ChangeAnalysis", "aligned_difference", "change_regions",
            "chroma_heat", "content_window", "pixel_block", "query_pixelation", "uniform_borders"]
@@ -101,6 +105,11 @@ PEAK_POOL = 0.003
 # its response is about a half at the query's Nyquist frequency.
 ALIAS_FLOOR = True
 ALIAS_SIGMA = 0.375
+# A query downscaled with no anti-aliasing filter at all (nearest neighbour, or bilinear reading two pixels whatever
+# the scale) keeps far more aliasing than the term above models: when point samples of the reference explain its
+# texture clearly better than a low-passed reference (``resampling.unfiltered_rendering``), they are the reference
+# the query is compared with.
+UNFILTERED_MODEL = True
 MIN_REGION_SHARE = 0.002  # changed regions smaller than this share of the compared area are not boxed
 # The chroma score pools the chroma heat over a Gaussian of this share of the long side (a recoloured patch or an
 # inpainted object a few dozen pixels across at 256-512 px); its threshold is calibrated with the others.
@@ -141,6 +150,7 @@ class ChangeAnalysis:
     chroma_score: float = 0.0  # the chroma heat of the most recoloured spot (pooled over CHROMA_POOL of the side)
     chroma_heat: np.ndarray | None = field(default=None, repr=False)  # on the work grid, like ``heat``
     chroma_box: Box | None = None  # the most recoloured spot, in reference pixels (``spot_box``)
+    unfiltered: bool = False  # compared with the reference point-sampled like a copy resized with no anti-aliasing
 
     @property
     def resolution(self) -> int:
@@ -607,6 +617,12 @@ def aligned_difference(query_rgb: np.ndarray, reference_rgb: np.ndarray, homogra
     block = query_pixelation(query_rgb, m, ref_work, zoom)
     coarseness = zoom * block
     ref, scale = ref_work, 1.0
+    # A small query downscaled with no anti-aliasing filter is compared with the reference rendered the same way
+    # (on the query's own grid, then resized and warped exactly like the query).
+    unfiltered = None
+    if UNFILTERED_MODEL and block == 1.0 and max(query_rgb.shape[:2]) <= WORK_SIDE:
+        unfiltered = unfiltered_rendering(query_rgb, reference_rgb, h_qr, _local_zoom(
+            h_qr, (query_rgb.shape[1] - 1) / 2, (query_rgb.shape[0] - 1) / 2))
     if coarseness > MAX_COARSENESS:
         fine = coarseness / (COARSE_OVERSAMPLE if block == 1.0 else 1.0)
         size = (max(8, round(work_w / fine)), max(8, round(work_h / fine)))
@@ -622,9 +638,13 @@ def aligned_difference(query_rgb: np.ndarray, reference_rgb: np.ndarray, homogra
         qh, qw = query_rgb.shape[:2]
         size = (max(1, round(qw * zoom)), max(1, round(qh * zoom)))
         query = cv2.resize(query, size, interpolation=cv2.INTER_AREA)
+        if unfiltered is not None:
+            unfiltered = cv2.resize(unfiltered, size, interpolation=cv2.INTER_AREA)
         q_scale = scale_matrix(size[0] / qw, size[1] / qh)
     m = m @ np.linalg.inv(q_scale)
     warped = cv2.warpPerspective(query, m, (ww, wh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    if unfiltered is not None:  # the same warp for both sides: they carry the same aliasing
+        ref = cv2.warpPerspective(unfiltered, m, (ww, wh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     cover = cv2.warpPerspective(inside_borders(query), m, (ww, wh), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_CONSTANT)
     # The margin also runs along the reference's own edges: rotation wedges end there, with a fringe of blur and
@@ -653,7 +673,7 @@ def aligned_difference(query_rgb: np.ndarray, reference_rgb: np.ndarray, homogra
     # Pool over a few pixels, normalised by how much of the window was compared (so borders are not diluted).
     weight = cv2.GaussianBlur(compared.astype(np.float32), (0, 0), POOL_SIGMA)
     pooled = cv2.GaussianBlur(diff, (0, 0), POOL_SIGMA) / np.maximum(weight, 1e-3)
-    alias = alias_detail(ref_work, work_zoom, (ww, wh)) if ALIAS_FLOOR else None
+    alias = alias_detail(ref_work, work_zoom, (ww, wh)) if ALIAS_FLOOR and unfiltered is None else None
     floor = _reshare_floor(pooled, r, compared, alias)
     heat = np.where(compared, np.maximum(pooled - floor, 0.0), 0.0).astype(np.float32)
     noise_floor = float(np.median(floor[compared]))
@@ -676,4 +696,4 @@ def aligned_difference(query_rgb: np.ndarray, reference_rgb: np.ndarray, homogra
         a.setflags(write=False)
     return ChangeAnalysis(score, heat, compared, (ref_w, ref_h), boxes, changed, overlap, sigma, noise_floor, scale,
                           grid, sharpened, region, peak, chroma_score, chroma,
-                          spot_box(chroma_pooled, (ref_w, ref_h)))
+                          spot_box(chroma_pooled, (ref_w, ref_h)), unfiltered is not None)

@@ -22,6 +22,24 @@ def load_rgb(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def registered_at(path: Path, side: int):
+    """A shared photo as the world recipe registers it: resized (Lanczos) to ``side`` px on its long side, with its
+    local features. (The ``shared_photos`` fixture skips when the shared data is absent; a photo missing from it is
+    an error.)"""
+    from provenance.lookup.features import extract_features
+
+    im = Image.fromarray(load_rgb(path))
+    s = side / max(im.size)
+    ref = np.asarray(im.resize((round(im.width * s), round(im.height * s)), Image.Resampling.LANCZOS))
+    return ref, extract_features(ref)
+
+
+@pytest.fixture(scope="session")
+def house(shared_photos: Path):
+    """kodim08 (brick houses, shutters, roof tiles: fine texture everywhere) registered at 384 px."""
+    return registered_at(shared_photos / "kodak24" / "kodim08.png", 384)
+
+
 @pytest.fixture(scope="session")
 def photo_paths(shared_photos: Path) -> dict[str, Path]:
     paths = {"source": shared_photos / SOURCE, "donor": shared_photos / DONOR, "unrelated": shared_photos / UNRELATED}

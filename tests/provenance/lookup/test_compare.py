@@ -26,6 +26,7 @@ from provenance.lookup.compare import (
 from provenance.lookup.errors import AnalysisInputError, InsufficientOverlapError
 from provenance.lookup.features import LocalFeatures
 from provenance.lookup.geometry import verify_image
+from tests.provenance.lookup.conftest import registered_at
 
 
 def _analyse(query: np.ndarray, reference_rgb: np.ndarray, reference_features: LocalFeatures) -> ChangeAnalysis:
@@ -357,23 +358,11 @@ def _downscaled_unfiltered(rgb: np.ndarray, scale: float) -> np.ndarray:
     return cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
 
 
-def _registered_at(path, side: int) -> tuple[np.ndarray, LocalFeatures]:
-    """A shared photo as the world recipe registers it: resized (Lanczos) to ``side`` px on its long side. (The
-    ``shared_photos`` fixture skips when the shared data is absent; a photo missing from it is an error.)"""
-    from provenance.lookup.features import extract_features
-    from tests.provenance.lookup.conftest import load_rgb
-
-    im = Image.fromarray(load_rgb(path))
-    s = side / max(im.size)
-    ref = np.asarray(im.resize((round(im.width * s), round(im.height * s)), Image.Resampling.LANCZOS))
-    return ref, extract_features(ref)
-
-
 @pytest.fixture(scope="module")
 def fence(shared_photos) -> tuple[np.ndarray, LocalFeatures]:
     """kodim19 (a lighthouse behind a picket fence, clapboard siding) registered at 384 px: its fine, regular detail
     folds into moire when a copy is downscaled without a filter."""
-    return _registered_at(shared_photos / "kodak24" / "kodim19.png", 384)
+    return registered_at(shared_photos / "kodak24" / "kodim19.png", 384)
 
 
 def test_moire_of_an_unfiltered_downscale_is_a_reshare_not_an_edit(fence, monkeypatch) -> None:
@@ -384,6 +373,7 @@ def test_moire_of_an_unfiltered_downscale_is_a_reshare_not_an_edit(fence, monkey
 
     ref, features = fence
     query = _jpeg(Image.fromarray(_downscaled_unfiltered(ref, 0.65)), 85)
+    monkeypatch.setattr(compare, "UNFILTERED_MODEL", False)  # this term alone (the rendering is tested below)
     with_term = _analyse(query, ref, features)
     monkeypatch.setattr(compare, "ALIAS_FLOOR", False)
     without = _analyse(query, ref, features)
@@ -406,6 +396,63 @@ def test_an_edit_still_shows_through_the_moire_term(fence, photo_paths) -> None:
     assert a.boxes and _box_hits_mask(a.boxes[0], mask)
 
 
+def test_a_nearest_neighbour_copy_is_compared_with_the_reference_rendered_alike(house, monkeypatch) -> None:
+    """A copy downscaled to 40 % by nearest neighbour (no filter at all) keeps the brick and tile texture as
+    aliasing the moire term does not cover: without the rendering it is altered (16.9 when measured); compared with
+    the reference point-sampled the same way (``resampling.unfiltered_rendering``), it is a re-share (6.5)."""
+    import cv2
+
+    import provenance.lookup.compare as compare
+
+    ref, features = house
+    query = _jpeg(Image.fromarray(cv2.resize(ref, None, fx=0.4, fy=0.4, interpolation=cv2.INTER_NEAREST)), 85)
+    rendered = _analyse(query, ref, features)
+    monkeypatch.setattr(compare, "UNFILTERED_MODEL", False)
+    without = _analyse(query, ref, features)
+    assert without.is_altered() and not without.unfiltered, without.score
+    assert rendered.unfiltered and not rendered.is_altered(), rendered.score
+    assert rendered.score < 0.6 * without.score, (rendered.score, without.score)
+
+
+def test_an_edit_shows_through_a_nearest_neighbour_copy(house, photo_paths) -> None:
+    """The rendering only explains what the reference holds: a pasted patch (about 4 % of the picture) on a
+    nearest-neighbour copy stays altered, boxed where it is."""
+    import cv2
+
+    from tests.provenance.lookup.conftest import load_rgb
+
+    ref, features = house
+    donor = load_rgb(photo_paths["donor"])
+    edited, mask = ref.copy(), np.zeros(ref.shape[:2], bool)
+    edited[150:210, 60:140] = donor[100:160, 100:180]
+    mask[150:210, 60:140] = True
+    query = _jpeg(Image.fromarray(cv2.resize(edited, None, fx=0.4, fy=0.4, interpolation=cv2.INTER_NEAREST)), 85)
+    a = _analyse(query, ref, features)
+    assert a.unfiltered
+    assert a.is_altered() and a.score > 2 * ALTERED_THRESHOLD, a.score
+    assert a.boxes and _box_hits_mask(a.boxes[0], mask), a.boxes
+
+
+def test_the_rendering_also_serves_a_comparison_at_the_work_grid(shared_photos, monkeypatch) -> None:
+    """A reference larger than the work grid (741 px) and a nearest-neighbour copy of 408 px: the copy holds as many
+    pixels as the work grid does there, so the comparison runs at full work resolution, and the copy, rendered
+    from the full-size reference and warped like the query, is still compared with its own kind of aliasing."""
+    import cv2
+
+    import provenance.lookup.compare as compare
+    from provenance.lookup.features import extract_features
+    from tests.provenance.lookup.conftest import load_rgb
+
+    ref = load_rgb(shared_photos / "skimage" / "motorcycle_left.png")
+    features = extract_features(ref)
+    query = _jpeg(Image.fromarray(cv2.resize(ref, None, fx=0.55, fy=0.55, interpolation=cv2.INTER_NEAREST)), 85)
+    rendered = _analyse(query, ref, features)
+    monkeypatch.setattr(compare, "UNFILTERED_MODEL", False)
+    without = _analyse(query, ref, features)
+    assert rendered.unfiltered and rendered.comparison_scale == 1.0
+    assert rendered.score < 0.9 * without.score, (rendered.score, without.score)
+
+
 def test_alias_detail_only_for_a_query_coarser_than_the_work_grid(reference_rgb: np.ndarray) -> None:
     from provenance.lookup.compare import alias_detail
 
@@ -425,7 +472,7 @@ def test_a_sharpened_copy_is_matched_with_the_sharpening_it_was_given(shared_pho
     (kodim08 at 256 px, resized to 70 %, unsharp radius 2 px at 120 %, JPEG 85) is *altered*."""
     import provenance.lookup.compare as compare
 
-    ref, features = _registered_at(shared_photos / "kodak24" / "kodim08.png", 256)
+    ref, features = registered_at(shared_photos / "kodak24" / "kodim08.png", 256)
     copy = Image.fromarray(ref).resize((round(ref.shape[1] * 0.7), round(ref.shape[0] * 0.7)),
                                        Image.Resampling.LANCZOS)
     from PIL import ImageFilter

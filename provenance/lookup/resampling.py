@@ -7,12 +7,13 @@ detail (a fence, siding, fabric) as moire, edges as jaggies. Compared with the r
 resolution (what a proper resize gives), such a copy differs all over its textured part, and reads as edited.
 
 Which of the two renderings of the reference explains the copy's textured pixels tells them apart: point samples of
-the reference at the copy's pixel centres, or the reference low-passed first. On ``world`` test photos downscaled to
-30-65 % and saved as JPEG, the median error over the most textured quarter of the pixels was 17-27 grey levels
-against the point samples and 31-53 against the best low-pass for copies made by nearest neighbour (8-16 against
-28-37 for bilinear ones), and within 5 % either way for the benchmark's properly filtered copies. When the point
-samples win by ``UNFILTERED_MARGIN``, the comparison takes them as its reference (``unfiltered_rendering``): both
-sides then carry the same aliasing, and what no rendering of the reference explains, an edit, still stands out.
+the reference at the copy's pixel centres, or the reference low-passed first. In a probe of five test-split photos
+whose nearest-neighbour copies were called *altered*, the median error over the most textured quarter of the pixels
+was 17-27 grey levels against the point samples and 31-53 against a low-pass; on six of the world recipe's filtered
+copies the two were within 5 % of each other. When the point samples win by ``UNFILTERED_MARGIN``, the comparison
+takes them as its reference (``unfiltered_rendering``): both sides then carry the same aliasing, and what no
+rendering of the reference explains, an edit, still stands out. ``benchmarks/bench_unfiltered.py`` measures the
+verdicts with and without it (docs/verdicts.md).
 
 Pure functions of pixels; coordinates as in ``geometry.py`` (pixel centres at integers).
 """

@@ -26,7 +26,7 @@ from provenance.lookup.compare import (
 from provenance.lookup.errors import AnalysisInputError, InsufficientOverlapError
 from provenance.lookup.features import LocalFeatures
 from provenance.lookup.geometry import verify_image
-from tests.provenance.lookup.conftest import registered_at
+from tests.provenance.lookup.conftest import _jpeg, registered_at
 
 
 def _analyse(query: np.ndarray, reference_rgb: np.ndarray, reference_features: LocalFeatures) -> ChangeAnalysis:
@@ -103,12 +103,6 @@ def test_identity_comparison_is_clean(reference_rgb: np.ndarray) -> None:
 
 
 # --- strong benign degradations, and the same on top of edits -----------------------------------------------------
-
-def _jpeg(img: Image.Image, quality: int) -> np.ndarray:
-    from provenance.bench import transforms as T
-
-    return np.asarray(T.jpeg(img, quality))
-
 
 def _sharpen_noise(img: Image.Image, seed: int) -> Image.Image:
     """Hard sharpening then Gaussian noise (sigma 12, the top of the benchmark's range)."""

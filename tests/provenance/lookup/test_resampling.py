@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import io
-
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
+from provenance.bench.transforms import jpeg
 from provenance.lookup.geometry import verify_image
 from provenance.lookup.resampling import MIN_ZOOM, unfiltered_rendering
 
 
-def _jpeg(rgb: np.ndarray, quality: int = 85) -> np.ndarray:
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, "JPEG", quality=quality)
-    return np.asarray(Image.open(buf).convert("RGB"))
-
-
 def _copy(ref: np.ndarray, scale: float, interpolation: int) -> np.ndarray:
-    return _jpeg(cv2.resize(ref, None, fx=scale, fy=scale, interpolation=interpolation))
+    return np.asarray(jpeg(Image.fromarray(cv2.resize(ref, None, fx=scale, fy=scale, interpolation=interpolation)), 85))
 
 
 def _median_error(a: np.ndarray, b: np.ndarray) -> float:
@@ -45,8 +38,8 @@ def test_a_filtered_downscale_is_not(house, interpolation) -> None:
     ref, features = house
     if interpolation == cv2.INTER_LANCZOS4:  # as PIL resizes: Lanczos with its support scaled to the reduction
         im = Image.fromarray(ref)
-        query = _jpeg(np.asarray(im.resize((round(im.width * 0.4), round(im.height * 0.4)),
-                                           Image.Resampling.LANCZOS)))
+        query = np.asarray(jpeg(im.resize((round(im.width * 0.4), round(im.height * 0.4)), Image.Resampling.LANCZOS),
+                                85))
     else:
         query = _copy(ref, 0.4, interpolation)
     geo = verify_image(query, features)

@@ -159,6 +159,10 @@ def summarise(rows: list[dict]) -> dict:  # type: ignore[type-arg]
            "altered_recall_2pct": share(sum(ok_altered(r) for r in big), len(big)),
            "no_match_unrelated": share(sum(r["verdict"] == "no_match" for r in unrelated), len(unrelated)),
            "unrelated_altered": share(sum(r["verdict"] == "altered" for r in unrelated), len(unrelated)),
+           # a registered photo claimed for an unrelated one (match or altered): the harmful error
+           "unrelated_claimed": share(sum(r["verdict"] in ("match", "altered") for r in unrelated), len(unrelated)),
+           "unrelated_verdicts": {x: sum(r["verdict"] == x for r in unrelated)
+                                  for x in ("match", "altered", "same_scene", "no_match")},
            "same_scene_altered": share(sum(r["verdict"] == "altered" for r in by("same_scene") + by("other_photo")),
                                        len(by("same_scene") + by("other_photo"))),
            "same_scene_match": share(sum(r["verdict"] == "match" for r in by("same_scene") + by("other_photo")),
@@ -185,7 +189,7 @@ def summarise(rows: list[dict]) -> dict:  # type: ignore[type-arg]
     rated = [r for r in rows if r.get("confidence") is not None]
     bins = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 1.0001)
     out["reliability"] = []
-    for lo, hi in zip(bins, bins[1:]):
+    for lo, hi in zip(bins, bins[1:], strict=False):
         g = [r for r in rated if lo <= r["confidence"] < hi]
         if g:
             right = sum(r["verdict"] in RIGHT[r["relation"]] for r in g)
@@ -199,7 +203,8 @@ def print_summary(n: int, s: dict, latency: dict) -> None:  # type: ignore[type-
           f"{fmt(s['fpr_every_edit'])}")
     print(f"    altered recall {fmt(s['altered_recall'])}; edit masks >= 2 % {fmt(s['altered_recall_2pct'])}; "
           f"visibly >= 2 % {fmt(s['altered_recall_visible_2pct'])}")
-    print(f"    unrelated no_match {fmt(s['no_match_unrelated'])}; unrelated altered {fmt(s['unrelated_altered'])}")
+    print(f"    unrelated no_match {fmt(s['no_match_unrelated'])}; unrelated altered {fmt(s['unrelated_altered'])}; "
+          f"match or altered {fmt(s['unrelated_claimed'])}; verdicts {s['unrelated_verdicts']}")
     print(f"    same-scene / other photos altered {fmt(s['same_scene_altered'])}, match {fmt(s['same_scene_match'])}")
     print(f"    not confident: benign {fmt(s['unsure_benign'])}, edits {fmt(s['unsure_edits'])}")
     print(f"    latency p50 {latency['p50']:.0f} ms p90 {latency['p90']:.0f} ms p99 {latency['p99']:.0f} ms")
@@ -215,7 +220,7 @@ def print_summary(n: int, s: dict, latency: dict) -> None:  # type: ignore[type-
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", type=Path, required=True)
+    ap.add_argument("--dataset", type=Path, required=False)
     ap.add_argument("--unrelated", type=Path, default=None,
                     help="folder of photos never ingested (default: the dataset's distractors)")
     ap.add_argument("--same-scene", type=Path, default=None,
@@ -227,7 +232,15 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/system"))
     ap.add_argument("--distractor-model-photos", type=Path, default=Path("benchmarks/out/training-photos/train"),
                     help="real photos (not in the dataset) whose global-id codes the distractor model imitates")
+    ap.add_argument("--summary-only", action="store_true",
+                    help="recompute and print the figures of --out/system.json (its rows) without running anything")
     args = ap.parse_args()
+    if args.summary_only:
+        for run in json.loads((args.out / "system.json").read_text()):
+            print_summary(run["distractors"], summarise(run["rows"]), run["latency_ms"])
+        return 0
+    if args.dataset is None:
+        ap.error("--dataset is required (except with --summary-only)")
 
     ds = load_dataset(args.dataset)
     facts = variant_facts(args.dataset)

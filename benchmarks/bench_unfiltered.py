@@ -6,7 +6,12 @@ this benchmark makes its own, from each reference of a dataset (default: the wor
 
 * two benign copies, by nearest neighbour and by bilinear sampling, to 30-65 % of the reference's size, JPEG 85;
 * one edit made on the reference (a copy-move, a recolouring or an inpainted removal of 2-6 % of the picture, in
-  turn; ``provenance.bench.manipulations``), then downscaled the same way (nearest and bilinear in turn).
+  turn; ``provenance.bench.manipulations``), then downscaled the same way (nearest and bilinear in turn), and, as a
+  control, the same edit downscaled to the same size with a proper filter (``INTER_AREA``): what the unfiltered
+  copies lose against it is the aliasing's doing, what both lose is the small size's.
+
+Each edit's visible share (``world.visible_share``: pixels moved by 16 or more of 255) is recorded; edits that
+visibly change under 0.25 % of the picture are imperceptible and reported apart, as in the world benchmark.
 
 Every copy goes through the lookup's pair evidence and the shipped verdict policy (as ``bench_verdicts.py``) twice:
 with the comparison's unfiltered rendering (``compare.UNFILTERED_MODEL``, ``resampling.unfiltered_rendering``) and
@@ -31,25 +36,27 @@ from bench_verdicts import Runner, rate, shipped_policy  # benchmarks/ is on the
 
 from provenance.bench import manipulations
 from provenance.bench.dataset import load_dataset
+from provenance.bench.world import IMPERCEPTIBLE_SHARE, bucket_of, visible_share
 from provenance.lookup import compare
 
 EDITS = ("copy_move", "recolour", "object_removal")
 EDIT_SHARE = (0.02, 0.06)  # share of the picture an edit targets
 SCALES = (0.30, 0.65)  # the copy's size, as a share of the reference's
 INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR}
+FILTERED = {"area": cv2.INTER_AREA}  # the control: a proper anti-aliased downscale
 QUALITY = 85
 
 
 def _downscaled(rgb: np.ndarray, scale: float, interpolation: str, path: Path) -> Path:
     h, w = rgb.shape[:2]
     small = cv2.resize(rgb, (max(8, round(w * scale)), max(8, round(h * scale))),
-                       interpolation=INTERPOLATIONS[interpolation])
+                       interpolation={**INTERPOLATIONS, **FILTERED}[interpolation])
     cv2.imwrite(str(path), cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, QUALITY])
     return path
 
 
 def copies_of(index: int, reference: Path, rgb: np.ndarray, seed: int, folder: Path) -> list[dict[str, Any]]:
-    """The three copies made of one reference (deterministic in ``seed`` and ``index``)."""
+    """The four copies made of one reference (deterministic in ``seed`` and ``index``)."""
     rng = np.random.default_rng([seed, index])
     jobs = []
     for interpolation in INTERPOLATIONS:
@@ -60,9 +67,14 @@ def copies_of(index: int, reference: Path, rgb: np.ndarray, seed: int, folder: P
     interpolation = tuple(INTERPOLATIONS)[(index // len(EDITS)) % len(INTERPOLATIONS)]
     edited, mask, _ = getattr(manipulations, edit)(rgb.copy(), rng, manipulations.EditContext(area=EDIT_SHARE))
     scale = float(rng.uniform(*SCALES))
-    jobs.append({"relation": "manipulated", "kind": f"{edit}+{interpolation}", "interpolation": interpolation,
-                 "scale": round(scale, 3), "mask_share": round(float(np.asarray(mask, bool).mean()), 4),
+    visible = visible_share(rgb, edited)
+    facts = {"relation": "manipulated", "scale": round(scale, 3),
+             "mask_share": round(float(np.asarray(mask, bool).mean()), 4), "visible_share": round(visible, 4),
+             "visible_bucket": "imperceptible" if visible < IMPERCEPTIBLE_SHARE else bucket_of(visible)}
+    jobs.append({**facts, "kind": f"{edit}+{interpolation}", "interpolation": interpolation,
                  "query": _downscaled(edited, scale, interpolation, folder / f"{index}-edit.jpg")})
+    jobs.append({**facts, "kind": f"{edit}+area", "interpolation": "area",
+                 "query": _downscaled(edited, scale, "area", folder / f"{index}-edit-area.jpg")})
     return [{**j, "reference": str(reference)} for j in jobs]
 
 
@@ -98,17 +110,24 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 def summarise(rows: list[dict[str, Any]]) -> None:
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        groups[f"{r['relation']}: {r['kind'].split('+')[-1]}"].append(r)
         if r["relation"] == "manipulated":
-            groups[f"manipulated: {r['kind'].split('+')[0]}"].append(r)
-    print(f"{'copies':34s} {'n':>4s}  {'setting':8s} {'match':>34s} {'altered':>34s}  other  rendered")
+            seen = "imperceptible" if r.get("visible_bucket") == "imperceptible" else "perceptible"
+            resize = r["kind"].split("+")[-1]
+            unfiltered = "unfiltered" if resize in INTERPOLATIONS else resize
+            groups[f"{seen} edits: {resize}"].append(r)
+            groups[f"{seen} edits: {unfiltered}, {r['kind'].split('+')[0]}"].append(r)
+            if seen == "perceptible":
+                groups[f"perceptible edits: {unfiltered}, {r['visible_bucket']}"].append(r)
+        else:
+            groups[f"{r['relation']}: {r['kind']}"].append(r)
+    print(f"{'copies':44s} {'n':>4s}  {'setting':8s} {'match':>34s} {'altered':>34s}  other  rendered")
     for key in sorted(groups):
         g = groups[key]
         for setting in ("without", "with"):
             match = sum(r[setting] == "match" for r in g)
             altered = sum(r[setting] == "altered" for r in g)
             rendered = sum(r["unfiltered"] for r in g) if setting == "with" else ""
-            print(f"{key:34s} {len(g):4d}  {setting:8s} {rate(match, len(g)):>34s} {rate(altered, len(g)):>34s}  "
+            print(f"{key:44s} {len(g):4d}  {setting:8s} {rate(match, len(g)):>34s} {rate(altered, len(g)):>34s}  "
                   f"{len(g) - match - altered:5d}  {rendered}")
     changed = [r for r in rows if r["with"] != r["without"]]
     print(f"\nverdicts the rendering changed: {len(changed)}")

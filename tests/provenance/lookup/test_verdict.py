@@ -27,12 +27,23 @@ def test_match_needs_geometry_a_close_hash_and_no_local_change():
     assert v.verdict == MATCH and "above the model's threshold 8" in v.explanation
 
 
-def test_local_change_or_a_far_hash_give_altered_with_regions():
+def test_local_change_or_a_far_hash_where_nothing_was_compared_give_altered():
     box = (Region(1, 2, 30, 40),)
     v = decide([cand("a", change=0.9, regions=box)], POLICY, query_hash="ab" * 8, model="m")
     assert v.verdict == ALTERED and v.regions == box and "local change score 0.900 >= 0.5" in v.explanation
-    v = decide([cand("a", distance=20)], POLICY, query_hash="ab" * 8, model="m")
-    assert v.verdict == ALTERED and "hash distance 20 > 12" in v.explanation
+    v = decide([cand("a", distance=20, change=None)], POLICY, query_hash="ab" * 8, model="m")
+    assert v.verdict == ALTERED and "hash distance 20 > 12 (the pixels could not be compared)" in v.explanation
+    v = decide([cand("a", distance=12, change=None)], POLICY, query_hash="ab" * 8, model="m")
+    assert v.verdict == MATCH  # at hash_altered itself: not beyond it
+
+
+def test_a_clean_comparison_outranks_a_far_hash():
+    # a screenshot of a texture photo moves the object-graph code 27-35 bits while its pixels compare clean
+    v = decide([cand("a", distance=20, change=0.1)], POLICY, query_hash="ab" * 8, model="m")
+    assert v.verdict == MATCH and v.record_cid == "a"
+    assert "hash distance 20 (above the model's threshold 8; the hash alone would say edited" in v.explanation
+    v = decide([cand("a", distance=20, change=0.6)], POLICY, query_hash="ab" * 8, model="m")
+    assert v.verdict == ALTERED and "hash distance" not in v.explanation  # the comparison's own reason only
 
 
 def test_the_source_is_the_verified_candidate_with_most_inliers():

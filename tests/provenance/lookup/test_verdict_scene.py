@@ -221,9 +221,11 @@ def test_the_hash_alone_altered_distance_is_per_model_and_falls_back_to_the_matc
     assert cal.hash_altered_for("oscar-v2-x", 16) == 29
     assert cal.hash_altered_for("oscar-v1-y", 22) == 22  # not fitted: its own threshold
     policy = cal.policy(hash_threshold=16, hash_altered=cal.hash_altered_for("oscar-v2-x", 16), identity_gate=None)
-    # a genuine copy 24 bits away (v2's benign copies reach 28) is no longer altered on the hash alone
-    assert classify(cand(distance=24), policy) == MATCH
-    assert classify(cand(distance=30), policy) == ALTERED
+    # where the pixels could not be compared, a genuine copy 24 bits away (v2's benign copies reach 28) is no longer
+    # altered on the hash alone, and one 30 bits away is
+    assert classify(cand(distance=24, score=None), policy) == MATCH
+    assert classify(cand(distance=30, score=None), policy) == ALTERED
+    assert classify(cand(distance=30), policy) == MATCH  # compared clean: the pixels outrank the code
 
 
 def test_the_shipped_calibration_loads_and_says_how_it_was_made():

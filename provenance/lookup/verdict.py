@@ -49,9 +49,9 @@ class Policy:
     """Thresholds of the decision. ``hash_threshold`` comes with the model's weights (calibrated at 99 % of benign
     pairs) and is reported; ``hash_altered`` (>= it) is the distance beyond which the hash alone says "edited" once
     geometry holds and the comparison could not run; ``change_threshold`` is the aligned comparison's score
-    threshold (``provenance.lookup.compare``); ``identity_gate`` is the global-id distance beyond which a candidate is a different photo and is not verified
-    (None: every candidate is verified). The ``scene_*`` thresholds tell another photo of the scene from a copy (see
-    the module docstring; calibrated by ``benchmarks/bench_geometry.py``).
+    threshold (``provenance.lookup.compare``); ``identity_gate`` is the global-id distance beyond which a candidate
+    is a different photo and is not verified (None: every candidate is verified). The ``scene_*`` thresholds tell
+    another photo of the scene from a copy (see the module docstring; calibrated by ``benchmarks/bench_geometry.py``).
     """
 
     hash_threshold: int

@@ -36,7 +36,7 @@ from bench_verdicts import Runner, rate, shipped_policy  # benchmarks/ is on the
 
 from provenance.bench import manipulations
 from provenance.bench.dataset import load_dataset
-from provenance.bench.world import IMPERCEPTIBLE_SHARE, bucket_of, visible_share
+from provenance.bench.world import visible_bucket_of, visible_share
 from provenance.lookup import compare
 
 EDITS = ("copy_move", "recolour", "object_removal")
@@ -70,7 +70,7 @@ def copies_of(index: int, reference: Path, rgb: np.ndarray, seed: int, folder: P
     visible = visible_share(rgb, edited)
     facts = {"relation": "manipulated", "scale": round(scale, 3),
              "mask_share": round(float(np.asarray(mask, bool).mean()), 4), "visible_share": round(visible, 4),
-             "visible_bucket": "imperceptible" if visible < IMPERCEPTIBLE_SHARE else bucket_of(visible)}
+             "visible_bucket": visible_bucket_of(visible)}
     jobs.append({**facts, "kind": f"{edit}+{interpolation}", "interpolation": interpolation,
                  "query": _downscaled(edited, scale, interpolation, folder / f"{index}-edit.jpg")})
     jobs.append({**facts, "kind": f"{edit}+area", "interpolation": "area",

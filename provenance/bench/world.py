@@ -28,7 +28,7 @@ from provenance.bench import platform as P
 from provenance.bench.dataset import Pair
 
 __all__ = ["DEFAULT_SIZES", "EDIT_BUCKETS", "IMPERCEPTIBLE_SHARE", "VISIBLE_DELTA", "WORLD_EDITS", "bucket_of",
-           "reference_sizes", "variant_facts", "visible_share"]
+           "reference_sizes", "variant_facts", "visible_bucket_of", "visible_share"]
 
 DEFAULT_SIZES = (0, 384, 256)  # 0: the photo as stored
 WORLD_EDITS = ("copy_move", "copy_move_blend", "splice", "object_insertion", "object_removal", "recolour",
@@ -51,6 +51,11 @@ def bucket_of(share: float) -> str:
         if share < hi:
             return f"{lo * 100:g}-{hi * 100:g}%"
     return f">={EDIT_BUCKETS[-1][0] * 100:g}%"
+
+
+def visible_bucket_of(share: float) -> str:
+    """The bucket of a visible share: ``"imperceptible"`` below ``IMPERCEPTIBLE_SHARE``, else its edit-size bucket."""
+    return "imperceptible" if share < IMPERCEPTIBLE_SHARE else bucket_of(share)
 
 
 def visible_share(original: np.ndarray, edited: np.ndarray) -> float:
@@ -137,8 +142,7 @@ def build_world_photo(job: Any) -> tuple[list[Pair], dict[str, Any]]:
             recipes[rel] = {"kind": name, **common, "size": list(img.size), "encoding": enc.to_obj(),
                             "target_share": list(target), "mask_share": round(share, 5),
                             "edit_bucket": bucket_of(share), "visible_share": round(visible, 5),
-                            "visible_bucket": ("imperceptible" if visible < IMPERCEPTIBLE_SHARE
-                                               else bucket_of(visible)), **info}
+                            "visible_bucket": visible_bucket_of(visible), **info}
     return pairs, {"photo": job.photo, "regions": [list(b) for b in job.regions],
                    "region_source": job.region_source, "variants": recipes}
 

@@ -288,9 +288,13 @@ def goes_beyond_frame(c: Candidate, policy: Policy) -> bool:
     return (c.beyond_seam or 0.0) <= allowed and lo <= (c.beyond_texture or 0.0) <= 1.0 / lo
 
 
+def _beyond_hash_altered(c: Candidate, policy: Policy) -> bool:
+    return c.distance is not None and c.distance > policy.hash_altered
+
+
 def is_hash_far(c: Candidate, policy: Policy) -> bool:
     """The sensitive hash alone says "edited": beyond ``hash_altered``, and no aligned comparison to outrank it."""
-    return c.change_score is None and c.distance is not None and c.distance > policy.hash_altered
+    return c.change_score is None and _beyond_hash_altered(c, policy)
 
 
 def is_altered(c: Candidate, policy: Policy) -> bool:
@@ -404,7 +408,7 @@ def decide(candidates: Sequence[Candidate], policy: Policy, *, query_hash: str, 
     tie = ("a dense alignment (a low-texture copy: no keypoints tie it)" if best.dense
            else f"{best.inliers} inliers")
     outranked = ("; the hash alone would say edited, but the aligned comparison outranks it"
-                 if best.distance is not None and best.distance > policy.hash_altered else "")
+                 if _beyond_hash_altered(best, policy) else "")
     return Verdict(MATCH, best.record_cid, explanation=(
         f"{tie}, hash distance {best.distance} ({within} the model's threshold "
         f"{policy.hash_threshold}{outranked}), no local change{first}"), **common)

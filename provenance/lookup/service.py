@@ -3,9 +3,9 @@
 decode (limits) -> every hash -> top-k per index channel (the tamper-sensitive OSCAR-Net code and the two
 tamper-tolerant identity codes: pHash, also probed mirrored, and the 256-bit global-id code, which still finds
 rotated, padded and edited copies in a large index), merged -> for each candidate not ruled out by its global-id
-distance (the gate shipped with its weights), geometric verification of the query's RootSIFT (and its mirror) against the record's
-stored features -> for candidates that pass, the aligned comparison against the original image from the block
-store -> ``verdict.decide``.
+distance (the gate shipped with its weights), geometric verification of the query's RootSIFT (and its mirror)
+against the record's stored features -> for candidates that pass, the aligned comparison against the original
+image from the block store -> ``verdict.decide``.
 
 It also owns what ingest registers for lookup: the features blob beside the record and each hash in the index
 (``register``). The record store and block store come from the ledger; the index is a ``HashIndex``.
@@ -17,11 +17,15 @@ import contextlib
 import functools
 import hashlib
 import io
+import os
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -36,6 +40,11 @@ from provenance.lookup.calibration import load_calibration
 from provenance.lookup.confidence import ConfidenceModel
 from provenance.lookup.verdict import Candidate, ObjectChange, Policy, Region, Verdict, decide
 from provenance.records import AnyRecord, PerceptualHash, parse_record
+from provenance.records_store import StoredRecord
+
+if TYPE_CHECKING:
+    from provenance.lookup.compare import ChangeAnalysis
+    from provenance.lookup.evidence import PairEvidence
 
 log = get_logger(__name__)
 
@@ -44,6 +53,9 @@ DEFAULT_K = 10
 #: its weights (``identity_gate``; 112 of 256 bits for global-id-v1) is another photo and is not verified
 #: (geometric verification is most of a lookup's time).
 IDENTITY_CHANNEL = "global-id"
+#: Threads for a lookup's parallel parts, shared by the process: the query's local features (as given and mirrored)
+#: and the examination of each candidate (OpenCV and NumPy release the GIL).
+FEATURE_THREADS = 4
 PARTNER_SCORE = 0.15  # detections this sure still count as "present" when describing object changes
 #: A candidate this close in another tolerant channel (as given or mirrored) is verified whatever its global-id
 #: distance: small, blurred or noisy copies of dark or smooth photos can land beyond the identity gate (up to 124
@@ -66,6 +78,36 @@ def _mirrored_png(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb[:, ::-1])).save(buf, "PNG", compress_level=1)
     return buf.getvalue()
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _feature_pool() -> ThreadPoolExecutor:
+    """Threads for the parallel parts of every lookup of the process (``FEATURE_THREADS``), started on first use."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=FEATURE_THREADS, thread_name_prefix="lookup")
+        return _pool
+
+
+def _forget_pool_after_fork() -> None:
+    """A child of ``fork`` (a pre-forking server or worker) inherits the pool without its threads, which would leave
+    its tasks waiting forever: it starts its own."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
+@functools.lru_cache(maxsize=2048)
+def _parsed_record(record_bytes: bytes) -> AnyRecord:
+    """``parse_record``, remembered: stored record bytes never change (a record's CID is their hash), and every
+    lookup re-reads the same popular candidates (parsing and re-serialising each costs about 1 ms)."""
+    return parse_record(record_bytes)
 
 
 def _hamming_hex(a: str, b: str) -> int:
@@ -160,12 +202,11 @@ class Lookup:
     def withdraw(self, record_cid: str, publisher: str) -> None:
         self.index.withdraw(record_cid, publisher)
 
-    def _with_registration(self, candidates: list[Candidate]) -> list[Candidate]:
+    @staticmethod
+    def _with_registration(candidates: list[Candidate], stored: dict[str, StoredRecord]) -> list[Candidate]:
         """Each candidate with its publisher and log position (the verdict prefers the first registrant)."""
-        with self.ledger.reader.connect() as conn:
-            stored = {c.record_cid: self.ledger.store.get(conn, c.record_cid) for c in candidates}
         return [replace(c, leaf_index=rec.leaf_index, publisher=rec.publisher_id) if rec is not None else c
-                for c, rec in ((c, stored[c.record_cid]) for c in candidates)]
+                for c, rec in ((c, stored.get(c.record_cid)) for c in candidates)]
 
     def withdrawn_at(self, record_cid: str) -> datetime | None:
         """When the record was withdrawn from lookups (None while it is live)."""
@@ -223,7 +264,7 @@ class Lookup:
         from provenance.lookup.errors import FeatureBlobError
         from provenance.lookup.evidence import examine
         from provenance.lookup.features import LocalFeatures
-        from provenance.lookup.geometry import query_features
+        from provenance.lookup.geometry import start_query_features
 
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -258,16 +299,23 @@ class Lookup:
         timings["search"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
-        qf = query_features(rgb) if found else None
+        # the query as given and mirrored side by side (after the hashing, which keeps both cores busy itself)
+        qf = start_query_features(rgb, _feature_pool())() if found else None
         timings["query_features"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         candidates: list[Candidate] = []
-        change_maps: dict[str, bytes] = {}
+        # candidates to examine, each examined on the pool while the next one's features are read (slot: its place
+        # in ``candidates``, which keeps the order the verdict's ties are broken by)
+        pending: list[tuple[int, str, Future[PairEvidence], Callable[[], np.ndarray], int | None, dict[str, int]]] = []
+        # what each candidate's change map would be drawn from: only the verdict's own is rendered
+        change_maps: dict[str, tuple[np.ndarray, ChangeAnalysis, tuple[tuple[int, int, int, int], ...]]] = {}
         aligned: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # cid -> (original pixels, query -> original H)
+        with self.ledger.reader.connect() as conn:  # every candidate's record in one round trip
+            stored = self.ledger.store.get_many(conn, found) if found else {}
         for cid in sorted(found):
-            signed = self.record(cid)
-            if signed is None:
+            if cid not in stored:  # not a record (withdrawn since the search, or an index-only entry)
                 continue
+            signed = _parsed_record(stored[cid].record_bytes)
             rec_hashes = {h.alg: h.value for h in signed.record.hashes}
             dist = self._sensitive_distance(sensitive, signed.record.hashes, cid)
             # a tolerant distance only between codes of one model (after a model upgrade old records keep theirs)
@@ -298,17 +346,21 @@ class Lookup:
             # the original's pixels, read from the block store once and only for a verified candidate
             original = functools.cache(lambda s=signed, c=cid: self._decode(
                 self.ledger.blockstore.get(s.record.image_cid), f"record {c}"))
-            ev = examine(rgb, qf, reference, original)
+            pending.append((len(candidates), cid, _feature_pool().submit(examine, rgb, qf, reference, original),
+                            original, dist, tols))
+            candidates.append(Candidate(cid, (), dist, None, reason="being examined"))  # replaced below
+        for slot, cid, job, original, dist, tols in pending:
+            ev = job.result()
             analysis = ev.analysis
             if analysis is not None and ev.geometry.homography is not None:
                 threshold = self.policy.change_threshold_at(analysis.resolution)
                 if (analysis.is_altered(threshold) or ev.clone is not None) and maps_dir is not None:
-                    change_maps[cid] = render_change_map(original(), analysis, boxes=ev.boxes)
+                    change_maps[cid] = (original(), analysis, ev.boxes)
                 aligned[cid] = (original(), ev.geometry.homography)
-            candidates.append(ev.candidate(cid, tuple(sorted(found[cid])), dist, tols))
+            candidates[slot] = ev.candidate(cid, tuple(sorted(found[cid])), dist, tols)
         timings["verify"] = (time.perf_counter() - t) * 1000
 
-        candidates = self._with_registration(candidates)
+        candidates = self._with_registration(candidates, stored)
         verdict = decide(candidates, self.policy, query_hash=sensitive.value, model=sensitive.model_id)
         if self.confidence is not None:
             verdict = self.confidence.apply(verdict)
@@ -318,7 +370,8 @@ class Lookup:
             path = maps_dir / f"{hashlib.sha256(data).hexdigest()[:16]}-{verdict.record_cid[-12:]}.png"
             try:
                 maps_dir.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(change_maps[verdict.record_cid])
+                pixels, analysis, boxes = change_maps[verdict.record_cid]
+                path.write_bytes(render_change_map(pixels, analysis, boxes=boxes))
                 change_map = str(path)
             except OSError as exc:  # disk full, read-only: the verdict and its regions stand without the picture
                 with contextlib.suppress(OSError):

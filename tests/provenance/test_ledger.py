@@ -61,6 +61,19 @@ def test_ingest_appends_signed_content_addressed_records(ledger, photo_bytes) ->
         assert signed.record.metadata == META
 
 
+def test_get_many_returns_the_stored_records_that_exist_across_batches(ledger, photo_bytes) -> None:  # type: ignore[no-untyped-def]
+    results = [ledger.ingest(b, publisher="acme", metadata=META) for b in photo_bytes]
+    wanted = [r.cid for r in results] + ["bafkreinotarecord", results[0].cid]
+    with ledger.engine.connect() as conn:
+        for batch in (1, 2, 500):  # a batch boundary inside the list must not lose or duplicate a record
+            got = ledger.store.get_many(conn, wanted, batch=batch)
+            assert set(got) == {r.cid for r in results}
+            for r in results:
+                one = ledger.store.get(conn, r.cid)
+                assert got[r.cid].record_bytes == one.record_bytes and got[r.cid].leaf_index == r.leaf_index
+        assert ledger.store.get_many(conn, []) == {}
+
+
 def test_same_bytes_same_publisher_is_idempotent(ledger, photo_bytes) -> None:  # type: ignore[no-untyped-def]
     first = ledger.ingest(photo_bytes[0], publisher="acme", metadata=META)
     again = ledger.ingest(photo_bytes[0], publisher="acme", metadata=PublisherMetadata(title="other"))

@@ -9,8 +9,8 @@ import pytest
 
 from provenance.lookup.errors import AnalysisInputError
 from provenance.lookup.features import LocalFeatures, extract_features
-from provenance.lookup.geometry import (GeometryResult, match_features, query_features, verify, verify_image,
-                                        verify_query)
+from provenance.lookup.geometry import (GeometryResult, match_features, query_features, start_query_features, verify,
+                                        verify_image, verify_query)
 from tests.provenance.lookup.conftest import load_rgb
 
 
@@ -38,6 +38,18 @@ def test_homography_maps_query_pixels_onto_reference(benign_query: np.ndarray,
                          axis=1)
     assert np.median(err) < 1.0  # most matches land within a pixel of their reference keypoint
     assert not result.homography.flags.writeable
+
+
+def test_features_started_on_a_pool_are_the_features_extracted_in_line(benign_query: np.ndarray) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        started = start_query_features(benign_query, pool)()
+    inline = query_features(benign_query)
+    for a, b in ((started.straight, inline.straight), (started.mirrored, inline.mirrored)):
+        assert len(a) > 100 and (a.width, a.height) == (b.width, b.height)
+        assert np.array_equal(a.points, b.points) and np.array_equal(a.descriptors, b.descriptors)
+    assert not np.array_equal(started.straight.points, started.mirrored.points)
 
 
 def test_flipped_copy_verifies_mirrored_in_unflipped_coordinates(flipped_query: np.ndarray,

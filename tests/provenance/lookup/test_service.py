@@ -62,6 +62,40 @@ def test_an_altered_verdict_stands_when_its_change_map_cannot_be_written(service
     assert v.change_map is None and "change map not written" in v.explanation
 
 
+def test_only_the_verdicts_own_change_map_is_drawn(tmp_path, shared_photos, monkeypatch):
+    """A photo registered at two sizes gives an altered copy two altered candidates; the change map is drawn once,
+    for the record the verdict names, on that record's original (drawing costs ~10 ms each)."""
+    import cv2
+
+    from provenance.lookup import changemap
+
+    full = _rgb(shared_photos / PHOTOS[1])
+    small = cv2.resize(full, (full.shape[1] * 3 // 4, full.shape[0] * 3 // 4), interpolation=cv2.INTER_AREA)
+    svc = open_service(Settings(data_dir=tmp_path / "svc"))
+    try:
+        svc.ledger.add_publisher("acme")
+        cids = [svc.pipeline.ingest(data, publisher="acme", metadata=PublisherMetadata(title=str(i))).cid
+                for i, data in enumerate(((shared_photos / PHOTOS[1]).read_bytes(), _jpeg(small)))]
+        drawn: list[tuple[int, ...]] = []
+        real = changemap.render_change_map
+
+        def counting(reference_rgb, *args, **kwargs):  # type: ignore[no-untyped-def]
+            drawn.append(reference_rgb.shape)
+            return real(reference_rgb, *args, **kwargs)
+
+        monkeypatch.setattr(changemap, "render_change_map", counting)
+        edited = paste_object((shared_photos / PHOTOS[1]).read_bytes(), (shared_photos / PHOTOS[2]).read_bytes())
+        v = svc.lookup.lookup(edited, change_map_dir=tmp_path / "maps")
+        assert v.verdict == "altered" and v.record_cid in cids, v.explanation
+        compared = [c for c in v.candidates if c.record_cid in cids and c.change_score is not None]
+        assert len(compared) == 2, [c.reason for c in v.candidates]
+        assert len(drawn) == 1 and v.change_map is not None
+        original = full if v.record_cid == cids[0] else small
+        assert drawn[0] == original.shape
+    finally:
+        svc.close()
+
+
 def _rgb(path: Path):
     import numpy as np
     from PIL import Image
@@ -308,3 +342,30 @@ def test_another_photo_of_the_scene_is_same_scene_with_the_record_as_lead(servic
     obj = v.to_obj()
     assert obj["verdict"] == "same_scene" and obj["confidence"] is None  # no model for it: too few real pairs
     assert obj["thresholds"]["scene_off_plane"] == v.policy.scene_off_plane
+
+
+def _answer_from_the_pool(out) -> None:  # type: ignore[no-untyped-def]
+    from provenance.lookup import service as lookup_service
+
+    try:
+        out.put(lookup_service._feature_pool().submit(int, "42").result(timeout=10))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the test
+        out.put(repr(exc))
+
+
+def test_a_forked_child_gets_a_working_thread_pool():
+    """A pre-forking server forks after the parent has looked something up: the child inherits the lookup pool
+    without its threads, and must start its own instead of waiting forever on the inherited one."""
+    import multiprocessing
+
+    from provenance.lookup import service as lookup_service
+
+    pool = lookup_service._feature_pool()
+    assert [f.result() for f in [pool.submit(int, str(i)) for i in range(8)]] == list(range(8))  # threads started
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_answer_from_the_pool, args=(out,))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0 and out.get(timeout=5) == 42
+    assert lookup_service._feature_pool() is pool  # the parent keeps its own

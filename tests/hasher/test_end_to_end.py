@@ -176,16 +176,19 @@ def test_the_gpu_pack_fits_what_travels_beside_the_tree(tmp_path: Path, shared_p
     corpus, limit = shared_photos.parent / "train-photos", 40 * 2**20
     if not corpus.is_dir():
         pytest.skip("../shared/data/train-photos is not here")
-    # a tree that leaves ~3 MiB: the training photos shrink to fit, the 13 MiB of conformance inputs stay out
+    # a tree that leaves ~3.5 MiB: the smallest conformance inputs take their 2 MiB, the photos shrink to the rest
     tree = limit - 6 * 2**20
     info = gpu.make_pack(tmp_path / "a", corpus, shared_photos, ("open",), budget_mb=10.0, val_limit=2,
-                         with_backbone=False, conformance=True, tree=tree, travel_limit=limit)
-    assert info["conformance"].startswith("left out") and not (tmp_path / "a" / "conformance").exists()
-    assert info["train_photos"] > 0 and tree + _bytes(tmp_path / "a") <= limit
+                         with_backbone=False, conformance=True, conformance_mb=2.0, tree=tree, travel_limit=limit)
+    packed = [p for p in (tmp_path / "a" / "conformance").rglob("*") if p.is_file()]
+    assert 0 < len(packed) < 50 and info["conformance"].startswith(f"{len(packed)} of 50 inputs")
+    assert info["conformance_bytes"] == _bytes(tmp_path / "a" / "conformance") <= 2 * 2**20
+    assert info["train_photos"] > 0 and info["train_bytes"] < 10 * 2**20
+    assert tree + _bytes(tmp_path / "a") <= limit
     # room to spare: everything asked for goes, still within the limit
     info = gpu.make_pack(tmp_path / "b", corpus, shared_photos, ("open",), budget_mb=1.0, val_limit=2,
-                         with_backbone=False, conformance=True, tree=2**20, travel_limit=limit)
-    assert info["conformance"] == "packed" and info["train_bytes"] <= 2**20
+                         with_backbone=False, conformance=True, conformance_mb=20.0, tree=2**20, travel_limit=limit)
+    assert info["conformance"].startswith("50 of 50") and info["train_bytes"] <= 2**20
     assert 2**20 + _bytes(tmp_path / "b") <= limit
     # no room: a clear refusal, before any photo is copied
     with pytest.raises(SystemExit, match="too little for training photos"):

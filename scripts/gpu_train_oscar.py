@@ -49,6 +49,10 @@ log = logging.getLogger("gpu-train-oscar")
 # ----------------------------------------------------------------------------------------------------------- pack
 
 
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.is_dir() else 0
+
+
 def _copy_package(dest: Path) -> int:
     spec = importlib.util.find_spec(BACKBONE_PACKAGE)
     if spec is None or spec.origin is None:
@@ -56,7 +60,7 @@ def _copy_package(dest: Path) -> int:
     src = Path(spec.origin).parent
     shutil.rmtree(dest / BACKBONE_PACKAGE, ignore_errors=True)
     shutil.copytree(src, dest / BACKBONE_PACKAGE, ignore=shutil.ignore_patterns("__pycache__"))
-    return sum(p.stat().st_size for p in (dest / BACKBONE_PACKAGE).rglob("*") if p.is_file())
+    return _folder_bytes(dest / BACKBONE_PACKAGE)
 
 
 def train_selection(corpus: Path, classes: tuple[str, ...], budget_bytes: int, limit: int = 0) -> list[str]:
@@ -102,10 +106,6 @@ def tree_bytes(root: Path = ROOT) -> int:
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
                             check=True, capture_output=True).stdout.split(b"\0")
     return sum(f.stat().st_size for f in (root / os.fsdecode(n) for n in listed if n) if f.is_file())
-
-
-def _folder_bytes(folder: Path) -> int:
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.is_dir() else 0
 
 
 def make_pack(out: Path, corpus: Path, shared_photos: Path, classes: tuple[str, ...], budget_mb: float, *,

@@ -18,7 +18,6 @@ still takes points of the query *as given* (unflipped), so its upper-left 2x2 bl
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -82,18 +81,14 @@ class QueryFeatures:
 QUERY_UPSCALE_TO = 512
 
 
-def query_features(rgb: np.ndarray) -> QueryFeatures:
-    """Extract from the query and from its horizontally flipped copy (small queries enlarged first)."""
-    return QueryFeatures(extract_features(rgb, upscale_to=QUERY_UPSCALE_TO),
-                         extract_features(np.ascontiguousarray(rgb[:, ::-1]), upscale_to=QUERY_UPSCALE_TO))
-
-
-def start_query_features(rgb: np.ndarray, pool: Executor) -> Callable[[], QueryFeatures]:
-    """``query_features`` begun on ``pool`` (the two extractions side by side, and beside whatever the caller does
-    meanwhile: OpenCV releases the GIL); the returned function waits for it. Same features as ``query_features``."""
-    straight = pool.submit(extract_features, rgb, upscale_to=QUERY_UPSCALE_TO)
-    mirrored = pool.submit(extract_features, np.ascontiguousarray(rgb[:, ::-1]), upscale_to=QUERY_UPSCALE_TO)
-    return lambda: QueryFeatures(straight.result(), mirrored.result())
+def query_features(rgb: np.ndarray, pool: Executor | None = None) -> QueryFeatures:
+    """Extract from the query and from its horizontally flipped copy (small queries enlarged first); with ``pool``,
+    the two extractions run side by side on it (OpenCV releases the GIL), giving the same features."""
+    views = (rgb, np.ascontiguousarray(rgb[:, ::-1]))
+    if pool is None:
+        return QueryFeatures(*(extract_features(v, upscale_to=QUERY_UPSCALE_TO) for v in views))
+    jobs = [pool.submit(extract_features, v, upscale_to=QUERY_UPSCALE_TO) for v in views]
+    return QueryFeatures(*(j.result() for j in jobs))
 
 
 def match_features(query: LocalFeatures, reference: LocalFeatures) -> tuple[np.ndarray, np.ndarray]:

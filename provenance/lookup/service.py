@@ -264,7 +264,7 @@ class Lookup:
         from provenance.lookup.errors import FeatureBlobError
         from provenance.lookup.evidence import examine
         from provenance.lookup.features import LocalFeatures
-        from provenance.lookup.geometry import start_query_features
+        from provenance.lookup.geometry import query_features
 
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -301,7 +301,7 @@ class Lookup:
         t = time.perf_counter()
         # the query as given and mirrored side by side (after the hashing, which keeps both cores busy itself)
         pool = _feature_pool()
-        qf = start_query_features(rgb, pool)() if found else None
+        qf = query_features(rgb, pool) if found else None
         timings["query_features"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         candidates: list[Candidate] = []

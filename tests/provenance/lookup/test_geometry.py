@@ -9,8 +9,14 @@ import pytest
 
 from provenance.lookup.errors import AnalysisInputError
 from provenance.lookup.features import LocalFeatures, extract_features
-from provenance.lookup.geometry import (GeometryResult, match_features, query_features, start_query_features, verify,
-                                        verify_image, verify_query)
+from provenance.lookup.geometry import (
+    GeometryResult,
+    match_features,
+    query_features,
+    verify,
+    verify_image,
+    verify_query,
+)
 from tests.provenance.lookup.conftest import load_rgb
 
 
@@ -44,7 +50,7 @@ def test_features_started_on_a_pool_are_the_features_extracted_in_line(benign_qu
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(2) as pool:
-        started = start_query_features(benign_query, pool)()
+        started = query_features(benign_query, pool)
     inline = query_features(benign_query)
     for a, b in ((started.straight, inline.straight), (started.mirrored, inline.mirrored)):
         assert len(a) > 100 and (a.width, a.height) == (b.width, b.height)

@@ -6,12 +6,14 @@ import argparse
 import dataclasses
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from hasher.config import OscarConfig
+from hasher.errors import HasherError
 from hasher.train.data import all_paths, read_groups
 from hasher.train.export import export_weights
 from hasher.train.features import FeatureCache
@@ -106,7 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
+    try:
+        return _run(args)
+    except HasherError as exc:  # bad weights, configs or caches: one clear line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
+
+def _run(args: argparse.Namespace) -> int:
     if args.cmd == "features":
         config = _config(args.config)
         groups = read_groups(args.dataset)
@@ -144,8 +153,8 @@ def _last_stage(args: argparse.Namespace) -> int:
         from hasher.train.stage_cache import features_from_stage
 
         config = _config(args.config)
-        written = features_from_stage(StageCache(args.stage_cache, config, args.stages), FeatureCache(args.cache, config),
-                                      all_paths(read_groups(args.dataset)))
+        written = features_from_stage(StageCache(args.stage_cache, config, args.stages),
+                                      FeatureCache(args.cache, config), all_paths(read_groups(args.dataset)))
         print(json.dumps({"written": written}))
         return 0
     if args.cmd == "fit-last":

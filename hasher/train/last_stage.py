@@ -295,19 +295,16 @@ def load_cut_graphs(cache: Any, groups: Sequence[Group]) -> tuple[list[Group], d
 def fit_last_stage_cli(config: OscarConfig, settings: LastStageSettings, train: Sequence[str], val: Sequence[str],
                        cache_root: str, out: Path, init: str | None, subsets: Sequence[str] | None = None,
                        stage_cache: str | None = None, cached_only: bool = False) -> LastStageState:
+    from hasher.api import read_head_weights
     from hasher.train.data import read_groups
 
+    start = read_head_weights(init).state if init else None  # a bad file fails before any image is read
     cache = _cache_for(config, settings.stages, cache_root, stage_cache, cached_only)
     train_groups, graphs = load_cut_graphs(cache, read_groups(train, subsets=subsets))
     val_groups, val_graphs = load_cut_graphs(cache, read_groups(val, first_origin=len(train_groups) + 10**6))
     graphs.update(val_graphs)
     log.info("%d training originals (%d images), %d validation originals", len(train_groups),
              sum(1 + len(g.benign) + len(g.manipulated) for g in train_groups), len(val_groups))
-    start = None
-    if init:
-        from hasher.api import read_head_weights
-
-        start = read_head_weights(init).state
     _, state = train_last_stage(config, settings, train_groups, val_groups, graphs, out, init=start)
     return state
 

@@ -280,3 +280,15 @@ def test_cached_only_trains_on_what_is_cached_and_extracts_nothing(tmp_path: Pat
                                              Group(1, files[2], (files[0],), ())])
     assert set(graphs) == set(files[:2])
     assert groups == [Group(0, files[0], (files[1],), ())]  # the uncached edit left out; group 1 lost its reference
+
+
+def test_the_cli_refuses_an_unreadable_init_file_in_one_line(tmp_path: Path, capsys) -> None:
+    from hasher.train.__main__ import main
+
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    rc = main(["fit-last", "--stages", "1", "--init", str(bad), "--cache", str(tmp_path / "cache"), "--train",
+               str(tmp_path / "no-train"), "--val", str(tmp_path / "no-val"), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and str(bad) in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()

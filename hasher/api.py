@@ -100,7 +100,8 @@ def image_scene_graph(image: ImageInput, detector: ObjectDetector, config: Oscar
     """Decode, detect, segment and build the scene graph of one image, exactly as the hasher does (training code
     that builds graphs in worker processes calls this too)."""
     rgb = load_rgb(image, max_pixels=max_pixels)
-    detections = detector.detect(rgb, max_objects=config.max_objects) if config.needs_objects else []
+    detections = (detector.detect(rgb, max_objects=config.max_objects, min_score=config.detect_min_score)
+                  if config.needs_objects else [])
     objects = segment(rgb, detections, work_size=config.grabcut_size, iterations=config.grabcut_iterations)
     return build_scene_graph(rgb, objects, config)
 

@@ -46,6 +46,7 @@ class OscarConfig:
     detect_size: int = 384  # CenterNet letterbox square (trained at 512; 384 finds the same objects in ~half the time)
     grabcut_size: int = 96  # longest side of the context crop GrabCut segments each box at
     grabcut_iterations: int = 2  # 0: no GrabCut, every object's mask is its filled box
+    detect_min_score: float = 0.25  # detections kept from this CenterNet score (hasher.detect.DEFAULT_MIN_SCORE)
     # scene graph
     max_objects: int = 16  # detected objects kept; the background is one more node on top
     mask_crops: bool = True  # blank pixels outside the object mask in its crop (so the background node differs from FG)
@@ -89,6 +90,8 @@ class OscarConfig:
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < float(self.detect_min_score) <= 1.0:
+            raise ConfigError(f"detect_min_score must be in (0, 1], got {self.detect_min_score}")
         if int(self.grabcut_iterations) < 0:
             raise ConfigError(f"grabcut_iterations must be >= 0 (0: box masks), got {self.grabcut_iterations}")
         if self.d_node % self.heads or self.d_relation_token % self.heads:

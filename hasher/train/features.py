@@ -29,8 +29,8 @@ from hasher.scene_graph import collate
 log = logging.getLogger(__name__)
 
 #: Config fields that change what ``extract`` returns; the head's sizes do not.
-PREPROCESSING_FIELDS = ("detect_size", "grabcut_size", "grabcut_iterations", "max_objects", "mask_crops", "crop_size",
-                        "global_size", "backbone", "mean", "std")
+PREPROCESSING_FIELDS = ("detect_size", "detect_min_score", "grabcut_size", "grabcut_iterations", "max_objects",
+                        "mask_crops", "crop_size", "global_size", "backbone", "mean", "std")
 
 
 def preprocessing_fingerprint(config: OscarConfig) -> str:

@@ -229,3 +229,33 @@ def test_deterministic_and_batch_consistent(detector: CenterNetDetector, shared_
         assert [d.label for d in single] == [d.label for d in batched]
         np.testing.assert_allclose([d.box for d in single], [d.box for d in batched], atol=1e-2)
         np.testing.assert_allclose([d.score for d in single], [d.score for d in batched], atol=1e-5)
+
+
+def test_the_config_score_threshold_reaches_the_scene_graph(shared_photos: Path) -> None:
+    """``OscarConfig.detect_min_score`` is what the hasher keeps: a lower one gives the graph the detector's extra
+    objects, node for node; weights files written before the field load with the shipped 0.25."""
+    from hasher.api import image_scene_graph
+    from hasher.config import OscarConfig
+    from hasher.detect import DEFAULT_MIN_SCORE
+    from hasher.errors import ConfigError
+
+    config = OscarConfig(max_objects=16)
+    assert config.detect_min_score == DEFAULT_MIN_SCORE == 0.25
+    legacy = {k: v for k, v in config.to_dict().items() if k != "detect_min_score"}
+    assert OscarConfig.from_dict(legacy) == config
+    small = CenterNetDetector(input_size=config.detect_size)
+    grew = 0
+    for rel in ("skimage/coffee.png", "skimage/motorcycle_left.png", "skimage/astronaut.png"):
+        image = load_photo(shared_photos, rel)
+        counts = {}
+        for score in (0.25, 0.1):
+            graph = image_scene_graph(image, small, config.replace(detect_min_score=score))
+            expected = len(small.detect(image, max_objects=16, min_score=score))
+            assert graph.num_nodes == expected + 1  # + the background node
+            counts[score] = expected
+        assert counts[0.1] >= counts[0.25]
+        grew += counts[0.1] > counts[0.25]
+    assert grew >= 1
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ConfigError, match="detect_min_score"):
+            OscarConfig(detect_min_score=bad)

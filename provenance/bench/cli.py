@@ -126,6 +126,9 @@ def list_methods() -> None:
               "insertion, small removal, a face or object swapped within the photo, a changed text line).")
 @click.option("--limit", type=click.IntRange(0), default=0, show_default=True,
               help="At most this many photos (a stable pseudo-random subset); 0: all.")
+@click.option("--thumbnailed-edits", "n_thumbnailed", type=click.IntRange(0), default=0, show_default=True,
+              help="world: per reference, this many more edits of the three smallest size buckets (0.5-5 %), "
+              "then thumbnailed to 30-65 % (a feed or a preview of an edited picture).")
 @click.option("--unrelated", "n_unrelated", type=click.IntRange(0), default=0, show_default=True,
               help="Training-split photos copied in as unrelated queries (with --split calibration or test).")
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
@@ -133,8 +136,8 @@ def list_methods() -> None:
 @click.option("--quiet", is_flag=True)
 def make_dataset(photos: Path, out: Path, seed: int, n_seen: int, n_unseen: int, n_manipulated: int, max_side: int,
                  regions: str, clipart: Path | None, distractor_dirs: tuple[Path, ...], recipe: str, sizes: str,
-                 n_copies: int, split: str | None, n_small: int, limit: int, n_unrelated: int, workers: int,
-                 overwrite: bool, quiet: bool) -> None:
+                 n_copies: int, split: str | None, n_small: int, limit: int, n_thumbnailed: int, n_unrelated: int,
+                 workers: int, overwrite: bool, quiet: bool) -> None:
     """Build an attribution dataset from PHOTOS into OUT."""
     from provenance.bench.make_dataset import DEFAULT_CLIPART, BuildConfig, build_dataset
 
@@ -148,7 +151,7 @@ def make_dataset(photos: Path, out: Path, seed: int, n_seen: int, n_unseen: int,
     cfg = BuildConfig(seed=seed, n_seen=n_seen, n_unseen=n_unseen, n_manipulated=n_manipulated, max_side=max_side,
                       workers=workers, regions=regions, clipart_dir=str(clipart) if clipart else DEFAULT_CLIPART,
                       recipe=recipe, sizes=size_list, n_copies=n_copies, split=split, limit=limit,
-                      n_unrelated=n_unrelated, n_small=n_small)
+                      n_unrelated=n_unrelated, n_small=n_small, n_thumbnailed=n_thumbnailed)
     try:
         ds = build_dataset(photos, out, cfg, distractor_dirs, overwrite=overwrite, progress=not quiet)
     except (FileExistsError, ValueError) as exc:

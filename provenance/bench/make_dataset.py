@@ -74,6 +74,7 @@ class BuildConfig:
     limit: int = 0  # at most this many photos (a stable pseudo-random subset); 0: all
     n_unrelated: int = 0  # world: training-split photos copied in as unrelated queries (distractors)
     n_small: int = 0  # classic: edits per photo of the kinds that move the fewest pixels (small_edits.py)
+    n_thumbnailed: int = 0  # world: edits per reference of the smallest buckets, then thumbnailed (30-65 %)
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,11 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-__all__ = ["KINDS", "MIN_COPY_SIDE", "Encoding", "encode", "reshare_edit"]
+__all__ = ["KINDS", "MIN_COPY_SIDE", "THUMBNAIL_SCALES", "Encoding", "encode", "reshare_edit", "thumbnail_edit"]
 
 MIN_COPY_SIDE = 128  # long side, px: smaller "copies" are icons, not photos anyone verifies
+#: The size an edited picture is thumbnailed to (``thumbnail_edit``), as a share of its own: a preview, a feed.
+THUMBNAIL_SCALES = (0.30, 0.65)
 
 
 @dataclass(frozen=True)
@@ -229,3 +231,10 @@ def reshare_edit(img: Image.Image, rng: np.random.Generator) -> tuple[Image.Imag
     """The light re-share an edited copy gets: a mild downscale, JPEG 75-95 with 4:2:0 chroma."""
     out, _ = _scaled(img, rng, 0.8)
     return out, _jpeg(rng, 75)
+
+
+def thumbnail_edit(img: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, Encoding, float]:
+    """An edited picture as a feed or a preview shows it: downscaled to ``THUMBNAIL_SCALES`` of its size (never
+    under ``MIN_COPY_SIDE``), JPEG 75-95 with 4:2:0 chroma. Returns the scale actually applied."""
+    out = resize_share(img, _u(rng, *THUMBNAIL_SCALES))
+    return out, _jpeg(rng, 75), round(out.width / img.width, 3)

@@ -8,7 +8,8 @@ pixels and up), then lightly re-shared. The changed share of the picture is meas
 recorded in ``build.json`` with the bucket it falls in (``edit_bucket``), and so is the share it *visibly* changed
 (``visible_share``: a channel moved by ``VISIBLE_DELTA`` or more, before the re-share) with its bucket
 (``visible_bucket``; ``"imperceptible"`` below ``IMPERCEPTIBLE_SHARE``), as is every copy's size and recipe;
-``variant_facts`` reads them back.
+``variant_facts`` reads them back. ``n_thumbnailed`` more edits per reference aim at the three smallest buckets and
+are then thumbnailed (``platform.thumbnail_edit``: 30-65 %), as a feed or a preview shows an edited picture.
 
 Everything a variant does is drawn from its own generator seeded by (seed, reference id, variant index), like the
 classic recipe, so a dataset is byte-reproducible and does not depend on the worker count.
@@ -17,6 +18,7 @@ classic recipe, so a dataset is byte-reproducible and does not depend on the wor
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from provenance.bench import manipulations as M
 from provenance.bench import platform as P
 from provenance.bench.dataset import Pair
 
-__all__ = ["DEFAULT_SIZES", "EDIT_BUCKETS", "IMPERCEPTIBLE_SHARE", "VISIBLE_DELTA", "WORLD_EDITS", "bucket_of",
+__all__ = ["DEFAULT_SIZES", "EDIT_BUCKETS", "IMPERCEPTIBLE_SHARE", "THUMBNAIL_BUCKETS", "VISIBLE_DELTA", "WORLD_EDITS", "bucket_of",
            "reference_sizes", "variant_facts", "visible_bucket_of", "visible_share"]
 
 DEFAULT_SIZES = (0, 384, 256)  # 0: the photo as stored
@@ -35,6 +37,8 @@ WORLD_EDITS = ("copy_move", "copy_move_blend", "splice", "object_insertion", "ob
                "text_insertion")
 #: Edit-size buckets, as shares of the picture's pixels: [lo, hi). Edits aim at each bucket in turn.
 EDIT_BUCKETS = ((0.005, 0.01), (0.01, 0.02), (0.02, 0.05), (0.05, 0.10), (0.10, 0.15))
+#: Thumbnailed edits aim at the three smallest buckets: what a thumbnail can hide.
+THUMBNAIL_BUCKETS = EDIT_BUCKETS[:3]
 #: A pixel is visibly changed by an edit when one of its channels moved by at least this much (of 255), before the
 #: re-share: a mask over a uniform area (black pasted on black, an inpainted plain wall) can change next to nothing.
 VISIBLE_DELTA = 16
@@ -93,6 +97,37 @@ def _scaled_boxes(boxes: tuple[M.Box, ...], scale: float, w: int, h: int) -> tup
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class _EditVariant:
+    """One edit of a reference: ``stem`` (its path without the suffix), the edit's name and the share it aims at."""
+
+    stem: str
+    name: str
+    target: tuple[float, float]
+
+    def write(self, out: Path, ref_rel: str, ref_arr: np.ndarray, regions: tuple[M.Box, ...], job: Any,
+              rng: np.random.Generator, common: dict[str, Any], recipes: dict[str, Any], *, thumbnail: bool) -> Pair:
+        """Edit the reference, re-share it lightly (or thumbnail it), write the copy, its mask and its recipe."""
+        ctx = M.EditContext(regions, job.clipart, job.logos, job.donors, job.config.font, area=self.target)
+        edited, mask, info = {**M.EDITS, **M.EXTRA_EDITS}[self.name](ref_arr, rng, ctx)
+        if thumbnail:
+            img, enc, scale = P.thumbnail_edit(Image.fromarray(edited), rng)
+            info = {"thumbnail_scale": scale, **info}
+        else:
+            img, enc = P.reshare_edit(Image.fromarray(edited), rng)
+        rel = f"{self.stem}_{self.name}{enc.suffix}"
+        (out / rel).write_bytes(P.encode(img, enc))
+        mask_img = Image.fromarray(mask.astype(np.uint8) * 255, "L").resize(img.size, Image.Resampling.NEAREST)
+        mask_img.save(out / f"{self.stem}_{self.name}.mask.png", "PNG")
+        share = float(mask.mean())
+        visible = visible_share(ref_arr, edited)
+        recipes[rel] = {"kind": self.name, **common, "size": list(img.size), "encoding": enc.to_obj(),
+                        "target_share": list(self.target), "mask_share": round(share, 5),
+                        "edit_bucket": bucket_of(share), "visible_share": round(visible, 5),
+                        "visible_bucket": visible_bucket_of(visible), **info}
+        return Pair(ref_rel, rel, "manipulated", self.name, job.subset)
+
+
 def build_world_photo(job: Any) -> tuple[list[Pair], dict[str, Any]]:
     """Every reference size, copy and edit of one photo (``job`` is ``make_dataset._Job``)."""
     from provenance.bench.make_dataset import _variant_rng, load_rgb
@@ -126,23 +161,18 @@ def build_world_photo(job: Any) -> tuple[list[Pair], dict[str, Any]]:
         regions = _scaled_boxes(job.regions, side / max(stored.size), ref.width, ref.height)
         order = _variant_rng(cfg.seed, ref_id, 2000).permutation(len(WORLD_EDITS))
         for i in range(cfg.n_manipulated):
-            name = WORLD_EDITS[order[i % len(WORLD_EDITS)]]
             rng = _variant_rng(cfg.seed, ref_id, 2000 + i + 1)
             target = EDIT_BUCKETS[(i + int(order[0])) % len(EDIT_BUCKETS)]
-            ctx = M.EditContext(regions, job.clipart, job.logos, job.donors, cfg.font, area=target)
-            edited, mask, info = {**M.EDITS, **M.EXTRA_EDITS}[name](ref_arr, rng, ctx)
-            img, enc = P.reshare_edit(Image.fromarray(edited), rng)
-            rel = f"{qdir}/m{i + 1:02d}_{name}{enc.suffix}"
-            (out / rel).write_bytes(P.encode(img, enc))
-            mask_img = Image.fromarray(mask.astype(np.uint8) * 255, "L").resize(img.size, Image.Resampling.NEAREST)
-            mask_img.save(out / f"{qdir}/m{i + 1:02d}_{name}.mask.png", "PNG")
-            share = float(mask.mean())
-            visible = visible_share(ref_arr, edited)
-            pairs.append(Pair(ref_rel, rel, "manipulated", name, job.subset))
-            recipes[rel] = {"kind": name, **common, "size": list(img.size), "encoding": enc.to_obj(),
-                            "target_share": list(target), "mask_share": round(share, 5),
-                            "edit_bucket": bucket_of(share), "visible_share": round(visible, 5),
-                            "visible_bucket": visible_bucket_of(visible), **info}
+            edit = _EditVariant(f"{qdir}/m{i + 1:02d}", WORLD_EDITS[order[i % len(WORLD_EDITS)]], target)
+            pairs.append(edit.write(out, ref_rel, ref_arr, regions, job, rng, common, recipes, thumbnail=False))
+        # Edits then thumbnailed: their own generators (3000 + i), after every other variant, so the datasets built
+        # without them stay byte for byte what they were.
+        order = _variant_rng(cfg.seed, ref_id, 3000).permutation(len(WORLD_EDITS))
+        for i in range(cfg.n_thumbnailed):
+            rng = _variant_rng(cfg.seed, ref_id, 3000 + i + 1)
+            target = THUMBNAIL_BUCKETS[(i + int(order[0])) % len(THUMBNAIL_BUCKETS)]
+            edit = _EditVariant(f"{qdir}/t{i + 1:02d}", WORLD_EDITS[order[i % len(WORLD_EDITS)]], target)
+            pairs.append(edit.write(out, ref_rel, ref_arr, regions, job, rng, common, recipes, thumbnail=True))
     return pairs, {"photo": job.photo, "regions": [list(b) for b in job.regions],
                    "region_source": job.region_source, "variants": recipes}
 

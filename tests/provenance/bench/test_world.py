@@ -16,7 +16,7 @@ from provenance.bench import manipulations as M
 from provenance.bench import platform as P
 from provenance.bench.make_dataset import BuildConfig, build_dataset
 from provenance.bench.splits import CALIBRATION, TEST, TRAIN, is_held_out, split_of
-from provenance.bench.world import EDIT_BUCKETS, bucket_of, reference_sizes, variant_facts
+from provenance.bench.world import EDIT_BUCKETS, THUMBNAIL_BUCKETS, bucket_of, reference_sizes, variant_facts
 
 
 def test_the_split_is_a_fixed_function_of_the_path_holding_out_a_fifth():
@@ -108,6 +108,37 @@ def test_a_world_build_is_reproducible_with_every_size_copy_and_bucketed_edit(fe
     assert {tuple(facts[p.query]["target_share"]) for p in edits} == set(EDIT_BUCKETS)  # every bucket is aimed at
     assert {facts[q]["reference_side"] for q in facts} == {256, 451, 500, 512}  # as stored: chelsea 451, kodim23 500
 
+
+
+def test_thumbnailed_edits_are_small_edits_shown_small_and_leave_every_other_variant_alone(few_photos: Path,
+                                                                                            tmp_path: Path):
+    """``n_thumbnailed``: edits of the three smallest buckets, then downscaled to 30-65 % (never under 128 px); the
+    variants a build makes without them keep their bytes, so earlier datasets and their figures stand."""
+    cfg = BuildConfig(seed=2, n_manipulated=2, max_side=512, workers=1, regions="saliency", recipe="world",
+                      sizes=(0, 256), n_copies=2)
+    build_dataset(few_photos, tmp_path / "plain", cfg, progress=False)
+    ds = build_dataset(few_photos, tmp_path / "thumbs", BuildConfig(**{**cfg.__dict__, "n_thumbnailed": 3}),
+                       progress=False)
+    plain, thumbs = _digests(tmp_path / "plain"), _digests(tmp_path / "thumbs")
+    listed = {"build.json", "pairs.csv", "dataset.json", "references.txt", "queries.txt"}
+    assert {k: v for k, v in plain.items() if Path(k).name not in listed} == \
+        {k: thumbs[k] for k in plain if Path(k).name not in listed}
+    facts = variant_facts(tmp_path / "thumbs")
+    shown = [p for p in ds.pairs if Path(p.query).name.startswith("t")]
+    assert len(shown) == 6 * 3 and all(not p.benign for p in shown)
+    for p in shown:
+        f = facts[p.query]
+        assert tuple(f["target_share"]) in THUMBNAIL_BUCKETS and f["edit_bucket"] == bucket_of(f["mask_share"])
+        with Image.open(ds.path(p.query)) as q, Image.open(ds.path(p.reference)) as r:
+            assert max(q.size) >= P.MIN_COPY_SIDE and max(q.size) < max(r.size)
+            scale = q.width / r.width
+            assert f["thumbnail_scale"] == pytest.approx(scale, abs=2e-3)
+            assert P.THUMBNAIL_SCALES[0] - 0.01 <= scale <= P.THUMBNAIL_SCALES[1] + 0.01 or \
+                max(q.size) == P.MIN_COPY_SIDE
+            with Image.open(ds.path(p.query).with_name(Path(p.query).stem + ".mask.png")) as m:
+                assert m.size == q.size and np.asarray(m).any()
+    assert {tuple(facts[p.query]["target_share"]) for p in shown} == set(THUMBNAIL_BUCKETS)
+    assert len({facts[p.query]["kind"] for p in shown if p.reference == shown[0].reference}) == 3  # distinct kinds
 
 def test_unrelated_photos_need_a_held_out_split(few_photos: Path, tmp_path: Path):
     with pytest.raises(ValueError, match="held-out split"):

@@ -150,7 +150,8 @@ def pairs_to_run(args: argparse.Namespace) -> list[dict[str, Any]]:
         if p.relation == "manipulated":
             share = info.get("mask_share")
             job.update(mask_share=share, edit_bucket=info.get("edit_bucket") or (bucket_of(share) if share else None),
-                       visible_share=info.get("visible_share"), visible_bucket=info.get("visible_bucket"))
+                       visible_share=info.get("visible_share"), visible_bucket=info.get("visible_bucket"),
+                       thumbnail_scale=info.get("thumbnail_scale"))
         jobs.append(job)
     rng = np.random.default_rng(args.seed)
     refs = list(ds.references)
@@ -271,6 +272,8 @@ def summarise(rows: list[dict[str, Any]]) -> None:
     table("edits by visible size bucket (share of the picture the edit visibly changed)",
           _group(edits, lambda r: r.get("visible_bucket") or "?"), "altered")
     table("edits by kind", _group(edits, lambda r: r["kind"]), "altered")
+    table("edits by how they were shared (thumbnailed: the edit shown at 30-65 %)",
+          _group(edits, _shared_as), "altered")
     for rel, good in (("unrelated", "no_match"), ("same_scene", "same_scene|no_match"),
                       ("other_photo", "no_match|same_scene")):
         if by_rel.get(rel):
@@ -279,6 +282,10 @@ def summarise(rows: list[dict[str, Any]]) -> None:
     print(f"\nbenign not match (FNR): {rate(fnr, len(benign))}")
     seen = [r for r in edits if r.get("visible_bucket") != "imperceptible"]
     print(f"edits called match (FPR), perceptible edits: {rate(sum(r['verdict'] == 'match' for r in seen), len(seen))}")
+    for how, g in sorted(_group(seen, _shared_as).items()):
+        certified = sum(r["verdict"] == "match" and r.get("confident") is not False for r in g)
+        print(f"  {how}: called match {rate(sum(r['verdict'] == 'match' for r in g), len(g))}, "
+              f"certified (a confident match) {rate(certified, len(g))}")
     print(f"edits called match, every edit (imperceptible ones too): "
           f"{rate(sum(r['verdict'] == 'match' for r in edits), len(edits))}")
     big = [r for r in edits if _visible(r) >= 0.02]
@@ -294,6 +301,11 @@ def summarise(rows: list[dict[str, Any]]) -> None:
     if hits:
         print(f"altered edits: mean box IoU {np.mean([r['box_iou'] for r in hits]):.3f}, a box on the edit "
               f"{np.mean([r['box_hit'] for r in hits]):.1%}")
+
+
+def _shared_as(row: dict[str, Any]) -> str:
+    """How an edit was shared: thumbnailed (``world --thumbnailed-edits``) or lightly re-shared."""
+    return "thumbnailed" if row.get("thumbnail_scale") else "re-shared"
 
 
 def _visible(row: dict[str, Any]) -> float:
@@ -314,7 +326,7 @@ def refresh_facts(rows: list[dict[str, Any]], dataset: Path) -> None:
             info = facts.get(str(Path(r["query"]).resolve().relative_to(root)), {})
         except ValueError:
             continue
-        for key in ("mask_share", "edit_bucket", "visible_share", "visible_bucket"):
+        for key in ("mask_share", "edit_bucket", "visible_share", "visible_bucket", "thumbnail_scale"):
             if key in info:
                 r[key] = info[key]
 

@@ -29,8 +29,8 @@ from provenance.bench import manipulations as M
 from provenance.bench import platform as P
 from provenance.bench.dataset import Pair
 
-__all__ = ["DEFAULT_SIZES", "EDIT_BUCKETS", "IMPERCEPTIBLE_SHARE", "THUMBNAIL_BUCKETS", "VISIBLE_DELTA", "WORLD_EDITS", "bucket_of",
-           "reference_sizes", "variant_facts", "visible_bucket_of", "visible_share"]
+__all__ = ["DEFAULT_SIZES", "EDIT_BUCKETS", "IMPERCEPTIBLE_SHARE", "THUMBNAIL_BUCKETS", "VISIBLE_DELTA", "WORLD_EDITS",
+           "bucket_of", "reference_sizes", "variant_facts", "visible_bucket_of", "visible_share"]
 
 DEFAULT_SIZES = (0, 384, 256)  # 0: the photo as stored
 WORLD_EDITS = ("copy_move", "copy_move_blend", "splice", "object_insertion", "object_removal", "recolour",

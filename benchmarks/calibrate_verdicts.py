@@ -16,7 +16,11 @@ The evidence is ``bench_verdicts.py``'s per-pair output on the calibration split
    before it let through within a small budget of benign copies (``--peak-budget``, ``--chroma-budget``);
 4. the scene thresholds are given (``--scene-*``; the real same-scene pairs are too few to fit on) and reported
    against the calibration pairs;
-5. the confidence model: per verdict, a logistic model of (margin, tie) (``provenance.lookup.confidence``) fitted
+5. the match floor (``Policy.match_floor``): per comparison resolution (``--floor-bins``), the share of the picture
+   an edit must visibly change before at most ``--floor-max-pass`` of such edits are called *match*; a match compared
+   there says it cannot rule out a smaller edit (the split should hold thumbnailed edits:
+   ``make-dataset --recipe world --thumbnailed-edits 1``);
+6. the confidence model: per verdict, a logistic model of (margin, tie) (``provenance.lookup.confidence``) fitted
    to whether the verdict was right, and the confidence below which a verdict is not ``confident``: the largest
    that flags at most ``--unsure`` of the benign copies and of the edits.
 """
@@ -39,7 +43,7 @@ from bench_verdicts import RIGHT, candidate_from_row, rate, refresh_facts  # noq
 
 from provenance.lookup.calibration import FORMAT, parse_calibration  # noqa: E402
 from provenance.lookup.confidence import ConfidenceModel, evidence_features, fit_logistic  # noqa: E402
-from provenance.lookup.verdict import Policy, decide  # noqa: E402
+from provenance.lookup.verdict import MATCH, Policy, decide  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,6 +147,38 @@ def fit_thresholds(rows: list[dict[str, Any]], policy: Policy, bins: list[int], 
     return round(base, 2), ladder_out
 
 
+#: Edit sizes a match floor may name (shares of the picture visibly changed): the world recipe's bucket edges.
+FLOOR_SHARES = (0.01, 0.02, 0.05, 0.10)
+
+
+def fit_match_floor(rows: list[dict[str, Any]], policy: Policy, bins: list[int], max_pass: float
+                    ) -> list[list[float]]:
+    """What a *match* cannot vouch for, per comparison resolution. For each bin (comparisons above the previous
+    side and up to this one), the perceptible edits compared there: the smallest share of ``FLOOR_SHARES`` such that
+    of the edits visibly changing at least that much, at most ``max_pass`` are called *match*. A bin where every
+    perceptible edit is held to that rate gets no floor; one where even the largest share fails gets the largest."""
+    from bench_verdicts import _visible  # the visible share (the mask's for evidence written before it)
+
+    floor: list[list[float]] = []
+    lower = 0
+    for side in bins:
+        edits = [(r, c) for r in rows if r["relation"] == "manipulated" and r.get("visible_bucket") != "imperceptible"
+                 for c in [candidate_from_row(r)]
+                 if c.change_score is not None and c.comparison_side is not None
+                 and lower < c.comparison_side <= side]
+        passed = [(_visible(r), decide([c], policy, query_hash="", model="").verdict == MATCH) for r, c in edits]
+        shares = (0.0, *FLOOR_SHARES)
+        rates = {b: (sum(m for v, m in passed if v >= b), sum(v >= b for v, _ in passed)) for b in shares}
+        print(f"  edits compared at {lower + 1}-{side} px: " + ", ".join(
+            f">= {b:.0%}: {rate(k, n)} match" for b, (k, n) in rates.items()))
+        share = next((b for b in shares if rates[b][1] and rates[b][0] <= max_pass * rates[b][1]), FLOOR_SHARES[-1])
+        if share > 0.0:
+            floor.append([side, share])
+        lower = side
+    print(f"match floor {floor} (at most {max_pass:.1%} of the edits at or above it called match)")
+    return floor
+
+
 def fit_region_threshold(rows: list[dict[str, Any]], policy: Policy, margin: float) -> float | None:
     """The region score above every benign copy's that the other thresholds leave *match*, times ``margin``: it may
     only add edits the score missed (an inpainted patch, a copy that blends in), never lose a benign copy here."""
@@ -233,6 +269,10 @@ def main() -> None:
     ap.add_argument("--clone-min-matches", type=int, default=Policy.clone_min_matches)
     ap.add_argument("--clone-min-gap", type=float, default=Policy.clone_min_gap)
     ap.add_argument("--unsure", type=float, default=0.02, help="most benign copies / edits flagged not confident")
+    ap.add_argument("--floor-bins", default="230,4096",
+                    help="comparison resolutions (long side, px) that each get their own match floor")
+    ap.add_argument("--floor-max-pass", type=float, default=0.005,
+                    help="most edits at or above a match floor's share that may be called match")
     ap.add_argument("--region-margin", type=float, default=1.05,
                     help="the region threshold is the largest benign region score (of copies left match) times this")
     args = ap.parse_args()
@@ -258,6 +298,9 @@ def main() -> None:
     policy = replace(policy, chroma_threshold=chroma)
     thresholds = {"change_threshold": base, "change_thresholds": by_side, "region_threshold": region,
                   "peak_threshold": peak, "peak_min_contrast": contrast, "chroma_threshold": chroma, **given}
+    floor = fit_match_floor(rows, policy, [int(v) for v in args.floor_bins.split(",")], args.floor_max_pass)
+    thresholds["match_floor"] = floor
+    policy = replace(policy, match_floor=tuple(tuple(p) for p in floor))
     confidence = fit_confidence(rows, policy, args.unsure)
     judged = verdicts(rows, policy)
     for rel in counts:
@@ -274,7 +317,9 @@ def main() -> None:
                       f"{args.chroma_budget:.2%} more; imperceptible edits left out; the scene_* and clone_* "
                       "thresholds as given (bench_geometry.py, bench_frame.py); "
                       "confidence: logistic (Platt) per verdict on (margin, tie), its minimum the highest that leaves "
-                      f"at most {args.unsure:.1%} of benign copies and of edits not confident"}
+                      f"at most {args.unsure:.1%} of benign copies and of edits not confident; match floor: per "
+                      f"comparison resolution, the smallest edit share above which at most {args.floor_max_pass:.1%} "
+                      "of the edits were called match"}
     obj = {"format": FORMAT, "made_by": made_by, "thresholds": thresholds, "confidence": confidence.to_obj()}
     if args.out.is_file():  # the per-model hash thresholds are fitted apart (calibrate_hash_altered.py): kept
         previous = json.loads(args.out.read_text(encoding="utf-8"))

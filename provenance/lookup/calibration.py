@@ -27,7 +27,7 @@ FORMAT = "provenance-verdict-calibration/1"
 CALIBRATED_FIELDS = ("change_threshold", "change_thresholds", "scene_off_plane", "scene_min_inlier_ratio",
                      "scene_changed", "scene_max_density", "scene_min_inliers", "clone_min_matches", "clone_min_gap",
                      "region_threshold", "peak_threshold", "peak_min_contrast", "chroma_threshold",
-                     "scene_beyond_seam", "scene_beyond_texture", "scene_beyond_min_edge")
+                     "scene_beyond_seam", "scene_beyond_texture", "scene_beyond_min_edge", "match_floor")
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,13 @@ def _thresholds(raw: Any) -> dict[str, Any]:
             if list(pairs) != sorted(pairs) or any(side < 1 or t <= 0 for side, t in pairs):
                 raise ValueError("change_thresholds must be ascending [side, threshold] pairs, both positive")
             out[name] = pairs
+        elif name == "match_floor":
+            floor = tuple((int(side), float(share)) for side, share in value)
+            if [side for side, _ in floor] != sorted({side for side, _ in floor}) or \
+                    any(side < 1 or not 0.0 < share < 1.0 for side, share in floor):
+                raise ValueError("match_floor must be [side, share] pairs with distinct ascending sides >= 1 and "
+                                 "shares in (0, 1)")
+            out[name] = floor
         elif value is None and "None" in str(types[name]):
             out[name] = None
         elif "int" in str(types[name]):

@@ -387,11 +387,10 @@ class Lookup:
             if object_changes:
                 explanation += "; " + ", ".join(c.description for c in object_changes)
         timings["total"] = (time.perf_counter() - t0) * 1000
-        out = Verdict(verdict.verdict, verdict.record_cid, verdict.hash, verdict.model, verdict.candidates,
-                      verdict.policy, explanation, change_map, verdict.regions,
-                      {alg: h.value for alg, h in hashes.items()}, timings, object_changes,
-                      also_registered=verdict.also_registered, confidence=verdict.confidence,
-                      confident=verdict.confident)
+        # Every field the decision set is kept (a field added to Verdict must not be dropped here).
+        out = replace(verdict, explanation=explanation, change_map=change_map,
+                      hashes={alg: h.value for alg, h in hashes.items()}, timings_ms=timings,
+                      object_changes=object_changes)
         log.info("lookup", verdict=out.verdict, record=out.record_cid, candidates=len(candidates),
                  ms=round(timings["total"], 1))
         return out

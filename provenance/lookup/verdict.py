@@ -83,6 +83,19 @@ class Policy:
     scene_beyond_seam: float | None = None
     scene_beyond_texture: float = 0.4
     scene_beyond_min_edge: int = 200
+    # What a *match* cannot vouch for: (up to this many pixels on the long side, share) pairs, ascending. A match
+    # whose comparison ran at that resolution or below cannot rule out an edit that visibly changes under ``share``
+    # of the picture (on the calibration split, smaller edits shown that small passed as matches). Reported, not
+    # decided on: the verdict stays *match*, and says so.
+    match_floor: tuple[tuple[int, float], ...] = ()
+
+    def unseen_share_at(self, resolution: int | None) -> float | None:
+        """The edit share a match compared at ``resolution`` cannot rule out (None: no floor applies)."""
+        if resolution is not None:
+            for side, share in self.match_floor:
+                if resolution <= side:
+                    return share
+        return None
 
     def change_threshold_at(self, resolution: int | None) -> float:
         """The altered threshold for a comparison that ran at ``resolution`` (long side, px; None: unknown)."""
@@ -103,7 +116,8 @@ class Policy:
                 "region_threshold": self.region_threshold, "peak_threshold": self.peak_threshold,
                 "peak_min_contrast": self.peak_min_contrast, "chroma_threshold": self.chroma_threshold,
                 "scene_beyond_seam": self.scene_beyond_seam, "scene_beyond_texture": self.scene_beyond_texture,
-                "scene_beyond_min_edge": self.scene_beyond_min_edge}
+                "scene_beyond_min_edge": self.scene_beyond_min_edge,
+                "match_floor": [list(t) for t in self.match_floor]}
 
 
 @dataclass(frozen=True)
@@ -227,11 +241,14 @@ class Verdict:
     # reaches the shipped minimum: False means the evidence is weak either way and a person should look.
     confidence: float | None = None
     confident: bool | None = None
+    # For a *match* compared at a small size: the share of the picture under which an edit could go unseen there
+    # (``Policy.match_floor``); None where no floor applies.
+    unseen_below: float | None = None
 
     def to_obj(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "record_cid": self.record_cid,
                 "confidence": None if self.confidence is None else round(self.confidence, 4),
-                "confident": self.confident,
+                "confident": self.confident, "unseen_below": self.unseen_below,
                 "also_registered_by": [{"record_cid": c.record_cid, "publisher": c.publisher,
                                         "leaf_index": c.leaf_index} for c in self.also_registered],
                 "hash": self.hash, "model": self.model,
@@ -409,6 +426,9 @@ def decide(candidates: Sequence[Candidate], policy: Policy, *, query_hash: str, 
            else f"{best.inliers} inliers")
     outranked = ("; the hash alone would say edited, but the aligned comparison outranks it"
                  if _beyond_hash_altered(best, policy) else "")
-    return Verdict(MATCH, best.record_cid, explanation=(
+    unseen = policy.unseen_share_at(best.comparison_side) if best.change_score is not None else None
+    small = (f"; compared at {best.comparison_side} px, too small to rule out an edit changing under "
+             f"{unseen:.0%} of the picture" if unseen is not None else "")
+    return Verdict(MATCH, best.record_cid, unseen_below=unseen, explanation=(
         f"{tie}, hash distance {best.distance} ({within} the model's threshold "
-        f"{policy.hash_threshold}{outranked}), no local change{first}"), **common)
+        f"{policy.hash_threshold}{outranked}), no local change{small}{first}"), **common)

@@ -106,6 +106,24 @@ def test_benign_copy_is_a_match_with_publisher_and_anchor(browser: Any, server: 
     original = card.query_selector("img.original")
     assert original.evaluate("img => img.complete && img.naturalWidth > 0")
     assert page.evaluate("document.activeElement.id") == "verdict-heading"  # focus moves to the verdict
+    assert card.query_selector("p.small-copy") is None  # compared at full size: nothing it cannot vouch for
+    page.close()
+
+
+def test_a_thumbnail_match_says_what_its_size_cannot_rule_out(browser: Any, server: Server,
+                                                               registered: dict[str, str], shared_photos: Path,
+                                                               tmp_path: Path) -> None:
+    """A 160 px copy is compared too small to rule out an edit of a percent or two (``Policy.match_floor``): the
+    match says so, where a full-size copy's does not (the test above)."""
+    img = Image.open(shared_photos / PHOTOS / "kodim23.png").convert("RGB")
+    img.resize((160, 160 * img.height // img.width), Image.Resampling.LANCZOS).save(tmp_path / "thumb.jpg",
+                                                                                    "JPEG", quality=85)
+    page, card = _check_on_page(browser, server, tmp_path / "thumb.jpg", "match-thumbnail.png")
+    assert card.get_attribute("data-verdict") == "match", card.inner_text()
+    note = card.query_selector("p.small-copy")
+    assert note is not None, card.inner_text()
+    assert "Checked at a small size" in note.inner_text()
+    assert "% of the picture could go unseen" in note.inner_text()
     page.close()
 
 

@@ -285,6 +285,11 @@
         "Needs a human look: the evidence for this verdict is weak (confidence " +
         `${Math.round(100 * data.confidence)} %). Compare the images yourself before relying on it.` }));
     }
+    if (data.verdict === "match" && data.unseen_below) {  // compared small (Policy.match_floor, docs/verdicts.md)
+      card.append(el("p", { class: "small-copy", role: "note", text:
+        `Checked at a small size: an edit changing less than ${Math.round(100 * data.unseen_below)} % of the ` +
+        "picture could go unseen at this size. Look for a larger copy before ruling out a small edit." }));
+    }
     if (kind === "no_match" || !data.record_cid) renderNoMatch(card, data);
     else renderMatch(card, data);
     const receipt = receiptSection(data);

@@ -280,3 +280,53 @@ def test_the_chroma_threshold_is_fitted_on_benign_copies_within_its_budget():
     assert mod.fit_chroma(benign + [row("manipulated", 2.0)], POLICY, 0.0) is None  # catches nothing
     with pytest.raises(SystemExit):
         mod.fit_chroma(benign + [row("manipulated", None)], POLICY, 0.0)
+
+
+def test_a_small_match_says_which_edits_its_size_cannot_rule_out():
+    """``Policy.match_floor``: a match compared at or below a floor's side carries ``unseen_below`` and says so; a
+    larger comparison, an uncompared match and an altered verdict carry none; the verdict itself never changes."""
+    floored = replace(POLICY, match_floor=((230, 0.02),))
+    small = decide([cand(side=180)], floored, query_hash="00", model="m")
+    assert small.verdict == MATCH and small.unseen_below == 0.02
+    assert "compared at 180 px, too small to rule out an edit changing under 2% of the picture" in small.explanation
+    assert small.to_obj()["unseen_below"] == 0.02 and small.to_obj()["thresholds"]["match_floor"] == [[230, 0.02]]
+    large = decide([cand(side=231)], floored, query_hash="00", model="m")
+    assert large.verdict == MATCH and large.unseen_below is None and "rule out" not in large.explanation
+    assert decide([cand(side=180, score=None)], floored, query_hash="00", model="m").unseen_below is None
+    edited = decide([cand(side=180, score=40.0)], floored, query_hash="00", model="m")
+    assert edited.verdict == ALTERED and edited.unseen_below is None
+    assert verdict(cand(side=180)).unseen_below is None  # no floor in force: nothing claimed either way
+    assert floored.unseen_share_at(None) is None and floored.unseen_share_at(230) == 0.02
+
+
+@pytest.mark.parametrize("floor", [[[230, 1.5]], [[230, 0.0]], [[300, 0.02], [230, 0.05]], [[230, 0.02], [230, 0.05]],
+                                   [[0, 0.02]], "230", [[230]]])
+def test_a_malformed_match_floor_is_refused(floor):
+    with pytest.raises(ConfigError, match="match_floor|calibration"):
+        parse_calibration({"format": FORMAT, "thresholds": {"change_threshold": 12.0, "match_floor": floor}})
+
+
+def test_the_match_floor_is_the_smallest_share_above_which_edits_are_caught():
+    """``calibrate_verdicts.fit_match_floor``: per resolution bin, edits visibly changing at least the floor are
+    called match at most ``max_pass`` of the time; a bin that holds every perceptible edit to it gets no floor."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "calibrate_verdicts.py"
+    spec = importlib.util.spec_from_file_location("calibrate_verdicts", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def edit(visible: float, score: float, side: int) -> dict:
+        return {"relation": "manipulated", "inliers": 300, "inlier_ratio": 0.95, "passed": True, "score": score,
+                "resolution": side, "reference_side": 512, "visible_share": visible,
+                "visible_bucket": "imperceptible" if visible < 0.0025 else "x"}
+
+    rows = ([edit(0.005, 5.0, 150)] * 3 + [edit(0.015, 5.0, 150)] + [edit(0.03, 40.0, 150)] * 10  # small: 1-2 % pass
+            + [edit(0.001, 1.0, 150)] * 5  # imperceptible: never counted
+            + [edit(0.005, 40.0, 400)] * 20 + [edit(0.05, 40.0, 400)] * 20)  # large: every edit caught
+    assert mod.fit_match_floor(rows, POLICY, [230, 4096], 0.0) == [[230, 0.02]]
+    assert mod.fit_match_floor(rows, POLICY, [230, 4096], 0.1) == [[230, 0.01]]  # 1 of 11 at >= 1 %: within 10 %
+    assert mod.fit_match_floor(rows, POLICY, [230, 4096], 0.5) == []  # 4 of 14: every perceptible edit within 50 %
+    missed_large = rows + [edit(0.15, 5.0, 400)]  # a missed edit larger than every share: the largest is named
+    assert mod.fit_match_floor(missed_large, POLICY, [230, 4096], 0.0) == [[230, 0.02], [4096, 0.1]]

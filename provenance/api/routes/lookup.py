@@ -80,9 +80,10 @@ async def lookup(request: Request, service: ServiceDep, ctx: ContextDep) -> dict
     registered image whose content was changed: see ``change_map_url``), ``same_scene`` (another photo of a
     registered image's scene, not a copy of it: ``record_cid`` is a lead, never a claim of editing) or
     ``no_match``; ``confidence`` is the calibrated probability that the verdict is right and ``confident: false``
-    means the evidence is weak either way (a person should look; docs/verdicts.md). With a match come the
-    signed ``record``, its ``proof`` (inclusion in the latest signed checkpoint and that checkpoint's chain anchor)
-    and ``c2pa``, the query image's own Content Credentials. Every answer carries a ``receipt`` signed with the
+    means the evidence is weak either way (a person should look; docs/verdicts.md); a ``match`` compared at a small
+    size carries ``unseen_below``, the share of the picture under which an edit could go unseen there. With a match
+    come the signed ``record``, its ``proof`` (inclusion in the latest signed checkpoint and that checkpoint's chain
+    anchor) and ``c2pa``, the query image's own Content Credentials. Every answer carries a ``receipt`` signed with the
     log's key (docs/receipts.md), kept at ``receipt_url``. Public; rate-limited per client IP."""
     form = await read_form(request, max_fields=1)
     try:

@@ -159,20 +159,17 @@ def build_world_photo(job: Any) -> tuple[list[Pair], dict[str, Any]]:
 
         ref_arr = np.asarray(ref)
         regions = _scaled_boxes(job.regions, side / max(stored.size), ref.width, ref.height)
-        order = _variant_rng(cfg.seed, ref_id, 2000).permutation(len(WORLD_EDITS))
-        for i in range(cfg.n_manipulated):
-            rng = _variant_rng(cfg.seed, ref_id, 2000 + i + 1)
-            target = EDIT_BUCKETS[(i + int(order[0])) % len(EDIT_BUCKETS)]
-            edit = _EditVariant(f"{qdir}/m{i + 1:02d}", WORLD_EDITS[order[i % len(WORLD_EDITS)]], target)
-            pairs.append(edit.write(out, ref_rel, ref_arr, regions, job, rng, common, recipes, thumbnail=False))
-        # Edits then thumbnailed: their own generators (3000 + i), after every other variant, so the datasets built
-        # without them stay byte for byte what they were.
-        order = _variant_rng(cfg.seed, ref_id, 3000).permutation(len(WORLD_EDITS))
-        for i in range(cfg.n_thumbnailed):
-            rng = _variant_rng(cfg.seed, ref_id, 3000 + i + 1)
-            target = THUMBNAIL_BUCKETS[(i + int(order[0])) % len(THUMBNAIL_BUCKETS)]
-            edit = _EditVariant(f"{qdir}/t{i + 1:02d}", WORLD_EDITS[order[i % len(WORLD_EDITS)]], target)
-            pairs.append(edit.write(out, ref_rel, ref_arr, regions, job, rng, common, recipes, thumbnail=True))
+        # Edits lightly re-shared, then edits thumbnailed: each group from its own generators (2000 + i, 3000 + i), the
+        # thumbnailed after every other variant, so datasets built without them stay byte for byte what they were.
+        for prefix, base, buckets, count, thumbnail in (("m", 2000, EDIT_BUCKETS, cfg.n_manipulated, False),
+                                                        ("t", 3000, THUMBNAIL_BUCKETS, cfg.n_thumbnailed, True)):
+            order = _variant_rng(cfg.seed, ref_id, base).permutation(len(WORLD_EDITS))
+            for i in range(count):
+                rng = _variant_rng(cfg.seed, ref_id, base + i + 1)
+                target = buckets[(i + int(order[0])) % len(buckets)]
+                edit = _EditVariant(f"{qdir}/{prefix}{i + 1:02d}", WORLD_EDITS[order[i % len(WORLD_EDITS)]], target)
+                pairs.append(edit.write(out, ref_rel, ref_arr, regions, job, rng, common, recipes,
+                                        thumbnail=thumbnail))
     return pairs, {"photo": job.photo, "regions": [list(b) for b in job.regions],
                    "region_source": job.region_source, "variants": recipes}
 

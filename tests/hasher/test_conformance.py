@@ -58,7 +58,9 @@ def test_cpu_reproduces_every_vector_bit_for_bit(vectors: dict, shared_data: Pat
     # the margins and fragile bits written in the file are what the models give
     for row in vectors["images"]:
         for mid, margin in row["margins"].items():
-            assert got[row["path"]][mid].margin == pytest.approx(margin, abs=2e-6)
+            # margins are float32 sums whose last digits follow the CPU's vector width (up to 5.5e-6 apart between
+            # two x86 machines, every bit the same); the bits are the conformance, the margins a guide to them
+            assert got[row["path"]][mid].margin == pytest.approx(margin, abs=2e-5)
             assert list(got[row["path"]][mid].fragile) == row["fragile_bits"][mid]
 
 

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_verdicts import RIGHT, candidate_from_row, rate, refresh_facts  # noqa: E402
+from bench_verdicts import RIGHT, _visible, candidate_from_row, rate, refresh_facts  # noqa: E402
 
 from provenance.lookup.calibration import FORMAT, parse_calibration  # noqa: E402
 from provenance.lookup.confidence import ConfidenceModel, evidence_features, fit_logistic  # noqa: E402
@@ -157,16 +157,14 @@ def fit_match_floor(rows: list[dict[str, Any]], policy: Policy, bins: list[int],
     side and up to this one), the perceptible edits compared there: the smallest share of ``FLOOR_SHARES`` such that
     of the edits visibly changing at least that much, at most ``max_pass`` are called *match*. A bin where every
     perceptible edit is held to that rate gets no floor; one where even the largest share fails gets the largest."""
-    from bench_verdicts import _visible  # the visible share (the mask's for evidence written before it)
-
+    # (comparison side, visible share, called match) of every compared perceptible edit, judged once
+    judged = [(c.comparison_side, _visible(r), decide([c], policy, query_hash="", model="").verdict == MATCH)
+              for r in rows if r["relation"] == "manipulated" and r.get("visible_bucket") != "imperceptible"
+              for c in [candidate_from_row(r)] if c.change_score is not None and c.comparison_side is not None]
     floor: list[list[float]] = []
     lower = 0
     for side in bins:
-        edits = [(r, c) for r in rows if r["relation"] == "manipulated" and r.get("visible_bucket") != "imperceptible"
-                 for c in [candidate_from_row(r)]
-                 if c.change_score is not None and c.comparison_side is not None
-                 and lower < c.comparison_side <= side]
-        passed = [(_visible(r), decide([c], policy, query_hash="", model="").verdict == MATCH) for r, c in edits]
+        passed = [(v, m) for s, v, m in judged if lower < s <= side]
         shares = (0.0, *FLOOR_SHARES)
         rates = {b: (sum(m for v, m in passed if v >= b), sum(v >= b for v, _ in passed)) for b in shares}
         print(f"  edits compared at {lower + 1}-{side} px: " + ", ".join(

@@ -50,6 +50,11 @@ class VerdictCalibration:
         return int(self.hash_altered.get(model_id, threshold))
 
 
+def _ladder(value: Any) -> tuple[tuple[int, float], ...]:
+    """[[side, value], ...] as (int, float) pairs (``Policy``'s by-resolution steps)."""
+    return tuple((int(side), float(v)) for side, v in value)
+
+
 def _thresholds(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise ValueError("'thresholds' must be an object")
@@ -60,12 +65,12 @@ def _thresholds(raw: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in raw.items():
         if name == "change_thresholds":
-            pairs = tuple((int(side), float(t)) for side, t in value)
+            pairs = _ladder(value)
             if list(pairs) != sorted(pairs) or any(side < 1 or t <= 0 for side, t in pairs):
                 raise ValueError("change_thresholds must be ascending [side, threshold] pairs, both positive")
             out[name] = pairs
         elif name == "match_floor":
-            floor = tuple((int(side), float(share)) for side, share in value)
+            floor = _ladder(value)
             if [side for side, _ in floor] != sorted({side for side, _ in floor}) or \
                     any(side < 1 or not 0.0 < share < 1.0 for side, share in floor):
                 raise ValueError("match_floor must be [side, share] pairs with distinct ascending sides >= 1 and "

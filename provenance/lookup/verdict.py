@@ -44,6 +44,16 @@ MATCH, ALTERED, NO_MATCH, SAME_SCENE = "match", "altered", "no_match", "same_sce
 EQUAL_INLIER_SHARE = 0.5
 
 
+def _by_resolution(ladder: tuple[tuple[int, float], ...], resolution: int | None) -> float | None:
+    """The value of the first (side, value) step of an ascending ``ladder`` whose side is at or above
+    ``resolution`` (long side, px); None when the resolution is unknown or beyond the last step."""
+    if resolution is not None:
+        for side, value in ladder:
+            if resolution <= side:
+                return value
+    return None
+
+
 @dataclass(frozen=True)
 class Policy:
     """Thresholds of the decision. ``hash_threshold`` comes with the model's weights (calibrated at 99 % of benign
@@ -91,19 +101,12 @@ class Policy:
 
     def unseen_share_at(self, resolution: int | None) -> float | None:
         """The edit share a match compared at ``resolution`` cannot rule out (None: no floor applies)."""
-        if resolution is not None:
-            for side, share in self.match_floor:
-                if resolution <= side:
-                    return share
-        return None
+        return _by_resolution(self.match_floor, resolution)
 
     def change_threshold_at(self, resolution: int | None) -> float:
         """The altered threshold for a comparison that ran at ``resolution`` (long side, px; None: unknown)."""
-        if resolution is not None:
-            for side, threshold in self.change_thresholds:
-                if resolution <= side:
-                    return threshold
-        return self.change_threshold
+        found = _by_resolution(self.change_thresholds, resolution)
+        return self.change_threshold if found is None else found
 
     def to_obj(self) -> dict[str, Any]:
         return {"hash_threshold": self.hash_threshold, "hash_altered": self.hash_altered,

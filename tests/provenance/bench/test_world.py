@@ -109,7 +109,6 @@ def test_a_world_build_is_reproducible_with_every_size_copy_and_bucketed_edit(fe
     assert {facts[q]["reference_side"] for q in facts} == {256, 451, 500, 512}  # as stored: chelsea 451, kodim23 500
 
 
-
 def test_thumbnailed_edits_are_small_edits_shown_small_and_leave_every_other_variant_alone(few_photos: Path,
                                                                                             tmp_path: Path):
     """``n_thumbnailed``: edits of the three smallest buckets, then downscaled to 30-65 % (never under 128 px); the
@@ -139,6 +138,7 @@ def test_thumbnailed_edits_are_small_edits_shown_small_and_leave_every_other_var
                 assert m.size == q.size and np.asarray(m).any()
     assert {tuple(facts[p.query]["target_share"]) for p in shown} == set(THUMBNAIL_BUCKETS)
     assert len({facts[p.query]["kind"] for p in shown if p.reference == shown[0].reference}) == 3  # distinct kinds
+
 
 def test_unrelated_photos_need_a_held_out_split(few_photos: Path, tmp_path: Path):
     with pytest.raises(ValueError, match="held-out split"):
